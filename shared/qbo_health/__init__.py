@@ -1,0 +1,1 @@
+"""QBO Connection Health: keeps QuickBooks Online connections alive."""

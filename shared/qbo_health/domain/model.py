@@ -1,0 +1,130 @@
+"""Domain objects: what a connection is, independent of how it is stored."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+
+
+class ConnectionState(StrEnum):
+    PENDING = "PENDING"
+    HEALTHY = "HEALTHY"
+    NEEDS_ATTENTION = "NEEDS_ATTENTION"
+    DISCONNECTED = "DISCONNECTED"
+
+
+class IssueType(StrEnum):
+    ADMIN_ACCESS_LOST = "ADMIN_ACCESS_LOST"
+    SUBSCRIPTION_LAPSED = "SUBSCRIPTION_LAPSED"
+    AUTHORIZATION_EXPIRED = "AUTHORIZATION_EXPIRED"
+
+
+class DisconnectReason(StrEnum):
+    GRACE_PERIOD_EXPIRED = "GRACE_PERIOD_EXPIRED"
+    CUSTOMER_REQUEST = "CUSTOMER_REQUEST"
+
+
+@dataclass(frozen=True)
+class Authorizer:
+    """The Intuit user whose consent the tokens carry."""
+
+    user_id: str
+    email: str | None = None
+
+
+@dataclass(frozen=True)
+class OpenIssue:
+    """A confirmed problem: the customer has been (or is about to be) told."""
+
+    type: IssueType
+    episode_id: str
+    first_seen_at: datetime
+    opened_at: datetime
+    deadline: datetime
+
+
+@dataclass(frozen=True)
+class SuspectedIssue:
+    """One bad answer seen; it becomes an OpenIssue only if a later re-check agrees."""
+
+    type: IssueType
+    first_seen_at: datetime
+    intuit_tid: str | None = None
+
+
+@dataclass(frozen=True)
+class TokenTimes:
+    """When the stored tokens stop working. Values are never here, only times."""
+
+    access_expires_at: datetime | None = None
+    refresh_expires_at: datetime | None = None
+    hard_expires_at: datetime | None = None
+    refreshed_at: datetime | None = None
+    rotated_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class SealedTokens:
+    """Envelope-encrypted token pair: opaque to everything but the token vault."""
+
+    ciphertext: bytes
+    encrypted_data_key: bytes
+    key_id: str
+
+
+@dataclass(frozen=True)
+class Connection:
+    connection_id: str
+    tenant_id: str
+    realm_id: str | None
+    state: ConnectionState
+    version: int = 0
+    contacts: tuple[str, ...] = ()
+    authorized_by: Authorizer | None = None
+    issue: OpenIssue | None = None
+    suspect: SuspectedIssue | None = None
+    tokens: TokenTimes = field(default_factory=TokenTimes)
+    sealed_tokens: SealedTokens | None = None
+    created_at: datetime | None = None
+    last_check_at: datetime | None = None
+    last_success_at: datetime | None = None
+    transient_failures: int = 0
+    on_hold: bool = False
+    reauth_due_warned_at: datetime | None = None
+    disconnect_reason: DisconnectReason | None = None
+    disconnected_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class TokenPair:
+    """Clear tokens, alive only in memory between the vault and the Intuit client. Never logged."""
+
+    access_token: str
+    refresh_token: str
+    access_expires_at: datetime
+    refresh_expires_at: datetime
+    hard_expires_at: datetime | None = None
+
+    def __repr__(self) -> str:  # keeps values out of tracebacks and debug logs
+        return f"TokenPair(access_expires_at={self.access_expires_at}, refresh_expires_at={self.refresh_expires_at})"
+
+    __str__ = __repr__
+
+
+@dataclass(frozen=True)
+class IntuitFailure:
+    """What went wrong talking to Intuit, reduced to the facts classification needs.
+
+    ``status`` is the HTTP status (None for transport failures), ``codes`` the fault codes found in any
+    shape (JSON ``Fault``/``fault``, XML, or a Fault inside HTTP 200), ``oauth_error`` the token endpoint's
+    RFC 6749 ``error`` value, ``transport`` one of ``timeout``/``connection`` when no answer arrived.
+    """
+
+    status: int | None
+    codes: tuple[str, ...] = ()
+    oauth_error: str | None = None
+    transport: str | None = None
+    intuit_tid: str | None = None
+    message: str | None = None
+    endpoint: str = "api"
