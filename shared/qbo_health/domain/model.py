@@ -107,7 +107,7 @@ class TokenPair:
     hard_expires_at: datetime | None = None
 
     def __repr__(self) -> str:  # keeps values out of tracebacks and debug logs
-        return f"TokenPair(access_expires_at={self.access_expires_at}, refresh_expires_at={self.refresh_expires_at})"
+        return f"TokenPair(access_expires_at={self.access_expires_at}, refresh_expires_at=...)"
 
     __str__ = __repr__
 

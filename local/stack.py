@@ -1,0 +1,181 @@
+"""The embedded stack: moto in server mode, the Intuit simulator and one simulated clock, on loopback.
+
+Resources come from template.yaml and the functions' environment variables are resolved from the template's
+Globals, exactly as CloudFormation would wire them, so the schema and the wiring live in one place.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import boto3
+import requests
+from moto.server import ThreadedMotoServer
+
+from local.intuit_sim import IntuitSimulator
+from local.template import Intrinsic, function_environment, load_template, resources_of_type
+from qbo_health import clock as clock_module
+from qbo_health.clock import SimulatedClock
+
+REGION = "us-east-1"
+ACCOUNT_ID = "123456789012"
+STACK_NAME = "qbo-health-local"
+SIM_CLIENT_ID = "sim-client-id"
+SIM_CLIENT_SECRET = "sim-client-secret"
+
+_TABLE_KEYS = (
+    "AttributeDefinitions",
+    "KeySchema",
+    "GlobalSecondaryIndexes",
+    "LocalSecondaryIndexes",
+    "BillingMode",
+)
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@dataclass
+class PhysicalResource:
+    """What ``!Ref`` and ``!GetAtt`` resolve to for one created resource."""
+
+    ref: str
+    attributes: dict[str, str] = field(default_factory=dict)
+
+
+class EmbeddedStack:
+    def __init__(self, clock: SimulatedClock | None = None, *, quiet: bool = True) -> None:
+        self.clock = clock or SimulatedClock()
+        self._start_time = self.clock.now()
+        self._moto_port = free_port()
+        self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=self._moto_port, verbose=not quiet)
+        self.intuit = IntuitSimulator(clock=self.clock)
+        self.template = load_template()
+        self.resources: dict[str, PhysicalResource] = {}
+        self.environment: dict[str, str] = {}
+
+    @property
+    def aws_endpoint(self) -> str:
+        return f"http://127.0.0.1:{self._moto_port}"
+
+    def start(self) -> EmbeddedStack:
+        self._moto.start()
+        self.intuit.start()
+        clock_module.install(self.clock)
+        self._export_environment()
+        self._create_resources()
+        return self
+
+    def stop(self) -> None:
+        self.intuit.stop()
+        self._moto.stop()
+
+    def reset(self, start: datetime | None = None) -> None:
+        """Empty every table and queue, reset Intuit, and put the clock back to its start."""
+        requests.post(f"{self.aws_endpoint}/moto-api/reset", timeout=10).raise_for_status()
+        self.clock.set(start or self._start_time)
+        self.intuit.reset()
+        self._create_resources()
+
+    def client(self, service: str) -> Any:
+        return boto3.client(service, region_name=REGION, endpoint_url=self.aws_endpoint)
+
+    # ------------------------------------------------------------------ wiring
+
+    def _export_environment(self) -> None:
+        base = {
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_SESSION_TOKEN": "testing",
+            "AWS_DEFAULT_REGION": REGION,
+            "AWS_REGION": REGION,
+            "AWS_ENDPOINT_URL": self.aws_endpoint,
+            "POWERTOOLS_TRACE_DISABLED": "true",
+            "POWERTOOLS_METRICS_DISABLED": "true",
+            "INTUIT_BASE_URL": self.intuit.base_url,
+            "INTUIT_CLIENT_ID": SIM_CLIENT_ID,
+            "INTUIT_CLIENT_SECRET": SIM_CLIENT_SECRET,
+        }
+        os.environ.update(base)
+        self.environment.update(base)
+
+    def _create_resources(self) -> None:
+        self.resources = {}
+        for logical_id, props in resources_of_type(self.template, "AWS::KMS::Key").items():
+            key = self.client("kms").create_key(Description=props.get("Description", logical_id))
+            self.resources[logical_id] = PhysicalResource(
+                ref=key["KeyMetadata"]["KeyId"], attributes={"Arn": key["KeyMetadata"]["Arn"]}
+            )
+        for logical_id, props in resources_of_type(self.template, "AWS::DynamoDB::Table").items():
+            self._create_table(logical_id, props)
+        queues = resources_of_type(self.template, "AWS::SQS::Queue")
+        # Dead-letter queues first: the others refer to them.
+        for logical_id in sorted(queues, key=lambda name: "RedrivePolicy" in queues[name]):
+            self._create_queue(logical_id, queues[logical_id])
+        for logical_id in resources_of_type(self.template, "AWS::Events::EventBus"):
+            name = f"{STACK_NAME}-{logical_id}"
+            bus = self.client("events").create_event_bus(Name=name)
+            self.resources[logical_id] = PhysicalResource(ref=name, attributes={"Arn": bus["EventBusArn"]})
+        self._resolve_function_environment()
+
+    def _create_table(self, logical_id: str, props: dict[str, Any]) -> None:
+        name = f"{STACK_NAME}-{logical_id}"
+        dynamodb = self.client("dynamodb")
+        dynamodb.create_table(TableName=name, **{k: props[k] for k in _TABLE_KEYS if k in props})
+        ttl = props.get("TimeToLiveSpecification")
+        if ttl:
+            dynamodb.update_time_to_live(
+                TableName=name,
+                TimeToLiveSpecification={"AttributeName": ttl["AttributeName"], "Enabled": ttl["Enabled"]},
+            )
+        self.resources[logical_id] = PhysicalResource(
+            ref=name, attributes={"Arn": f"arn:aws:dynamodb:{REGION}:{ACCOUNT_ID}:table/{name}"}
+        )
+
+    def _create_queue(self, logical_id: str, props: dict[str, Any]) -> None:
+        name = f"{STACK_NAME}-{logical_id}"
+        attributes: dict[str, str] = {}
+        for key in ("VisibilityTimeout", "MessageRetentionPeriod", "DelaySeconds"):
+            if key in props:
+                attributes[key] = str(props[key])
+        redrive = props.get("RedrivePolicy")
+        if redrive:
+            target = self._resolve(redrive["deadLetterTargetArn"])
+            attributes["RedrivePolicy"] = json.dumps(
+                {"deadLetterTargetArn": target, "maxReceiveCount": redrive["maxReceiveCount"]}
+            )
+        sqs = self.client("sqs")
+        url = sqs.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"]
+        self.resources[logical_id] = PhysicalResource(
+            ref=url, attributes={"Arn": f"arn:aws:sqs:{REGION}:{ACCOUNT_ID}:{name}", "QueueName": name}
+        )
+
+    def _resolve(self, value: Any) -> str:
+        if not isinstance(value, Intrinsic):
+            return str(value)
+        if value.name == "Ref":
+            if value.value == "IntuitEnvironment":
+                return "local"
+            return self.resources[value.value].ref
+        if value.name == "Fn::GetAtt":
+            logical_id, attribute = value.value.split(".", 1) if isinstance(value.value, str) else value.value
+            return self.resources[logical_id].attributes[attribute]
+        raise ValueError(f"the embedded stack cannot resolve {value.name}")
+
+    def _resolve_function_environment(self) -> None:
+        resolved = {
+            name: self._resolve(value)
+            for name, value in function_environment(self.template).items()
+            if not isinstance(value, Intrinsic) or value.name in ("Ref", "Fn::GetAtt")
+        }
+        os.environ.update(resolved)
+        self.environment.update(resolved)

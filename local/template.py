@@ -1,0 +1,58 @@
+"""Reads template.yaml so the embedded stack builds exactly the resources the template declares."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+TEMPLATE_PATH = Path(__file__).resolve().parent.parent / "template.yaml"
+
+
+@dataclass(frozen=True)
+class Intrinsic:
+    """A CloudFormation intrinsic function (``!Ref X`` becomes ``Intrinsic("Ref", "X")``)."""
+
+    name: str
+    value: Any
+
+
+class _TemplateLoader(yaml.SafeLoader):
+    pass
+
+
+def _intrinsic(loader: yaml.SafeLoader, tag_suffix: str, node: yaml.Node) -> Intrinsic:
+    value: Any
+    if isinstance(node, yaml.ScalarNode):
+        value = loader.construct_scalar(node)
+    elif isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node, deep=True)
+    else:
+        value = loader.construct_mapping(node, deep=True)  # type: ignore[arg-type]
+    name = tag_suffix if tag_suffix == "Ref" else f"Fn::{tag_suffix}"
+    return Intrinsic(name, value)
+
+
+_TemplateLoader.add_multi_constructor("!", _intrinsic)
+
+
+def load_template(path: Path = TEMPLATE_PATH) -> dict[str, Any]:
+    with path.open(encoding="utf-8") as handle:
+        document: dict[str, Any] = yaml.load(handle, Loader=_TemplateLoader)  # noqa: S506 - SafeLoader subclass
+    return document
+
+
+def resources_of_type(template: dict[str, Any], resource_type: str) -> dict[str, dict[str, Any]]:
+    return {
+        logical_id: resource.get("Properties", {})
+        for logical_id, resource in template["Resources"].items()
+        if resource["Type"] == resource_type
+    }
+
+
+def function_environment(template: dict[str, Any]) -> dict[str, Any]:
+    """The environment variables every function gets (Globals), intrinsics unresolved."""
+    variables: dict[str, Any] = template["Globals"]["Function"]["Environment"]["Variables"]
+    return variables

@@ -1,0 +1,243 @@
+"""The connections table: stored items become domain objects here and nowhere else."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import replace
+from datetime import datetime
+from typing import Any
+
+from pynamodb.exceptions import DoesNotExist, PutError, UpdateError
+from pynamodb.expressions.update import Action
+
+from qbo_health.adapters.dynamo_models import OPEN_ISSUE_MARKER, ConnectionModel
+from qbo_health.domain.model import (
+    Authorizer,
+    Connection,
+    ConnectionState,
+    DisconnectReason,
+    IssueType,
+    OpenIssue,
+    SealedTokens,
+    SuspectedIssue,
+    TokenTimes,
+)
+from qbo_health.errors import ConcurrentUpdate, ConnectionNotFound, LeaseHeld
+
+_LEASE_FIELDS = ("lease_owner", "lease_expires_at")
+
+
+def _condition_failed(error: Exception) -> bool:
+    cause = getattr(error, "cause_response_code", None)
+    return cause == "ConditionalCheckFailedException"
+
+
+class ConnectionStore:
+    def get(self, connection_id: str) -> Connection:
+        try:
+            item = ConnectionModel.get(connection_id, consistent_read=True)
+        except DoesNotExist as error:
+            raise ConnectionNotFound(connection_id) from error
+        return to_domain(item)
+
+    def create(self, connection: Connection) -> Connection:
+        item = ConnectionModel(connection.connection_id, **_attributes(connection))
+        try:
+            item.save(condition=ConnectionModel.connection_id.does_not_exist())
+        except PutError as error:
+            if _condition_failed(error):
+                raise ConcurrentUpdate(f"connection {connection.connection_id} already exists") from error
+            raise
+        return connection
+
+    def acquire_lease(self, connection_id: str, owner: str, now: datetime, lease_seconds: int) -> Connection:
+        """Take the lease in one conditional write; the updated item comes back, so no read is needed."""
+        item = ConnectionModel(connection_id)
+        now_epoch = int(now.timestamp())
+        condition = ConnectionModel.connection_id.exists() & (
+            ConnectionModel.lease_owner.does_not_exist()
+            | (ConnectionModel.lease_expires_at < now_epoch)
+            | (ConnectionModel.lease_owner == owner)
+        )
+        try:
+            item.update(
+                actions=[
+                    ConnectionModel.lease_owner.set(owner),
+                    ConnectionModel.lease_expires_at.set(now_epoch + lease_seconds),
+                ],
+                condition=condition,
+            )
+        except UpdateError as error:
+            if not _condition_failed(error):
+                raise
+            self.get(connection_id)  # raises ConnectionNotFound when that is why
+            raise LeaseHeld(connection_id) from error
+        return to_domain(item)
+
+    def release_lease(self, connection_id: str, owner: str) -> None:
+        try:
+            ConnectionModel(connection_id).update(
+                actions=[ConnectionModel.lease_owner.remove(), ConnectionModel.lease_expires_at.remove()],
+                condition=ConnectionModel.lease_owner == owner,
+            )
+        except UpdateError as error:
+            if not _condition_failed(error):
+                raise
+
+    def save(
+        self, connection: Connection, *, lease_owner: str | None = None, release_lease: bool = False
+    ) -> Connection:
+        """Write every field of ``connection`` in one conditional write.
+
+        The write succeeds only if the stored version is still ``connection.version`` (and, with
+        ``lease_owner``, only while that owner holds the lease). Returns the connection at its new version.
+        """
+        condition = ConnectionModel.version == connection.version
+        if lease_owner is not None:
+            condition &= ConnectionModel.lease_owner == lease_owner
+        actions = _set_actions(connection, version=connection.version + 1)
+        if release_lease:
+            actions += [ConnectionModel.lease_owner.remove(), ConnectionModel.lease_expires_at.remove()]
+        try:
+            ConnectionModel(connection.connection_id).update(actions=actions, condition=condition)
+        except UpdateError as error:
+            if _condition_failed(error):
+                raise ConcurrentUpdate(f"connection {connection.connection_id} changed underneath") from error
+            raise
+        return replace(connection, version=connection.version + 1)
+
+    def scan_segment(self, segment: int, total_segments: int) -> Iterator[Connection]:
+        for item in ConnectionModel.scan(segment=segment, total_segments=total_segments):
+            yield to_domain(item)
+
+    def scan_ids(self, segment: int, total_segments: int) -> Iterator[tuple[str, str]]:
+        """(connection_id, state) pairs only: what the scheduler needs, at the smallest read cost."""
+        for item in ConnectionModel.scan(
+            segment=segment,
+            total_segments=total_segments,
+            attributes_to_get=["connection_id", "state"],
+        ):
+            yield item.connection_id, item.state
+
+    def ids_for_realm(self, realm_id: str) -> list[str]:
+        return [item.connection_id for item in ConnectionModel.by_realm.query(realm_id)]
+
+    def open_issues(self) -> Iterator[Connection]:
+        for item in ConnectionModel.open_issues.query(OPEN_ISSUE_MARKER):
+            yield to_domain(item)
+
+
+def _attributes(connection: Connection) -> dict[str, Any]:
+    """Domain -> stored attribute values (None means absent)."""
+    issue, suspect, tokens, sealed = (
+        connection.issue,
+        connection.suspect,
+        connection.tokens,
+        connection.sealed_tokens,
+    )
+    return {
+        "tenant_id": connection.tenant_id,
+        "realm_id": connection.realm_id,
+        "state": connection.state.value,
+        "version": connection.version,
+        "contacts": list(connection.contacts) or None,
+        "authorized_user_id": connection.authorized_by.user_id if connection.authorized_by else None,
+        "authorized_email": connection.authorized_by.email if connection.authorized_by else None,
+        "open_issue": OPEN_ISSUE_MARKER if issue else None,
+        "issue_type": issue.type.value if issue else None,
+        "issue_episode": issue.episode_id if issue else None,
+        "issue_first_seen_at": issue.first_seen_at if issue else None,
+        "issue_opened_at": issue.opened_at if issue else None,
+        "issue_deadline": _iso(issue.deadline) if issue else None,
+        "suspect_type": suspect.type.value if suspect else None,
+        "suspect_first_seen_at": suspect.first_seen_at if suspect else None,
+        "suspect_intuit_tid": suspect.intuit_tid if suspect else None,
+        "access_expires_at": tokens.access_expires_at,
+        "refresh_expires_at": tokens.refresh_expires_at,
+        "hard_expires_at": tokens.hard_expires_at,
+        "refreshed_at": tokens.refreshed_at,
+        "rotated_at": tokens.rotated_at,
+        "token_ciphertext": sealed.ciphertext if sealed else None,
+        "token_data_key": sealed.encrypted_data_key if sealed else None,
+        "token_key_id": sealed.key_id if sealed else None,
+        "created_at": connection.created_at,
+        "last_check_at": connection.last_check_at,
+        "last_success_at": connection.last_success_at,
+        "transient_failures": connection.transient_failures,
+        "on_hold": connection.on_hold,
+        "reauth_due_warned_at": connection.reauth_due_warned_at,
+        "disconnect_reason": connection.disconnect_reason.value if connection.disconnect_reason else None,
+        "disconnected_at": connection.disconnected_at,
+    }
+
+
+def _set_actions(connection: Connection, *, version: int) -> list[Action]:
+    actions: list[Action] = []
+    for name, value in _attributes(connection).items():
+        attribute = getattr(ConnectionModel, name)
+        if name == "version":
+            actions.append(attribute.set(version))
+        elif value is None:
+            actions.append(attribute.remove())
+        else:
+            actions.append(attribute.set(value))
+    return actions
+
+
+def _iso(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def to_domain(item: ConnectionModel) -> Connection:
+    issue = None
+    if item.issue_type and item.issue_episode and item.issue_deadline:
+        issue = OpenIssue(
+            type=IssueType(item.issue_type),
+            episode_id=item.issue_episode,
+            first_seen_at=item.issue_first_seen_at or item.issue_opened_at,  # type: ignore[arg-type]
+            opened_at=item.issue_opened_at,  # type: ignore[arg-type]
+            deadline=datetime.fromisoformat(item.issue_deadline),
+        )
+    suspect = None
+    if item.suspect_type and item.suspect_first_seen_at:
+        suspect = SuspectedIssue(
+            type=IssueType(item.suspect_type),
+            first_seen_at=item.suspect_first_seen_at,
+            intuit_tid=item.suspect_intuit_tid,
+        )
+    sealed = None
+    if item.token_ciphertext and item.token_data_key:
+        sealed = SealedTokens(
+            ciphertext=item.token_ciphertext,
+            encrypted_data_key=item.token_data_key,
+            key_id=item.token_key_id or "",
+        )
+    return Connection(
+        connection_id=item.connection_id,
+        tenant_id=item.tenant_id,
+        realm_id=item.realm_id,
+        state=ConnectionState(item.state),
+        version=int(item.version or 0),
+        contacts=tuple(item.contacts or ()),
+        authorized_by=Authorizer(item.authorized_user_id, item.authorized_email)
+        if item.authorized_user_id
+        else None,
+        issue=issue,
+        suspect=suspect,
+        tokens=TokenTimes(
+            access_expires_at=item.access_expires_at,
+            refresh_expires_at=item.refresh_expires_at,
+            hard_expires_at=item.hard_expires_at,
+            refreshed_at=item.refreshed_at,
+            rotated_at=item.rotated_at,
+        ),
+        sealed_tokens=sealed,
+        created_at=item.created_at,
+        last_check_at=item.last_check_at,
+        last_success_at=item.last_success_at,
+        transient_failures=int(item.transient_failures or 0),
+        on_hold=bool(item.on_hold),
+        reauth_due_warned_at=item.reauth_due_warned_at,
+        disconnect_reason=DisconnectReason(item.disconnect_reason) if item.disconnect_reason else None,
+        disconnected_at=item.disconnected_at,
+    )

@@ -1,0 +1,134 @@
+"""PynamoDB models: the stored shape of each table. Only adapters import this module."""
+
+from __future__ import annotations
+
+from pynamodb.attributes import (
+    BinaryAttribute,
+    BooleanAttribute,
+    ListAttribute,
+    NumberAttribute,
+    UnicodeAttribute,
+    UTCDateTimeAttribute,
+)
+from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, KeysOnlyProjection
+from pynamodb.models import Model
+
+from qbo_health.config import StoreSettings
+
+OPEN_ISSUE_MARKER = "OPEN"
+
+
+class RealmIndex(GlobalSecondaryIndex["ConnectionModel"]):
+    class Meta:
+        index_name = "by-realm"
+        projection = KeysOnlyProjection()
+
+    realm_id = UnicodeAttribute(hash_key=True)
+
+
+class OpenIssueIndex(GlobalSecondaryIndex["ConnectionModel"]):
+    """Sparse: only items carrying ``open_issue`` appear, so reads grow with broken connections."""
+
+    class Meta:
+        index_name = "open-issues"
+        projection = AllProjection()
+
+    open_issue = UnicodeAttribute(hash_key=True)
+    issue_deadline = UnicodeAttribute(range_key=True)
+
+
+class ConnectionModel(Model):
+    class Meta:
+        table_name = "qbo-health-connections"
+
+    connection_id = UnicodeAttribute(hash_key=True)
+    tenant_id = UnicodeAttribute()
+    realm_id = UnicodeAttribute(null=True)
+    state = UnicodeAttribute()
+    version = NumberAttribute(default=0)
+    contacts = ListAttribute(of=UnicodeAttribute, null=True)
+    authorized_user_id = UnicodeAttribute(null=True)
+    authorized_email = UnicodeAttribute(null=True)
+    # Confirmed issue; `open_issue` and `issue_deadline` key the sparse index.
+    open_issue = UnicodeAttribute(null=True)
+    issue_type = UnicodeAttribute(null=True)
+    issue_episode = UnicodeAttribute(null=True)
+    issue_first_seen_at = UTCDateTimeAttribute(null=True)
+    issue_opened_at = UTCDateTimeAttribute(null=True)
+    issue_deadline = UnicodeAttribute(null=True)
+    # Suspected issue awaiting its confirming re-check.
+    suspect_type = UnicodeAttribute(null=True)
+    suspect_first_seen_at = UTCDateTimeAttribute(null=True)
+    suspect_intuit_tid = UnicodeAttribute(null=True)
+    # Token expiry times (values live only in the sealed blob).
+    access_expires_at = UTCDateTimeAttribute(null=True)
+    refresh_expires_at = UTCDateTimeAttribute(null=True)
+    hard_expires_at = UTCDateTimeAttribute(null=True)
+    refreshed_at = UTCDateTimeAttribute(null=True)
+    rotated_at = UTCDateTimeAttribute(null=True)
+    token_ciphertext = BinaryAttribute(null=True, legacy_encoding=False)
+    token_data_key = BinaryAttribute(null=True, legacy_encoding=False)
+    token_key_id = UnicodeAttribute(null=True)
+    created_at = UTCDateTimeAttribute(null=True)
+    last_check_at = UTCDateTimeAttribute(null=True)
+    last_success_at = UTCDateTimeAttribute(null=True)
+    transient_failures = NumberAttribute(default=0)
+    on_hold = BooleanAttribute(default=False)
+    reauth_due_warned_at = UTCDateTimeAttribute(null=True)
+    disconnect_reason = UnicodeAttribute(null=True)
+    disconnected_at = UTCDateTimeAttribute(null=True)
+    # Owner-checked lease: one worker (or API call) at a time may refresh.
+    lease_owner = UnicodeAttribute(null=True)
+    lease_expires_at = NumberAttribute(null=True)
+
+    by_realm = RealmIndex()
+    open_issues = OpenIssueIndex()
+
+
+class HistoryModel(Model):
+    """The per-connection audit trail, and the claims that make each notice go out once."""
+
+    class Meta:
+        table_name = "qbo-health-history"
+
+    connection_id = UnicodeAttribute(hash_key=True)
+    entry = UnicodeAttribute(range_key=True)
+    at = UTCDateTimeAttribute()
+    kind = UnicodeAttribute()
+    detail = UnicodeAttribute(null=True)
+    expires_at = NumberAttribute(null=True)
+
+
+class ControlModel(Model):
+    """Run heartbeats and service-wide switches (outage pause)."""
+
+    class Meta:
+        table_name = "qbo-health-control"
+
+    key = UnicodeAttribute(hash_key=True)
+    at = UTCDateTimeAttribute(null=True)
+    until = UTCDateTimeAttribute(null=True)
+    detail = UnicodeAttribute(null=True)
+    # Per-run tallies, added once per worker batch (not per check) to keep writes per check low.
+    scheduled = NumberAttribute(null=True)
+    checks = NumberAttribute(null=True)
+    transient = NumberAttribute(null=True)
+    suspected = NumberAttribute(null=True)
+    expires_at = NumberAttribute(null=True)
+
+
+_MODELS: tuple[tuple[type[Model], str], ...] = (
+    (ConnectionModel, "connections_table"),
+    (HistoryModel, "history_table"),
+    (ControlModel, "control_table"),
+)
+
+
+def bind_tables(settings: StoreSettings) -> None:
+    """Point the models at the configured tables (cold start; the embedded stack after a reset)."""
+    for model, field_name in _MODELS:
+        table_name = getattr(settings, field_name)
+        if model.Meta.table_name != table_name or model.Meta.region != settings.aws_region:
+            model.Meta.table_name = table_name
+            model.Meta.region = settings.aws_region
+            model._connection = None

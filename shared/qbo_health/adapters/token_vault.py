@@ -1,0 +1,148 @@
+"""Envelope encryption of token pairs under a KMS key.
+
+A data key from KMS encrypts many token pairs (AES-256-GCM), so a healthy check costs a small fraction of a
+KMS call. Each pair is bound to its connection and realm through the GCM associated data: a ciphertext copied
+onto another connection fails to open. Data keys are cached for a bounded time and number of uses; decrypted
+keys are cached by their encrypted form, so every pair sealed under one key opens with one KMS call.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from qbo_health.clock import Clock
+from qbo_health.domain.model import SealedTokens, TokenPair
+from qbo_health.errors import TokenDecryptionFailed
+
+KMS_CONTEXT = {"service": "qbo-connection-health", "purpose": "oauth-tokens"}
+_NONCE_BYTES = 12
+_FORMAT = 1
+
+
+class KmsClient(Protocol):
+    def generate_data_key(self, **kwargs: Any) -> dict[str, Any]: ...
+
+    def decrypt(self, **kwargs: Any) -> dict[str, Any]: ...
+
+
+@dataclass
+class _DataKey:
+    plaintext: bytes
+    encrypted: bytes
+    key_id: str
+    created_at: datetime
+    uses: int = 0
+
+
+class TokenVault:
+    def __init__(
+        self,
+        kms: KmsClient,
+        key_id: str,
+        clock: Clock,
+        *,
+        max_age_seconds: int = 300,
+        max_uses: int = 10_000,
+        decrypted_cache_size: int = 256,
+    ) -> None:
+        self._kms = kms
+        self._key_id = key_id
+        self._clock = clock
+        self._max_age_seconds = max_age_seconds
+        self._max_uses = max_uses
+        self._cache_size = decrypted_cache_size
+        self._current: _DataKey | None = None
+        self._decrypted: OrderedDict[bytes, tuple[bytes, datetime]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def seal(self, pair: TokenPair, *, connection_id: str, realm_id: str) -> SealedTokens:
+        key = self._encryption_key()
+        nonce = os.urandom(_NONCE_BYTES)
+        sealed = AESGCM(key.plaintext).encrypt(nonce, _serialize(pair), _binding(connection_id, realm_id))
+        return SealedTokens(ciphertext=nonce + sealed, encrypted_data_key=key.encrypted, key_id=key.key_id)
+
+    def open(self, sealed: SealedTokens, *, connection_id: str, realm_id: str) -> TokenPair:
+        plaintext_key = self._decryption_key(sealed.encrypted_data_key)
+        nonce, body = sealed.ciphertext[:_NONCE_BYTES], sealed.ciphertext[_NONCE_BYTES:]
+        try:
+            clear = AESGCM(plaintext_key).decrypt(nonce, body, _binding(connection_id, realm_id))
+        except InvalidTag as error:
+            raise TokenDecryptionFailed(f"tokens of {connection_id} do not open here") from error
+        return _deserialize(clear)
+
+    def _encryption_key(self) -> _DataKey:
+        now = self._clock.now()
+        with self._lock:
+            key = self._current
+            if key is None or key.uses >= self._max_uses or self._expired(key.created_at, now):
+                response = self._kms.generate_data_key(
+                    KeyId=self._key_id, KeySpec="AES_256", EncryptionContext=KMS_CONTEXT
+                )
+                key = _DataKey(response["Plaintext"], response["CiphertextBlob"], response["KeyId"], now)
+                self._current = key
+                self._remember(key.encrypted, key.plaintext, now)
+            key.uses += 1
+            return key
+
+    def _decryption_key(self, encrypted: bytes) -> bytes:
+        now = self._clock.now()
+        with self._lock:
+            cached = self._decrypted.get(encrypted)
+            if cached and not self._expired(cached[1], now):
+                self._decrypted.move_to_end(encrypted)
+                return cached[0]
+        try:
+            response = self._kms.decrypt(CiphertextBlob=encrypted, EncryptionContext=KMS_CONTEXT)
+        except Exception as error:  # the KMS client's error types belong to botocore
+            raise TokenDecryptionFailed("the data key could not be decrypted") from error
+        plaintext: bytes = response["Plaintext"]
+        with self._lock:
+            self._remember(encrypted, plaintext, now)
+        return plaintext
+
+    def _remember(self, encrypted: bytes, plaintext: bytes, now: datetime) -> None:
+        self._decrypted[encrypted] = (plaintext, now)
+        self._decrypted.move_to_end(encrypted)
+        while len(self._decrypted) > self._cache_size:
+            self._decrypted.popitem(last=False)
+
+    def _expired(self, since: datetime, now: datetime) -> bool:
+        return (now - since).total_seconds() >= self._max_age_seconds
+
+
+def _binding(connection_id: str, realm_id: str) -> bytes:
+    return json.dumps({"connection_id": connection_id, "realm_id": realm_id}, sort_keys=True).encode()
+
+
+def _serialize(pair: TokenPair) -> bytes:
+    return json.dumps(
+        {
+            "v": _FORMAT,
+            "access_token": pair.access_token,
+            "refresh_token": pair.refresh_token,
+            "access_expires_at": pair.access_expires_at.isoformat(),
+            "refresh_expires_at": pair.refresh_expires_at.isoformat(),
+            "hard_expires_at": pair.hard_expires_at.isoformat() if pair.hard_expires_at else None,
+        }
+    ).encode()
+
+
+def _deserialize(clear: bytes) -> TokenPair:
+    data = json.loads(clear)
+    hard = data.get("hard_expires_at")
+    return TokenPair(
+        access_token=data["access_token"],
+        refresh_token=data["refresh_token"],
+        access_expires_at=datetime.fromisoformat(data["access_expires_at"]),
+        refresh_expires_at=datetime.fromisoformat(data["refresh_expires_at"]),
+        hard_expires_at=datetime.fromisoformat(hard) if hard else None,
+    )

@@ -1,0 +1,91 @@
+"""Configuration as models: parsed once from the environment so a bad setting fails at cold start."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from functools import cache
+from typing import Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+
+from qbo_health.errors import ConfigurationError
+
+
+class _EnvModel(BaseModel):
+    """Fields map to upper-case environment variables of the same name."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Self:
+        source = os.environ if environ is None else environ
+        values = {name: source[name.upper()] for name in cls.model_fields if name.upper() in source}
+        try:
+            return cls.model_validate(values)
+        except ValidationError as error:
+            raise ConfigurationError(f"{cls.__name__}: {error}") from error
+
+
+class StoreSettings(_EnvModel):
+    connections_table: str = "qbo-health-connections"
+    history_table: str = "qbo-health-history"
+    control_table: str = "qbo-health-control"
+    oauth_states_table: str = "qbo-health-oauth-states"
+    aws_region: str = "us-east-1"
+
+
+class VaultSettings(_EnvModel):
+    token_key_id: str = Field(min_length=1)
+    data_key_max_age_seconds: int = Field(default=300, ge=1, le=3600)
+    data_key_max_uses: int = Field(default=10_000, ge=1)
+
+
+class IntuitSettings(_EnvModel):
+    """Where Intuit is and who we are to it.
+
+    ``intuit_environment=local`` points every endpoint at ``intuit_base_url`` (the simulator). Credentials
+    come from the environment locally and from the secret ``intuit_credentials_secret`` on AWS.
+    """
+
+    intuit_environment: Literal["sandbox", "production", "local"] = "sandbox"
+    intuit_base_url: str | None = None
+    intuit_client_id: str | None = None
+    intuit_client_secret: SecretStr | None = None
+    intuit_credentials_secret: str | None = None
+    intuit_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
+
+    @model_validator(mode="after")
+    def _complete(self) -> Self:
+        if self.intuit_environment == "local" and not self.intuit_base_url:
+            raise ValueError("INTUIT_BASE_URL is required when INTUIT_ENVIRONMENT=local")
+        has_inline = self.intuit_client_id is not None and self.intuit_client_secret is not None
+        if not has_inline and not self.intuit_credentials_secret:
+            raise ValueError("set INTUIT_CLIENT_ID and INTUIT_CLIENT_SECRET, or INTUIT_CREDENTIALS_SECRET")
+        return self
+
+
+class CheckSettings(_EnvModel):
+    check_queue_url: str = Field(min_length=1)
+    # Refresh when the last refresh is older than this: daily checks keep the 100-day window rolling.
+    refresh_after_hours: float = Field(default=20.0, gt=0, le=72)
+    # CompanyInfo is metered: probe only when no success was recorded within this interval.
+    probe_interval_hours: float = Field(default=20.0, gt=0, le=24 * 30)
+    lease_seconds: int = Field(default=120, ge=10, le=900)
+    # A first bad answer is re-checked after this delay before any issue opens (SQS allows up to 900 s).
+    confirm_delay_seconds: int = Field(default=900, ge=0, le=900)
+    # Warn this many days ahead of the 5-year hard cap.
+    reauth_warning_days: int = Field(default=30, ge=1, le=365)
+    # The scheduler runs hourly and sends the connections whose hash bucket is due.
+    schedule_slots: int = Field(default=24, ge=1, le=24)
+    scan_segments: int = Field(default=4, ge=1, le=64)
+    # Outage guard: a run is a suspected provider outage when its transient-failure share or its newly
+    # suspected issues exceed these (and the run checked at least ``outage_min_checks`` connections).
+    outage_transient_share: float = Field(default=0.5, gt=0, le=1)
+    outage_new_issue_share: float = Field(default=0.2, gt=0, le=1)
+    outage_min_checks: int = Field(default=20, ge=1)
+
+
+@cache
+def store_settings() -> StoreSettings:
+    return StoreSettings.from_env()
