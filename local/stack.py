@@ -20,6 +20,7 @@ from moto.server import ThreadedMotoServer
 from local.intuit_sim import IntuitSimulator
 from local.template import Intrinsic, function_environment, load_template, resources_of_type
 from qbo_health import clock as clock_module
+from qbo_health import wiring
 from qbo_health.clock import SimulatedClock
 
 REGION = "us-east-1"
@@ -101,6 +102,7 @@ class EmbeddedStack:
             "AWS_ENDPOINT_URL": self.aws_endpoint,
             "POWERTOOLS_TRACE_DISABLED": "true",
             "POWERTOOLS_METRICS_DISABLED": "true",
+            "CHECK_QUEUE_NATIVE_DELAY": "false",
             "INTUIT_BASE_URL": self.intuit.base_url,
             "INTUIT_CLIENT_ID": SIM_CLIENT_ID,
             "INTUIT_CLIENT_SECRET": SIM_CLIENT_SECRET,
@@ -126,6 +128,7 @@ class EmbeddedStack:
             bus = self.client("events").create_event_bus(Name=name)
             self.resources[logical_id] = PhysicalResource(ref=name, attributes={"Arn": bus["EventBusArn"]})
         self._resolve_function_environment()
+        wiring.reset()
 
     def _create_table(self, logical_id: str, props: dict[str, Any]) -> None:
         name = f"{STACK_NAME}-{logical_id}"

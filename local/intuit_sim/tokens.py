@@ -1,8 +1,8 @@
 """Token material shaped like Intuit's, and the RS256 key that signs id_tokens.
 
 Values are random and opaque: nothing about a grant can be read from a token, exactly as with Intuit.
-Access tokens are long (Intuit's are JWE strings of roughly 900 to 1,100 characters), so storage and encryption
-code meets realistic sizes.
+Access tokens are long (Intuit's are JWE strings of roughly 900 to 1,100 characters), so storage and
+encryption code meets realistic sizes.
 """
 
 from __future__ import annotations

@@ -67,6 +67,8 @@ class IntuitSettings(_EnvModel):
 
 class CheckSettings(_EnvModel):
     check_queue_url: str = Field(min_length=1)
+    # Off only on the embedded stack, where the simulated clock (a message's `not_before`) delays messages.
+    check_queue_native_delay: bool = True
     # Refresh when the last refresh is older than this: daily checks keep the 100-day window rolling.
     refresh_after_hours: float = Field(default=20.0, gt=0, le=72)
     # CompanyInfo is metered: probe only when no success was recorded within this interval.

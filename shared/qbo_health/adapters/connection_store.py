@@ -22,6 +22,7 @@ from qbo_health.domain.model import (
     SuspectedIssue,
     TokenTimes,
 )
+from qbo_health.domain.schedule import slot_of
 from qbo_health.errors import ConcurrentUpdate, ConnectionNotFound, LeaseHeld
 
 _LEASE_FIELDS = ("lease_owner", "lease_expires_at")
@@ -110,14 +111,10 @@ class ConnectionStore:
         for item in ConnectionModel.scan(segment=segment, total_segments=total_segments):
             yield to_domain(item)
 
-    def scan_ids(self, segment: int, total_segments: int) -> Iterator[tuple[str, str]]:
-        """(connection_id, state) pairs only: what the scheduler needs, at the smallest read cost."""
-        for item in ConnectionModel.scan(
-            segment=segment,
-            total_segments=total_segments,
-            attributes_to_get=["connection_id", "state"],
-        ):
-            yield item.connection_id, item.state
+    def ids_in_slot(self, slot: int) -> Iterator[str]:
+        """Ids of the checkable connections due in ``slot``, from the sparse keys-only index."""
+        for item in ConnectionModel.check_slots.query(slot):
+            yield item.connection_id
 
     def ids_for_realm(self, realm_id: str) -> list[str]:
         return [item.connection_id for item in ConnectionModel.by_realm.query(realm_id)]
@@ -139,6 +136,7 @@ def _attributes(connection: Connection) -> dict[str, Any]:
         "tenant_id": connection.tenant_id,
         "realm_id": connection.realm_id,
         "state": connection.state.value,
+        "check_slot": slot_of(connection),
         "version": connection.version,
         "contacts": list(connection.contacts) or None,
         "authorized_user_id": connection.authorized_by.user_id if connection.authorized_by else None,

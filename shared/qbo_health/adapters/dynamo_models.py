@@ -37,6 +37,17 @@ class OpenIssueIndex(GlobalSecondaryIndex["ConnectionModel"]):
     issue_deadline = UnicodeAttribute(range_key=True)
 
 
+class CheckSlotIndex(GlobalSecondaryIndex["ConnectionModel"]):
+    """Sparse: only connections that get checked carry ``check_slot`` (their hour of the day)."""
+
+    class Meta:
+        index_name = "check-slots"
+        projection = KeysOnlyProjection()
+
+    check_slot = NumberAttribute(hash_key=True)
+    connection_id = UnicodeAttribute(range_key=True)
+
+
 class ConnectionModel(Model):
     class Meta:
         table_name = "qbo-health-connections"
@@ -45,6 +56,7 @@ class ConnectionModel(Model):
     tenant_id = UnicodeAttribute()
     realm_id = UnicodeAttribute(null=True)
     state = UnicodeAttribute()
+    check_slot = NumberAttribute(null=True)
     version = NumberAttribute(default=0)
     contacts = ListAttribute(of=UnicodeAttribute, null=True)
     authorized_user_id = UnicodeAttribute(null=True)
@@ -83,6 +95,7 @@ class ConnectionModel(Model):
 
     by_realm = RealmIndex()
     open_issues = OpenIssueIndex()
+    check_slots = CheckSlotIndex()
 
 
 class HistoryModel(Model):

@@ -1,0 +1,1 @@
+"""Use cases: orchestrate pure domain decisions and adapters, which callers pass in."""

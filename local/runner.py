@@ -1,0 +1,193 @@
+"""Invokes the real handlers with real event shapes, the way Lambda would.
+
+The scheduler gets an EventBridge Scheduler event; the worker gets SQS batches of up to ten records read
+from the embedded queue, and its partial-batch failures go back to the queue (moto's redrive policy then
+moves a poisoned message to the dead-letter queue after ``maxReceiveCount`` receives). A delayed message
+becomes due by the simulated clock (its ``not_before``), not by wall time.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import threading
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from local.stack import ACCOUNT_ID, REGION, EmbeddedStack
+
+FUNCTIONS_DIR = Path(__file__).resolve().parent.parent / "functions"
+
+
+@dataclass
+class LambdaInvocationContext:
+    """The context object Lambda passes to a handler (the attributes Powertools reads)."""
+
+    function_name: str
+    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    memory_limit_in_mb: int = 256
+    function_version: str = "$LATEST"
+
+    @property
+    def invoked_function_arn(self) -> str:
+        return f"arn:aws:lambda:{REGION}:{ACCOUNT_ID}:function:{self.function_name}"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 60_000
+
+
+@dataclass
+class DrainStats:
+    batches: int = 0
+    processed: int = 0
+    failed: int = 0
+    deferred: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+
+_modules: dict[str, ModuleType] = {}
+_modules_lock = threading.Lock()
+
+
+def load_handler(function: str) -> Callable[[dict[str, Any], Any], Any]:
+    """Import ``functions/<function>/app.py`` as Lambda does (its own module, loaded once per process)."""
+    with _modules_lock:
+        module = _modules.get(function)
+        if module is None:
+            path = FUNCTIONS_DIR / function / "app.py"
+            spec = importlib.util.spec_from_file_location(f"lambda_{function}_app", path)
+            assert spec is not None and spec.loader is not None
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+            _modules[function] = module
+    handler: Callable[[dict[str, Any], Any], Any] = module.handler
+    return handler
+
+
+def forget_handlers() -> None:
+    """Drop loaded handler modules (their cold-start state is tied to a stack's resources)."""
+    with _modules_lock:
+        _modules.clear()
+
+
+class LocalLambda:
+    def __init__(self, stack: EmbeddedStack) -> None:
+        self.stack = stack
+
+    def invoke(self, function: str, event: dict[str, Any]) -> Any:
+        return load_handler(function)(event, LambdaInvocationContext(function_name=function))
+
+    def run_scheduler(self, *, all_slots: bool = False) -> dict[str, Any]:
+        event = schedule_event(self.stack.clock.now(), {"all_slots": all_slots})
+        result: dict[str, Any] = self.invoke("check_scheduler", event)
+        return result
+
+    def drain_checks(
+        self, *, concurrency: int = 1, on_batch: Callable[[DrainStats], None] | None = None
+    ) -> DrainStats:
+        """Deliver every due check message to the worker until none is left; returns what happened."""
+        stats = DrainStats()
+        deferred: list[str] = []
+        queue_url = self.stack.resources["CheckQueue"].ref
+        if concurrency <= 1:
+            self._drain_loop(queue_url, stats, deferred, on_batch)
+        else:
+            with ThreadPoolExecutor(max_workers=concurrency) as pool:
+                for future in [
+                    pool.submit(self._drain_loop, queue_url, stats, deferred, on_batch)
+                    for _ in range(concurrency)
+                ]:
+                    future.result()
+        sqs = self.stack.client("sqs")
+        for receipt in deferred:
+            sqs.change_message_visibility(QueueUrl=queue_url, ReceiptHandle=receipt, VisibilityTimeout=0)
+        stats.deferred = len(deferred)
+        return stats
+
+    def _drain_loop(
+        self,
+        queue_url: str,
+        stats: DrainStats,
+        deferred: list[str],
+        on_batch: Callable[[DrainStats], None] | None,
+    ) -> None:
+        sqs = self.stack.client("sqs")
+        handler = load_handler("check_worker")
+        empty_polls = 0
+        while empty_polls < 2:
+            messages = sqs.receive_message(
+                QueueUrl=queue_url, MaxNumberOfMessages=10, VisibilityTimeout=300, AttributeNames=["All"]
+            ).get("Messages", [])
+            now = self.stack.clock.now()
+            due = [message for message in messages if _is_due(message, now)]
+            with stats.lock:
+                deferred.extend(m["ReceiptHandle"] for m in messages if not _is_due(m, now))
+            if not due:
+                empty_polls += 1
+                continue
+            empty_polls = 0
+            event = sqs_event(due, queue_url)
+            response = handler(event, LambdaInvocationContext(function_name="check_worker"))
+            failed_ids = {item["itemIdentifier"] for item in response.get("batchItemFailures", [])}
+            for message in due:
+                if message["MessageId"] in failed_ids:
+                    sqs.change_message_visibility(
+                        QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
+                    )
+                else:
+                    sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+            with stats.lock:
+                stats.batches += 1
+                stats.processed += len(due) - len(failed_ids)
+                stats.failed += len(failed_ids)
+            if on_batch:
+                on_batch(stats)
+
+
+def _is_due(message: dict[str, Any], now: datetime) -> bool:
+    try:
+        not_before = json.loads(message["Body"]).get("not_before")
+    except (ValueError, AttributeError):
+        return True  # malformed: the worker decides what to do with it
+    return not_before is None or datetime.fromisoformat(not_before) <= now
+
+
+def schedule_event(now: datetime, detail: dict[str, Any]) -> dict[str, Any]:
+    """An EventBridge Scheduler invocation, in the shape Lambda receives."""
+    return {
+        "version": "0",
+        "id": str(uuid.uuid4()),
+        "detail-type": "Scheduled Event",
+        "source": "aws.scheduler",
+        "account": ACCOUNT_ID,
+        "time": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "region": REGION,
+        "resources": [f"arn:aws:scheduler:{REGION}:{ACCOUNT_ID}:schedule/default/check-hourly"],
+        "detail": detail,
+    }
+
+
+def sqs_event(messages: list[dict[str, Any]], queue_url: str) -> dict[str, Any]:
+    queue_name = queue_url.rsplit("/", 1)[-1]
+    return {
+        "Records": [
+            {
+                "messageId": message["MessageId"],
+                "receiptHandle": message["ReceiptHandle"],
+                "body": message["Body"],
+                "attributes": message.get("Attributes", {}),
+                "messageAttributes": {},
+                "md5OfBody": message["MD5OfBody"],
+                "eventSource": "aws:sqs",
+                "eventSourceARN": f"arn:aws:sqs:{REGION}:{ACCOUNT_ID}:{queue_name}",
+                "awsRegion": REGION,
+            }
+            for message in messages
+        ]
+    }

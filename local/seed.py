@@ -1,0 +1,99 @@
+"""Seeding: companies and grants in the simulator, matching connections in the store."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from local.stack import EmbeddedStack
+from qbo_health import wiring
+from qbo_health.domain.model import Authorizer, Connection, ConnectionState, TokenPair, TokenTimes
+
+
+@dataclass(frozen=True)
+class SeededConnection:
+    connection_id: str
+    realm_id: str
+    user_id: str
+    email: str
+
+
+def seed_connection(
+    stack: EmbeddedStack,
+    connection_id: str,
+    *,
+    tenant_id: str = "tenant-1",
+    refreshed_days_ago: float = 0.0,
+    contacts: tuple[str, ...] = ("owner@example.com",),
+    state: ConnectionState = ConnectionState.HEALTHY,
+) -> SeededConnection:
+    """A company with one admin who authorized our app ``refreshed_days_ago`` days ago (last token use)."""
+    control = stack.intuit.control
+    realm_id = control.create_company(name=f"Company of {connection_id}")
+    email = f"admin.{connection_id}@example.com"
+    user_id = control.add_user(realm_id, email=email, admin=True)
+    granted = control.issue_tokens(realm_id, user_id, refreshed_days_ago=refreshed_days_ago)
+    store_connection(
+        stack,
+        connection_id,
+        realm_id=realm_id,
+        tenant_id=tenant_id,
+        granted=granted,
+        authorizer=Authorizer(user_id, email),
+        refreshed_days_ago=refreshed_days_ago,
+        contacts=contacts,
+        state=state,
+    )
+    return SeededConnection(connection_id, realm_id, user_id, email)
+
+
+def store_connection(
+    stack: EmbeddedStack,
+    connection_id: str,
+    *,
+    realm_id: str,
+    tenant_id: str,
+    granted: dict[str, Any],
+    authorizer: Authorizer,
+    refreshed_days_ago: float,
+    contacts: tuple[str, ...],
+    state: ConnectionState,
+) -> Connection:
+    now = stack.clock.now()
+    refreshed_at = now - timedelta(days=refreshed_days_ago)
+    pair = TokenPair(
+        access_token=granted["access_token"],
+        refresh_token=granted["refresh_token"],
+        access_expires_at=refreshed_at + timedelta(seconds=int(granted["expires_in"])),
+        refresh_expires_at=now + timedelta(seconds=int(granted["x_refresh_token_expires_in"])),
+        hard_expires_at=now + timedelta(seconds=int(granted["x_refresh_token_hard_expires_in"])),
+    )
+    sealed = wiring.token_vault().seal(pair, connection_id=connection_id, realm_id=realm_id)
+    connection = Connection(
+        connection_id=connection_id,
+        tenant_id=tenant_id,
+        realm_id=realm_id,
+        state=state,
+        contacts=contacts,
+        authorized_by=authorizer,
+        tokens=TokenTimes(
+            access_expires_at=pair.access_expires_at,
+            refresh_expires_at=pair.refresh_expires_at,
+            hard_expires_at=pair.hard_expires_at,
+            refreshed_at=refreshed_at,
+            rotated_at=refreshed_at,
+        ),
+        sealed_tokens=sealed,
+        created_at=refreshed_at,
+        last_success_at=refreshed_at,
+    )
+    return wiring.connection_store().create(connection)
+
+
+def open_tokens(connection: Connection) -> TokenPair:
+    """The clear tokens of a stored connection (tests use this to check them at the simulator)."""
+    assert connection.sealed_tokens is not None and connection.realm_id is not None
+    return wiring.token_vault().open(
+        connection.sealed_tokens, connection_id=connection.connection_id, realm_id=connection.realm_id
+    )

@@ -1,0 +1,123 @@
+"""What an Intuit failure means for the connection. Pure: no I/O, no clock.
+
+The rules come from ``intuit-facts.md``. The one principle behind them: an answer we do not recognise is
+never the customer's problem. Only the specific codes below open an issue; everything else is transient
+(retry later) or, when Intuit rejects *our* client credentials, a misconfiguration for the operators.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from qbo_health.domain.model import IntuitFailure, IssueType
+
+
+class FailureKind(StrEnum):
+    ISSUE = "ISSUE"  # the customer has to act (see ``issue``)
+    TRANSIENT = "TRANSIENT"  # try again later; says nothing about the connection's health
+    REFRESH_AND_RETRY = "REFRESH_AND_RETRY"  # access token rejected: refresh once, then call again
+    MISCONFIGURED = "MISCONFIGURED"  # our app credentials are wrong: page the operators, never the customer
+
+
+@dataclass(frozen=True)
+class Classification:
+    kind: FailureKind
+    issue: IssueType | None
+    reason: str  # short snake_case, one of REASONS (used as a metric dimension)
+
+
+# Reasons, a small fixed set.
+REASON_INVALID_GRANT = "invalid_grant"
+REASON_SUBSCRIPTION_LAPSED = "subscription_lapsed"
+REASON_ADMIN_ACCESS_LOST = "admin_access_lost"
+REASON_ACCESS_TOKEN_REJECTED = "access_token_rejected"  # noqa: S105 - a reason name, not a secret
+REASON_REJECTED_AFTER_REFRESH = "rejected_after_refresh"
+REASON_THROTTLED = "throttled"
+REASON_SERVER_ERROR = "server_error"
+REASON_TIMEOUT = "timeout"
+REASON_CONNECTION = "connection"
+REASON_CLIENT_CREDENTIALS_REJECTED = "client_credentials_rejected"
+REASON_UNEXPECTED = "unexpected"
+
+REASONS: frozenset[str] = frozenset(
+    {
+        REASON_INVALID_GRANT,
+        REASON_SUBSCRIPTION_LAPSED,
+        REASON_ADMIN_ACCESS_LOST,
+        REASON_ACCESS_TOKEN_REJECTED,
+        REASON_REJECTED_AFTER_REFRESH,
+        REASON_THROTTLED,
+        REASON_SERVER_ERROR,
+        REASON_TIMEOUT,
+        REASON_CONNECTION,
+        REASON_CLIENT_CREDENTIALS_REJECTED,
+        REASON_UNEXPECTED,
+    }
+)
+
+CODE_SUBSCRIPTION_LAPSED = "6190"  # Invalid Company Status
+CODES_ADMIN_ACCESS_LOST = frozenset({"3100", "120"})  # ApplicationAuthorizationFailed, AuthorizationFailure
+CODES_AUTHENTICATION_FAILED = frozenset({"3200", "100"})  # AuthenticationFailed, General Authentication Error
+CODE_THROTTLED = "3001"  # ThrottleExceeded
+OAUTH_ERRORS_MISCONFIGURED = frozenset({"invalid_client", "unauthorized_client"})
+
+
+def classify(failure: IntuitFailure, *, after_fresh_refresh: bool = False) -> Classification:
+    """Classify one failed Intuit call.
+
+    ``after_fresh_refresh`` says the call was made with an access token obtained moments ago: a 401
+    authentication fault then means the authorization itself is gone, not that the token aged out.
+    """
+    codes = frozenset(failure.codes)
+    oauth_error = (failure.oauth_error or "").strip().lower()
+
+    if failure.transport is not None:
+        return _transient(REASON_TIMEOUT if failure.transport == "timeout" else REASON_CONNECTION)
+
+    if oauth_error in OAUTH_ERRORS_MISCONFIGURED:
+        return Classification(FailureKind.MISCONFIGURED, None, REASON_CLIENT_CREDENTIALS_REJECTED)
+
+    if oauth_error == "invalid_grant" and failure.endpoint == "token":
+        # Refresh token expired (100 days unused), revoked (app disconnected in QBO), or superseded.
+        return _issue(IssueType.AUTHORIZATION_EXPIRED, REASON_INVALID_GRANT)
+
+    # 6190 first: a lapsed company can also answer 3100, and paying is the fix, not a new admin.
+    if CODE_SUBSCRIPTION_LAPSED in codes:
+        return _issue(IssueType.SUBSCRIPTION_LAPSED, REASON_SUBSCRIPTION_LAPSED)
+
+    if codes & CODES_ADMIN_ACCESS_LOST:
+        return _issue(IssueType.ADMIN_ACCESS_LOST, REASON_ADMIN_ACCESS_LOST)
+
+    if failure.status == 401 and codes & CODES_AUTHENTICATION_FAILED:
+        if after_fresh_refresh:
+            return _issue(IssueType.AUTHORIZATION_EXPIRED, REASON_REJECTED_AFTER_REFRESH)
+        return Classification(FailureKind.REFRESH_AND_RETRY, None, REASON_ACCESS_TOKEN_REJECTED)
+
+    if (
+        failure.status == 401
+        and not codes
+        and oauth_error in ("", "invalid_token")
+        and failure.endpoint in ("api", "userinfo")
+        and not after_fresh_refresh
+    ):
+        # A bare 401 (or RFC 6750 invalid_token) from a resource endpoint: refreshing is cheap and safe.
+        # The same answer after a fresh refresh is unknown, hence transient below: an unknown answer never
+        # opens an issue.
+        return Classification(FailureKind.REFRESH_AND_RETRY, None, REASON_ACCESS_TOKEN_REJECTED)
+
+    if failure.status == 429 or CODE_THROTTLED in codes:
+        return _transient(REASON_THROTTLED)
+
+    if failure.status is not None and failure.status >= 500:
+        return _transient(REASON_SERVER_ERROR)
+
+    return _transient(REASON_UNEXPECTED)
+
+
+def _issue(issue: IssueType, reason: str) -> Classification:
+    return Classification(FailureKind.ISSUE, issue, reason)
+
+
+def _transient(reason: str) -> Classification:
+    return Classification(FailureKind.TRANSIENT, None, reason)

@@ -1,0 +1,25 @@
+"""Typed shapes of the messages that cross our boundaries (queue bodies)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+CheckReason = Literal[
+    "scheduled", "confirm", "retry", "on_demand", "problem_report", "disconnect_url", "busy"
+]
+
+
+class CheckRequest(BaseModel):
+    """One connection to check: the body of a check-queue message."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    connection_id: str = Field(min_length=1, max_length=200)
+    reason: CheckReason = "scheduled"
+    run_id: str | None = Field(default=None, max_length=100)
+    attempt: int = Field(default=0, ge=0, le=100)
+    # Earliest (simulated or real) time to act on it: delayed re-checks carry it so an early delivery waits.
+    not_before: datetime | None = None

@@ -1,0 +1,223 @@
+"""One connection's health check: lease, refresh when due, probe when due, classify, record, release."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import Literal, Protocol
+
+from qbo_health.domain.check import (
+    CheckOutcome,
+    CheckPolicy,
+    ConnectionEvent,
+    OutcomeKind,
+    Transition,
+    apply_outcome,
+    plan_check,
+)
+from qbo_health.domain.classification import FailureKind, classify
+from qbo_health.domain.model import (
+    Connection,
+    ConnectionState,
+    IntuitFailure,
+    SealedTokens,
+    TokenPair,
+    TokenTimes,
+)
+from qbo_health.errors import ConnectionNotFound, IntuitCallFailed, LeaseHeld
+from qbo_health.messages import CheckRequest
+from qbo_health.observability import logger
+
+BUSY_RETRY_DELAY = timedelta(seconds=60)
+
+
+class ConnectionRepository(Protocol):
+    def acquire_lease(
+        self, connection_id: str, owner: str, now: datetime, lease_seconds: int
+    ) -> Connection: ...
+
+    def save(
+        self, connection: Connection, *, lease_owner: str | None = None, release_lease: bool = False
+    ) -> Connection: ...
+
+    def release_lease(self, connection_id: str, owner: str) -> None: ...
+
+
+class Vault(Protocol):
+    def seal(self, pair: TokenPair, *, connection_id: str, realm_id: str) -> SealedTokens: ...
+
+    def open(self, sealed: SealedTokens, *, connection_id: str, realm_id: str) -> TokenPair: ...
+
+
+class Granted(Protocol):
+    @property
+    def pair(self) -> TokenPair: ...
+
+
+class IntuitApi(Protocol):
+    def refresh(self, refresh_token: str) -> Granted: ...
+
+    def company_info(self, realm_id: str, access_token: str) -> object: ...
+
+
+class AuditTrail(Protocol):
+    def append(self, connection_id: str, events: Sequence[ConnectionEvent]) -> None: ...
+
+
+class Requeue(Protocol):
+    def send(self, requests: Sequence[CheckRequest], *, delay_seconds: int = 0) -> int: ...
+
+
+@dataclass
+class CheckDeps:
+    store: ConnectionRepository
+    vault: Vault
+    intuit: IntuitApi
+    history: AuditTrail
+    queue: Requeue
+    policy: CheckPolicy = field(default_factory=CheckPolicy)
+    lease_seconds: int = 120
+    new_id: Callable[[], str] = field(default=lambda: uuid.uuid4().hex)
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    connection_id: str
+    status: Literal["checked", "busy", "skipped"]
+    outcome: CheckOutcome | None = None
+    refreshed: bool = False
+    transition: Transition | None = None
+    skipped_because: str | None = None
+
+
+def check_connection(request: CheckRequest, deps: CheckDeps, now: datetime) -> CheckResult:
+    owner = f"check:{deps.new_id()}"
+    try:
+        connection = deps.store.acquire_lease(request.connection_id, owner, now, deps.lease_seconds)
+    except ConnectionNotFound:
+        return CheckResult(request.connection_id, "skipped", skipped_because="not_found")
+    except LeaseHeld:
+        # Someone else (another worker, or the API handing out a token) is on it; look again shortly.
+        _requeue(deps, request, "busy", BUSY_RETRY_DELAY, now)
+        return CheckResult(request.connection_id, "busy")
+    released = False
+    try:
+        skip = _skip_reason(connection)
+        if skip:
+            return CheckResult(request.connection_id, "skipped", skipped_because=skip)
+        session = _Session(deps, owner, now, connection)
+        outcome = session.run()
+        transition = apply_outcome(
+            session.connection,
+            outcome,
+            now,
+            deps.policy,
+            new_episode_id=deps.new_id(),
+            attempt=request.attempt if request.reason == "retry" else 0,
+        )
+        deps.store.save(transition.connection, lease_owner=owner, release_lease=True)
+        released = True
+        _follow_up(deps, request, transition, now)
+        return CheckResult(request.connection_id, "checked", outcome, session.refreshed, transition)
+    finally:
+        if not released:
+            deps.store.release_lease(request.connection_id, owner)
+
+
+def _skip_reason(connection: Connection) -> str | None:
+    if connection.state is ConnectionState.DISCONNECTED:
+        return "disconnected"
+    if connection.sealed_tokens is None or connection.realm_id is None:
+        return "not_authorized"
+    return None
+
+
+def _follow_up(deps: CheckDeps, request: CheckRequest, transition: Transition, now: datetime) -> None:
+    connection_id = transition.connection.connection_id
+    if transition.events:
+        deps.history.append(connection_id, transition.events)
+    if transition.recheck_after is not None:
+        reason = "retry" if transition.retry_transient else "confirm"
+        _requeue(deps, request, reason, transition.recheck_after, now)
+
+
+def _requeue(deps: CheckDeps, request: CheckRequest, reason: str, delay: timedelta, now: datetime) -> None:
+    follow = CheckRequest(
+        connection_id=request.connection_id,
+        reason=reason,  # type: ignore[arg-type]
+        run_id=request.run_id,
+        attempt=request.attempt + 1 if reason == "retry" else 0,
+        not_before=now + delay,
+    )
+    deps.queue.send([follow], delay_seconds=int(delay.total_seconds()))
+
+
+class _Session:
+    """The Intuit side of one check, holding the lease. Tokens stay in memory only."""
+
+    def __init__(self, deps: CheckDeps, owner: str, now: datetime, connection: Connection) -> None:
+        self.deps, self.owner, self.now, self.connection = deps, owner, now, connection
+        self.refreshed = False
+        assert connection.sealed_tokens is not None and connection.realm_id is not None
+        self.realm_id: str = connection.realm_id
+        self.tokens = deps.vault.open(
+            connection.sealed_tokens, connection_id=connection.connection_id, realm_id=self.realm_id
+        )
+
+    def run(self) -> CheckOutcome:
+        plan = plan_check(self.connection, self.now, self.deps.policy)
+        try:
+            if plan.refresh:
+                self.refresh()
+            if not plan.probe:
+                return CheckOutcome.healthy(probed=False)
+            return self.probe()
+        except IntuitCallFailed as error:
+            return _outcome_of(error.failure, after_fresh_refresh=False)
+
+    def probe(self) -> CheckOutcome:
+        try:
+            self.deps.intuit.company_info(self.realm_id, self.tokens.access_token)
+            return CheckOutcome.healthy(probed=True)
+        except IntuitCallFailed as error:
+            verdict = classify(error.failure, after_fresh_refresh=self.refreshed)
+            if verdict.kind is not FailureKind.REFRESH_AND_RETRY:
+                return _outcome_of(error.failure, after_fresh_refresh=self.refreshed)
+        # The access token was refused: refresh once and ask again; a second refusal means the grant is gone.
+        self.refresh()
+        try:
+            self.deps.intuit.company_info(self.realm_id, self.tokens.access_token)
+        except IntuitCallFailed as error:
+            return _outcome_of(error.failure, after_fresh_refresh=True)
+        return CheckOutcome.healthy(probed=True)
+
+    def refresh(self) -> None:
+        """Refresh and persist the new pair in one conditional write before anything uses it."""
+        connection = self.connection
+        pair = self.deps.intuit.refresh(self.tokens.refresh_token).pair
+        sealed = self.deps.vault.seal(pair, connection_id=connection.connection_id, realm_id=self.realm_id)
+        rotated = pair.refresh_token != self.tokens.refresh_token
+        times = TokenTimes(
+            access_expires_at=pair.access_expires_at,
+            refresh_expires_at=pair.refresh_expires_at,
+            hard_expires_at=pair.hard_expires_at or connection.tokens.hard_expires_at,
+            refreshed_at=self.now,
+            rotated_at=self.now if rotated else connection.tokens.rotated_at,
+        )
+        self.connection = self.deps.store.save(
+            replace(connection, sealed_tokens=sealed, tokens=times), lease_owner=self.owner
+        )
+        self.tokens = pair
+        self.refreshed = True
+        logger.debug("token refreshed", extra={"rotated": rotated})
+
+
+def _outcome_of(failure: IntuitFailure, *, after_fresh_refresh: bool) -> CheckOutcome:
+    verdict = classify(failure, after_fresh_refresh=after_fresh_refresh)
+    if verdict.kind is FailureKind.ISSUE:
+        return CheckOutcome(OutcomeKind.PROBLEM, verdict.issue, verdict.reason, intuit_tid=failure.intuit_tid)
+    if verdict.kind is FailureKind.MISCONFIGURED:
+        return CheckOutcome(OutcomeKind.MISCONFIGURED, reason=verdict.reason, intuit_tid=failure.intuit_tid)
+    return CheckOutcome(OutcomeKind.TRANSIENT, reason=verdict.reason, intuit_tid=failure.intuit_tid)
