@@ -2,6 +2,8 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
+# The shared layer's package and the repository root, as Lambda's layer and the tests see them.
+export PYTHONPATH := shared:.
 STAMP := $(VENV)/.installed
 
 .PHONY: test lint typecheck unit demo bench clean

@@ -12,15 +12,17 @@ import importlib.util
 import json
 import threading
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 from local.stack import ACCOUNT_ID, REGION, EmbeddedStack
+from qbo_health.observability import metrics
 
 FUNCTIONS_DIR = Path(__file__).resolve().parent.parent / "functions"
 
@@ -79,14 +81,50 @@ def forget_handlers() -> None:
 class LocalLambda:
     def __init__(self, stack: EmbeddedStack) -> None:
         self.stack = stack
+        # Metrics the handlers emitted (EMF is off locally; the totals are kept here instead).
+        self.metrics: Counter[str] = Counter()
+        self._metrics_lock = threading.Lock()
 
     def invoke(self, function: str, event: dict[str, Any]) -> Any:
-        return load_handler(function)(event, LambdaInvocationContext(function_name=function))
+        return self._call(load_handler(function), function, event)
+
+    def _call(
+        self, handler: Callable[[dict[str, Any], Any], Any], function: str, event: dict[str, Any]
+    ) -> Any:
+        try:
+            return handler(event, LambdaInvocationContext(function_name=function))
+        finally:
+            self._collect_metrics()
+
+    def _collect_metrics(self) -> None:
+        with self._metrics_lock:
+            for name, metric in metrics.metric_set.items():
+                self.metrics[name] += int(sum(metric.get("Value", [])))
+            metrics.clear_metrics()
 
     def run_scheduler(self, *, all_slots: bool = False) -> dict[str, Any]:
         event = schedule_event(self.stack.clock.now(), {"all_slots": all_slots})
         result: dict[str, Any] = self.invoke("check_scheduler", event)
         return result
+
+    def run_for(
+        self,
+        duration: timedelta,
+        *,
+        tick: timedelta = timedelta(minutes=15),
+        every_hour: Callable[[datetime], None] | None = None,
+    ) -> None:
+        """Let simulated time pass: the scheduler fires once an hour, due messages drain at every tick."""
+        clock = self.stack.clock
+        end = clock.now() + duration
+        while clock.now() < end:
+            now = clock.now()
+            if now.minute * 60 + now.second < tick.total_seconds():
+                self.run_scheduler()
+                if every_hour:
+                    every_hour(now)
+            self.drain_checks()
+            clock.advance(tick)
 
     def drain_checks(
         self, *, concurrency: int = 1, on_batch: Callable[[DrainStats], None] | None = None
@@ -133,8 +171,11 @@ class LocalLambda:
                 continue
             empty_polls = 0
             event = sqs_event(due, queue_url)
-            response = handler(event, LambdaInvocationContext(function_name="check_worker"))
-            failed_ids = {item["itemIdentifier"] for item in response.get("batchItemFailures", [])}
+            try:
+                response = self._call(handler, "check_worker", event)
+                failed_ids = {item["itemIdentifier"] for item in response.get("batchItemFailures", [])}
+            except Exception:  # a failed invocation returns the whole batch to the queue, as Lambda does
+                failed_ids = {message["MessageId"] for message in due}
             for message in due:
                 if message["MessageId"] in failed_ids:
                     sqs.change_message_visibility(

@@ -7,6 +7,7 @@ Globals, exactly as CloudFormation would wire them, so the schema and the wiring
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
 from dataclasses import dataclass, field
@@ -69,6 +70,7 @@ class EmbeddedStack:
         return f"http://127.0.0.1:{self._moto_port}"
 
     def start(self) -> EmbeddedStack:
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request drowns the output
         self._moto.start()
         self.intuit.start()
         clock_module.install(self.clock)
@@ -88,7 +90,7 @@ class EmbeddedStack:
         self._create_resources()
 
     def client(self, service: str) -> Any:
-        return boto3.client(service, region_name=REGION, endpoint_url=self.aws_endpoint)
+        return boto3.client(service, region_name=REGION, endpoint_url=self.aws_endpoint)  # type: ignore[call-overload]
 
     # ------------------------------------------------------------------ wiring
 

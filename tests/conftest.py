@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 
 import pytest
@@ -10,6 +11,7 @@ from local.intuit_sim import IntuitSimulator
 from local.runner import LocalLambda
 from local.stack import EmbeddedStack
 from qbo_health.clock import SimulatedClock
+from qbo_health.observability import SERVICE
 
 
 @pytest.fixture(scope="session")
@@ -26,10 +28,12 @@ def _intuit_server(sim_clock: SimulatedClock) -> Iterator[IntuitSimulator]:
 
 
 @pytest.fixture
-def intuit(_intuit_server: IntuitSimulator) -> IntuitSimulator:
+def intuit(_intuit_server: IntuitSimulator, _log_capture: _LogCapture) -> Iterator[IntuitSimulator]:
     """The Intuit simulator, empty but for the default app, with faults and latency off."""
     _intuit_server.reset()
-    return _intuit_server
+    since = len(_log_capture.lines)
+    yield _intuit_server
+    _assert_no_secret_logged(_log_capture, since, _intuit_server)
 
 
 @pytest.fixture(scope="session")
@@ -40,12 +44,48 @@ def _embedded_stack(sim_clock: SimulatedClock) -> Iterator[EmbeddedStack]:
 
 
 @pytest.fixture
-def stack(_embedded_stack: EmbeddedStack) -> EmbeddedStack:
+def stack(_embedded_stack: EmbeddedStack, _log_capture: _LogCapture) -> Iterator[EmbeddedStack]:
     """The embedded stack with empty tables and queues, a reset simulator, and the clock at its start."""
     _embedded_stack.reset()
-    return _embedded_stack
+    since = len(_log_capture.lines)
+    yield _embedded_stack
+    _assert_no_secret_logged(_log_capture, since, _embedded_stack.intuit)
 
 
 @pytest.fixture
 def lambdas(stack: EmbeddedStack) -> LocalLambda:
     return LocalLambda(stack)
+
+
+class _LogCapture(logging.Handler):
+    """Keeps every log record of the run (message and structured extras) to search for leaked secrets."""
+
+    def __init__(self) -> None:
+        super().__init__(level=logging.DEBUG)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(f"{record.getMessage()} {record.__dict__!r}")
+
+
+@pytest.fixture(scope="session")
+def _log_capture() -> Iterator[_LogCapture]:
+    capture = _LogCapture()
+    watched = [logging.getLogger(), logging.getLogger(SERVICE), logging.getLogger("werkzeug")]
+    for watched_logger in watched:
+        watched_logger.addHandler(capture)
+    yield capture
+    for watched_logger in watched:
+        watched_logger.removeHandler(capture)
+
+
+def _secrets_known_to(simulator: IntuitSimulator) -> set[str]:
+    state = simulator.state
+    return set(state.refresh_index) | set(state.access_index) | set(state.codes)
+
+
+def _assert_no_secret_logged(capture: _LogCapture, since: int, simulator: IntuitSimulator) -> None:
+    """Across the whole suite: no token or code the simulator issued appears in any log line."""
+    secrets = _secrets_known_to(simulator)
+    leaked = [line for line in capture.lines[since:] for secret in secrets if secret in line]
+    assert not leaked, f"{len(leaked)} log lines contain a token or code value"

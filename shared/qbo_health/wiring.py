@@ -39,7 +39,7 @@ def check_settings() -> CheckSettings:
 
 @cache
 def aws_client(service: str) -> Any:
-    return boto3.client(service, region_name=store_settings().aws_region)
+    return boto3.client(service, region_name=store_settings().aws_region)  # type: ignore[call-overload]
 
 
 @cache

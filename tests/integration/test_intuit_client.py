@@ -74,10 +74,10 @@ class _FormReader(HTMLParser):
         elif tag == "input" and values.get("type") == "hidden":
             self.fields[values["name"]] = values.get("value") or ""
         elif tag == "select":
-            self._select = values.get("name")
+            self._select = values.get("name") or ""
             self.selects[self._select] = []
         elif tag == "option" and self._select:
-            self.selects[self._select].append(values.get("value"))
+            self.selects[self._select].append(values.get("value") or "")
 
     def handle_endtag(self, tag):
         if tag == "select":

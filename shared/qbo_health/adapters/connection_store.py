@@ -86,9 +86,15 @@ class ConnectionStore:
                 raise
 
     def save(
-        self, connection: Connection, *, lease_owner: str | None = None, release_lease: bool = False
+        self,
+        connection: Connection,
+        *,
+        changed_from: Connection | None = None,
+        lease_owner: str | None = None,
+        release_lease: bool = False,
     ) -> Connection:
-        """Write every field of ``connection`` in one conditional write.
+        """Write ``connection`` in one conditional write: every field, or only those that differ from
+        ``changed_from`` (the version it was read as; smaller writes are cheaper to send and to apply).
 
         The write succeeds only if the stored version is still ``connection.version`` (and, with
         ``lease_owner``, only while that owner holds the lease). Returns the connection at its new version.
@@ -96,7 +102,7 @@ class ConnectionStore:
         condition = ConnectionModel.version == connection.version
         if lease_owner is not None:
             condition &= ConnectionModel.lease_owner == lease_owner
-        actions = _set_actions(connection, version=connection.version + 1)
+        actions = _set_actions(connection, changed_from, version=connection.version + 1)
         if release_lease:
             actions += [ConnectionModel.lease_owner.remove(), ConnectionModel.lease_expires_at.remove()]
         try:
@@ -169,10 +175,13 @@ def _attributes(connection: Connection) -> dict[str, Any]:
     }
 
 
-def _set_actions(connection: Connection, *, version: int) -> list[Action]:
+def _set_actions(connection: Connection, before: Connection | None, *, version: int) -> list[Action]:
     actions: list[Action] = []
+    previous = _attributes(before) if before is not None else {}
     for name, value in _attributes(connection).items():
         attribute = getattr(ConnectionModel, name)
+        if before is not None and name != "version" and previous.get(name) == value:
+            continue
         if name == "version":
             actions.append(attribute.set(version))
         elif value is None:
@@ -188,12 +197,13 @@ def _iso(moment: datetime) -> str:
 
 def to_domain(item: ConnectionModel) -> Connection:
     issue = None
-    if item.issue_type and item.issue_episode and item.issue_deadline:
+    opened_at = item.issue_opened_at
+    if item.issue_type and item.issue_episode and item.issue_deadline and opened_at:
         issue = OpenIssue(
             type=IssueType(item.issue_type),
             episode_id=item.issue_episode,
-            first_seen_at=item.issue_first_seen_at or item.issue_opened_at,  # type: ignore[arg-type]
-            opened_at=item.issue_opened_at,  # type: ignore[arg-type]
+            first_seen_at=item.issue_first_seen_at or opened_at,
+            opened_at=opened_at,
             deadline=datetime.fromisoformat(item.issue_deadline),
         )
     suspect = None
@@ -216,7 +226,7 @@ def to_domain(item: ConnectionModel) -> Connection:
         realm_id=item.realm_id,
         state=ConnectionState(item.state),
         version=int(item.version or 0),
-        contacts=tuple(item.contacts or ()),
+        contacts=tuple(str(contact) for contact in item.contacts or ()),
         authorized_by=Authorizer(item.authorized_user_id, item.authorized_email)
         if item.authorized_user_id
         else None,

@@ -182,8 +182,9 @@ class IntuitClient:
         self._timeout = timeout_seconds
         self._minor_version = minor_version
         if endpoints.uses_loopback_http:
-            # oauthlib refuses http:// unless this is set. Endpoints were validated above: plain http is
-            # only ever allowed for loopback hosts (the simulator), and production endpoints never set it.
+            # oauthlib refuses http:// unless this (process-wide) variable is set. IntuitEndpoints refuses
+            # plain http for anything but a loopback host, so only a client of the local simulator sets it;
+            # production and sandbox endpoints (https) never do.
             os.environ.setdefault("OAUTHLIB_INSECURE_TRANSPORT", "1")
 
         self._adapter = HTTPAdapter(
@@ -209,42 +210,35 @@ class IntuitClient:
         """Exchange an authorization code (single-use: call at most once per code)."""
         secrets = (code, self._client_secret)
         started = self._clock.now()
-        holder: dict[str, requests.Response] = {}
-        oauth = self._token_session(holder, secrets, redirect_uri=redirect_uri)
-        try:
-            token = oauth.fetch_token(
+        token, response = self._token_call(
+            secrets,
+            lambda oauth: oauth.fetch_token(
                 self.endpoints.token_url,
                 code=code,
                 auth=self._basic_auth(),
                 include_client_id=False,
                 timeout=self._timeout,
                 headers=self._token_headers(),
-            )
-        except IntuitCallFailed:
-            raise
-        except Exception as exc:
-            raise self._mapped(exc, "token", holder, secrets) from None
-        return self._granted(token, started, holder, secrets, realm_id=realm_id)
+            ),
+            redirect_uri=redirect_uri,
+        )
+        return self._granted(token, started, response, realm_id=realm_id)
 
     def refresh(self, refresh_token: str) -> GrantedTokens:
         """Refresh: the answer may carry a new refresh token, which replaces the old one at once."""
         secrets = (refresh_token, self._client_secret)
         started = self._clock.now()
-        holder: dict[str, requests.Response] = {}
-        oauth = self._token_session(holder, secrets)
-        try:
-            token = oauth.refresh_token(
+        token, response = self._token_call(
+            secrets,
+            lambda oauth: oauth.refresh_token(
                 self.endpoints.token_url,
                 refresh_token=refresh_token,
                 auth=self._basic_auth(),
                 timeout=self._timeout,
                 headers=self._token_headers(),
-            )
-        except IntuitCallFailed:
-            raise
-        except Exception as exc:
-            raise self._mapped(exc, "token", holder, secrets) from None
-        return self._granted(token, started, holder, secrets)
+            ),
+        )
+        return self._granted(token, started, response)
 
     def revoke(self, token: str) -> None:
         """Revoke a refresh (or access) token: the app is disconnected from the company."""
@@ -313,22 +307,31 @@ class IntuitClient:
             HARD_EXPIRY_HEADER: "true",
         }
 
-    def _token_session(
+    def _token_call(
         self,
-        holder: dict[str, requests.Response],
         secrets: Sequence[str],
+        invoke: Callable[[OAuth2Session], Mapping[str, Any]],
         *,
         redirect_uri: str | None = None,
-    ) -> OAuth2Session:
-        """A fresh OAuth2Session per token call (they hold token state), on the shared connection pool.
+    ) -> tuple[Mapping[str, Any], requests.Response | None]:
+        """Run one token request on a fresh OAuth2Session; returns oauthlib's token dict and the response.
 
-        Never close it: closing a session closes its adapters, and the adapter is shared.
+        A fresh session per call because OAuth2Session keeps token state; it shares the client's connection
+        pool. It is never closed: closing a session closes its adapters, and the adapter is shared.
         """
+        holder: dict[str, requests.Response] = {}
         oauth = _configure(OAuth2Session(client_id=self._client_id, redirect_uri=redirect_uri), self._adapter)
         hook = self._token_response_hook(holder, secrets)
         oauth.register_compliance_hook("access_token_response", hook)
         oauth.register_compliance_hook("refresh_token_response", hook)
-        return oauth
+        try:
+            return invoke(oauth), holder.get("response")
+        except IntuitCallFailed:
+            raise
+        except Exception as exc:
+            mapped = self._mapped(exc, "token", holder, secrets)
+        # Raised outside the except block, so no __context__ keeps oauthlib's objects (and their tokens).
+        raise mapped
 
     def _token_response_hook(
         self, holder: dict[str, requests.Response], secrets: Sequence[str]
@@ -349,12 +352,10 @@ class IntuitClient:
         self,
         token: Mapping[str, Any],
         started: datetime,
-        holder: Mapping[str, requests.Response],
-        secrets: Sequence[str],
+        response: requests.Response | None,
         *,
         realm_id: str | None = None,
     ) -> GrantedTokens:
-        response = holder.get("response")
         tid = _tid(response) if response is not None else None
         access = token.get("access_token")
         refresh = token.get("refresh_token")
@@ -406,7 +407,8 @@ class IntuitClient:
         try:
             return self._session.request(method, url, timeout=self._timeout, allow_redirects=False, **kwargs)
         except Exception as exc:
-            raise self._mapped(exc, endpoint, {}, secrets) from None
+            mapped = self._mapped(exc, endpoint, {}, secrets)
+        raise mapped  # outside the except block: no __context__
 
     def _raise_for_failure(self, response: requests.Response, endpoint: str, secrets: Sequence[str]) -> None:
         try:

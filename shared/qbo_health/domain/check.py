@@ -22,8 +22,14 @@ class CheckPolicy:
     confirm_delay: timedelta = timedelta(minutes=15)
     reauth_warning: timedelta = timedelta(days=30)
     grace_period: timedelta = timedelta(days=14)
-    max_transient_retries: int = 4
+    # Transient trouble is retried with backoff (15 min doubling to 1 h): twelve tries span ~11 hours, so
+    # a connection is still checked that day unless Intuit is down for most of it.
+    max_transient_retries: int = 12
     transient_retry_delay: timedelta = timedelta(minutes=15)
+    transient_retry_cap: timedelta = timedelta(hours=1)
+
+    def retry_delay(self, attempt: int) -> timedelta:
+        return min(self.transient_retry_delay * (2 ** min(attempt, 16)), self.transient_retry_cap)
 
 
 class OutcomeKind(StrEnum):
@@ -120,7 +126,7 @@ def apply_outcome(
     retry = outcome.kind is OutcomeKind.TRANSIENT and attempt < policy.max_transient_retries
     return Transition(
         counted,
-        recheck_after=policy.transient_retry_delay * (attempt + 1) if retry else None,
+        recheck_after=policy.retry_delay(attempt) if retry else None,
         retry_transient=retry,
     )
 

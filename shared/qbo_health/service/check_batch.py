@@ -55,7 +55,7 @@ def process_check_batch(event: dict[str, Any], lambda_context: Any, ctx: BatchCo
         _count(result)
 
     try:
-        response: dict[str, Any] = process_partial_response(
+        response = process_partial_response(
             event=event,
             record_handler=record_handler,
             processor=BatchProcessor(event_type=EventType.SQS),
@@ -65,7 +65,7 @@ def process_check_batch(event: dict[str, Any], lambda_context: Any, ctx: BatchCo
         logger.remove_keys(["connection_id"])
     _guard_runs(results, ctx)
     _heartbeat(results, ctx)
-    return response
+    return dict(response)
 
 
 def _count(result: CheckResult) -> None:

@@ -27,7 +27,7 @@ from qbo_health.domain.model import (
     TokenTimes,
 )
 from qbo_health.errors import ConnectionNotFound, IntuitCallFailed, LeaseHeld
-from qbo_health.messages import CheckRequest
+from qbo_health.messages import CheckReason, CheckRequest
 from qbo_health.observability import logger
 
 BUSY_RETRY_DELAY = timedelta(seconds=60)
@@ -39,7 +39,12 @@ class ConnectionRepository(Protocol):
     ) -> Connection: ...
 
     def save(
-        self, connection: Connection, *, lease_owner: str | None = None, release_lease: bool = False
+        self,
+        connection: Connection,
+        *,
+        changed_from: Connection | None = None,
+        lease_owner: str | None = None,
+        release_lease: bool = False,
     ) -> Connection: ...
 
     def release_lease(self, connection_id: str, owner: str) -> None: ...
@@ -117,7 +122,9 @@ def check_connection(request: CheckRequest, deps: CheckDeps, now: datetime) -> C
             new_episode_id=deps.new_id(),
             attempt=request.attempt if request.reason == "retry" else 0,
         )
-        deps.store.save(transition.connection, lease_owner=owner, release_lease=True)
+        deps.store.save(
+            transition.connection, changed_from=session.connection, lease_owner=owner, release_lease=True
+        )
         released = True
         _follow_up(deps, request, transition, now)
         return CheckResult(request.connection_id, "checked", outcome, session.refreshed, transition)
@@ -139,14 +146,16 @@ def _follow_up(deps: CheckDeps, request: CheckRequest, transition: Transition, n
     if transition.events:
         deps.history.append(connection_id, transition.events)
     if transition.recheck_after is not None:
-        reason = "retry" if transition.retry_transient else "confirm"
+        reason: CheckReason = "retry" if transition.retry_transient else "confirm"
         _requeue(deps, request, reason, transition.recheck_after, now)
 
 
-def _requeue(deps: CheckDeps, request: CheckRequest, reason: str, delay: timedelta, now: datetime) -> None:
+def _requeue(
+    deps: CheckDeps, request: CheckRequest, reason: CheckReason, delay: timedelta, now: datetime
+) -> None:
     follow = CheckRequest(
         connection_id=request.connection_id,
-        reason=reason,  # type: ignore[arg-type]
+        reason=reason,
         run_id=request.run_id,
         attempt=request.attempt + 1 if reason == "retry" else 0,
         not_before=now + delay,
@@ -207,7 +216,9 @@ class _Session:
             rotated_at=self.now if rotated else connection.tokens.rotated_at,
         )
         self.connection = self.deps.store.save(
-            replace(connection, sealed_tokens=sealed, tokens=times), lease_owner=self.owner
+            replace(connection, sealed_tokens=sealed, tokens=times),
+            changed_from=connection,
+            lease_owner=self.owner,
         )
         self.tokens = pair
         self.refreshed = True

@@ -1,0 +1,151 @@
+"""`make demo`: the daily health check on the embedded stack, end to end, with a summary table.
+
+Starts moto and the Intuit simulator on loopback, seeds a few hundred connections (most healthy; some whose
+admin was removed, some suspended, some idle for 99 days, one whose app the user disconnected), runs the
+real scheduler and drains the queue through the real worker the way Lambda would, then the confirming
+re-checks a quarter of an hour later, and prints what happened. Exits 0 and leaves nothing running.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass
+from datetime import timedelta
+
+os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")  # the demo prints its own summary
+
+from local.runner import DrainStats, LocalLambda  # imported after the log level is set
+from local.seed import seed_connection
+from local.stack import EmbeddedStack
+from qbo_health import wiring
+from qbo_health.domain.issues import guidance_for
+from qbo_health.domain.model import Connection, ConnectionState, IssueType
+
+
+@dataclass(frozen=True)
+class Cohort:
+    name: str
+    count: int
+    refreshed_days_ago: float = 1.0
+
+
+COHORTS = (
+    Cohort("healthy", 260),
+    Cohort("admin-removed", 12),
+    Cohort("suspended", 10),
+    Cohort("idle-99-days", 15, refreshed_days_ago=99),
+    Cohort("app-disconnected", 1),
+)
+
+
+class Progress:
+    def __init__(self, label: str, total: int) -> None:
+        self.label, self.total, self.started = label, max(total, 1), time.perf_counter()
+
+    def update(self, done: int) -> None:
+        width = 30
+        filled = min(width, width * done // self.total)
+        sys.stderr.write(f"\r  {self.label:<22} [{'#' * filled}{'.' * (width - filled)}] {done}/{self.total}")
+        sys.stderr.flush()
+
+    def finish(self, done: int) -> None:
+        self.update(done)
+        sys.stderr.write(f"  {time.perf_counter() - self.started:.1f}s\n")
+
+
+def seed(stack: EmbeddedStack) -> dict[str, str]:
+    """Seed every cohort and break the broken ones at the simulator; returns connection id -> cohort."""
+    cohort_of: dict[str, str] = {}
+    total = sum(cohort.count for cohort in COHORTS)
+    progress = Progress("seeding connections", total)
+    control = stack.intuit.control
+    for cohort in COHORTS:
+        for index in range(cohort.count):
+            connection_id = f"{cohort.name}-{index:03d}"
+            seeded = seed_connection(
+                stack,
+                connection_id,
+                tenant_id=f"firm-{index % 40:02d}",
+                refreshed_days_ago=cohort.refreshed_days_ago,
+            )
+            if cohort.name == "admin-removed":
+                control.set_admin(seeded.realm_id, seeded.user_id, False)
+            elif cohort.name == "suspended":
+                control.suspend(seeded.realm_id)
+            elif cohort.name == "app-disconnected":
+                control.disconnect_app(seeded.realm_id)
+            cohort_of[connection_id] = cohort.name
+            progress.update(len(cohort_of))
+    progress.finish(len(cohort_of))
+    return cohort_of
+
+
+def drain(lambdas: LocalLambda, label: str, expected: int) -> DrainStats:
+    progress = Progress(label, expected)
+    stats = lambdas.drain_checks(concurrency=4, on_batch=lambda s: progress.update(s.processed))
+    progress.finish(stats.processed)
+    return stats
+
+
+def main() -> int:
+    print("QBO Connection Health - daily health check demo (embedded stack: moto + Intuit simulator)\n")
+    stack = EmbeddedStack().start()
+    try:
+        cohort_of = seed(stack)
+        stack.intuit.control.reset_stats()
+        lambdas = LocalLambda(stack)
+        started = time.perf_counter()
+        scheduled = lambdas.run_scheduler(all_slots=True)["scheduled"]
+        first = drain(lambdas, "daily checks", scheduled)
+        check_seconds = time.perf_counter() - started
+        stack.clock.advance(timedelta(seconds=wiring.check_settings().confirm_delay_seconds))
+        confirm = drain(lambdas, "confirming re-checks", first.deferred)
+        connections = [wiring.connection_store().get(connection_id) for connection_id in cohort_of]
+        print_summary(stack, connections, scheduled, first.processed + confirm.processed, check_seconds)
+    finally:
+        stack.stop()
+    return 0
+
+
+def print_summary(
+    stack: EmbeddedStack, connections: list[Connection], scheduled: int, processed: int, seconds: float
+) -> None:
+    now = stack.clock.now()
+    stats = stack.intuit.control.stats()
+    states = Counter(connection.state for connection in connections)
+    issues = Counter(connection.issue.type for connection in connections if connection.issue)
+    refreshed = sum(1 for connection in connections if connection.tokens.refreshed_at == now - _confirm())
+    transient = sum(connection.transient_failures for connection in connections)
+    rows = [
+        ("connections checked", f"{scheduled}"),
+        ("check messages processed", f"{processed} (incl. confirming re-checks)"),
+        ("healthy", f"{states[ConnectionState.HEALTHY]}"),
+        ("tokens refreshed", f"{refreshed}"),
+        ("needs attention", f"{states[ConnectionState.NEEDS_ATTENTION]}"),
+        ("transient failures", f"{transient}"),
+        ("metered Intuit calls", f"{sum(stats['metered'].values())} (CompanyInfo)"),
+        ("duration of the check run", f"{seconds:.2f} s"),
+        ("checks per second", f"{scheduled / seconds:.0f}" if seconds else "-"),
+    ]
+    print("\nResult")
+    width = max(len(label) for label, _ in rows)
+    for label, value in rows:
+        print(f"  {label:<{width}}  {value}")
+    print("\nIssues opened (what the customer sees)")
+    for issue_type in IssueType:
+        if issues[issue_type]:
+            guidance = guidance_for(issue_type)
+            print(f"  {issue_type.value:<22} {issues[issue_type]:>4}  {guidance.user_message}")
+            print(f"  {'':<22} {'':>4}  Remedy: {guidance.remedy}")
+    print()
+
+
+def _confirm() -> timedelta:
+    return timedelta(seconds=wiring.check_settings().confirm_delay_seconds)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
