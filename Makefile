@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 export PYTHONPATH := shared:.
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint typecheck unit demo bench clean
+.PHONY: test lint typecheck unit demo bench-checks clean
 
 $(STAMP): requirements.txt shared/requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,9 @@ unit: $(STAMP)
 
 demo: $(STAMP)
 	$(PY) -m local.demo
+
+bench-checks: $(STAMP)
+	$(PY) -m bench.check_pipeline
 
 clean:
 	rm -rf $(VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache
