@@ -74,14 +74,18 @@ def open_issue(issue: IssueType = IssueType.ADMIN_ACCESS_LOST, *, opened: dateti
 
 
 def broken(issue: IssueType = IssueType.ADMIN_ACCESS_LOST) -> Connection:
-    return connection(state=ConnectionState.NEEDS_ATTENTION, issue=open_issue(issue, opened=NOW - timedelta(days=2)))
+    return connection(
+        state=ConnectionState.NEEDS_ATTENTION, issue=open_issue(issue, opened=NOW - timedelta(days=2))
+    )
 
 
 def suspected(issue: IssueType = IssueType.ADMIN_ACCESS_LOST, *, seen: datetime) -> Connection:
     return connection(suspect=SuspectedIssue(type=issue, first_seen_at=seen, intuit_tid="tid-0"))
 
 
-def apply(conn: Connection, outcome: CheckOutcome, now: datetime = NOW, *, attempt: int = 0, episode="ep-new"):
+def apply(
+    conn: Connection, outcome: CheckOutcome, now: datetime = NOW, *, attempt: int = 0, episode="ep-new"
+):
     return apply_outcome(conn, outcome, now, POLICY, new_episode_id=episode, attempt=attempt)
 
 
@@ -132,7 +136,9 @@ def test_an_access_token_just_outside_the_margin_is_not_refreshed():
         (timedelta(days=99), True),
     ],
 )
-def test_the_refresh_token_is_rolled_once_the_last_refresh_is_older_than_refresh_after(refreshed_ago, refresh):
+def test_the_refresh_token_is_rolled_once_the_last_refresh_is_older_than_refresh_after(
+    refreshed_ago, refresh
+):
     plan = plan_check(with_tokens(refreshed_at=NOW - refreshed_ago), NOW, POLICY)
 
     assert plan.refresh is refresh
@@ -256,7 +262,9 @@ def test_a_first_bad_answer_is_only_suspected_and_rechecked_after_the_confirm_de
     conn = transition.connection
     assert conn.state is ConnectionState.HEALTHY
     assert conn.issue is None
-    assert conn.suspect == SuspectedIssue(IssueType.SUBSCRIPTION_LAPSED, first_seen_at=NOW, intuit_tid="tid-42")
+    assert conn.suspect == SuspectedIssue(
+        IssueType.SUBSCRIPTION_LAPSED, first_seen_at=NOW, intuit_tid="tid-42"
+    )
     assert transition.new_suspect is True
     assert transition.recheck_after == POLICY.confirm_delay
     assert kinds(transition) == [EventKind.ISSUE_SUSPECTED]

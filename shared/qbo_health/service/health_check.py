@@ -71,6 +71,21 @@ class AuditTrail(Protocol):
     def append(self, connection_id: str, events: Sequence[ConnectionEvent]) -> None: ...
 
 
+class Notifier(Protocol):
+    """Tells people about transitions as they happen (e.g. the restored notice when an issue closes)."""
+
+    def connection_events(
+        self, connection: Connection, events: Sequence[ConnectionEvent], now: datetime
+    ) -> None: ...
+
+
+class NoNotifier:
+    def connection_events(
+        self, connection: Connection, events: Sequence[ConnectionEvent], now: datetime
+    ) -> None:
+        return None
+
+
 class Requeue(Protocol):
     def send(self, requests: Sequence[CheckRequest], *, delay_seconds: int = 0) -> int: ...
 
@@ -82,6 +97,7 @@ class CheckDeps:
     intuit: IntuitApi
     history: AuditTrail
     queue: Requeue
+    notifier: Notifier = field(default_factory=NoNotifier)
     policy: CheckPolicy = field(default_factory=CheckPolicy)
     lease_seconds: int = 120
     new_id: Callable[[], str] = field(default=lambda: uuid.uuid4().hex)
@@ -145,6 +161,7 @@ def _follow_up(deps: CheckDeps, request: CheckRequest, transition: Transition, n
     connection_id = transition.connection.connection_id
     if transition.events:
         deps.history.append(connection_id, transition.events)
+        deps.notifier.connection_events(transition.connection, transition.events, now)
     if transition.recheck_after is not None:
         reason: CheckReason = "retry" if transition.retry_transient else "confirm"
         _requeue(deps, request, reason, transition.recheck_after, now)

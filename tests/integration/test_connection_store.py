@@ -1,0 +1,433 @@
+"""The connections table on the embedded stack's DynamoDB: faithful storage, leases, versions, indexes."""
+
+from __future__ import annotations
+
+from dataclasses import fields, replace
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+
+from qbo_health import wiring
+from qbo_health.domain.model import (
+    Authorizer,
+    Connection,
+    ConnectionState,
+    DisconnectReason,
+    IssueType,
+    OpenIssue,
+    SealedTokens,
+    SuspectedIssue,
+    TokenTimes,
+)
+from qbo_health.domain.schedule import check_slot
+from qbo_health.errors import ConcurrentUpdate, ConnectionNotFound, LeaseHeld
+
+LEASE = 120
+T0 = datetime(2026, 1, 5, 6, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def store(stack):
+    return wiring.connection_store()
+
+
+def at(**delta) -> datetime:
+    return T0 + timedelta(**delta)
+
+
+def issue(
+    deadline_days: float = 14, episode: str = "episode-1", kind=IssueType.ADMIN_ACCESS_LOST
+) -> OpenIssue:
+    return OpenIssue(
+        type=kind,
+        episode_id=episode,
+        first_seen_at=at(minutes=-15),
+        opened_at=T0,
+        deadline=T0 + timedelta(days=deadline_days),
+    )
+
+
+def new(connection_id: str, *, realm_id: str | None = "realm-1", **changes) -> Connection:
+    base = Connection(
+        connection_id=connection_id,
+        tenant_id="tenant-1",
+        realm_id=realm_id,
+        state=ConnectionState.HEALTHY,
+        contacts=("owner@example.com",),
+        created_at=T0,
+    )
+    return replace(base, **changes)
+
+
+def everything(connection_id: str = "conn-full") -> Connection:
+    """A connection with every field away from its default."""
+    return Connection(
+        connection_id=connection_id,
+        tenant_id="tenant-7",
+        realm_id="9130350000000001",
+        state=ConnectionState.NEEDS_ATTENTION,
+        version=0,
+        contacts=("owner@example.com", "books@example.com"),
+        authorized_by=Authorizer(user_id="user-123", email="admin@example.com"),
+        issue=issue(kind=IssueType.SUBSCRIPTION_LAPSED),
+        suspect=SuspectedIssue(IssueType.ADMIN_ACCESS_LOST, first_seen_at=at(minutes=5), intuit_tid="tid-9"),
+        tokens=TokenTimes(
+            access_expires_at=at(hours=1),
+            refresh_expires_at=at(days=100),
+            hard_expires_at=at(days=1800),
+            refreshed_at=at(seconds=-30),
+            rotated_at=at(days=-3),
+        ),
+        sealed_tokens=SealedTokens(
+            ciphertext=bytes(range(256)) + b"\x00\xff",
+            encrypted_data_key=b"\x01\x02\x03" * 60,
+            key_id="arn:aws:kms:us-east-1:123456789012:key/0000-1111",
+        ),
+        created_at=at(days=-400),
+        last_check_at=at(seconds=-1),
+        last_success_at=at(days=-2),
+        transient_failures=3,
+        on_hold=True,
+        reauth_due_warned_at=at(days=-1),
+        disconnect_reason=DisconnectReason.CUSTOMER_REQUEST,
+        disconnected_at=at(hours=-6),
+    )
+
+
+def ids_sharing_a_slot(count: int) -> tuple[int, list[str]]:
+    slot = check_slot("conn-0")
+    same = [f"conn-{n}" for n in range(1000) if check_slot(f"conn-{n}") == slot][:count]
+    return slot, same
+
+
+# ---------------------------------------------------------------------------------------------- round trips
+
+
+def test_every_field_of_a_connection_survives_create_and_get(store):
+    connection = everything()
+    defaults = Connection("x", "t", None, ConnectionState.PENDING)
+    untouched = [
+        f.name
+        for f in fields(Connection)
+        if f.name not in ("version",) and getattr(connection, f.name) == getattr(defaults, f.name)
+    ]
+    assert untouched == [], "the fixture must set every field to prove it is stored"
+
+    store.create(connection)
+
+    assert store.get(connection.connection_id) == connection
+
+
+def test_a_pending_connection_with_nothing_yet_round_trips_as_empty(store):
+    connection = Connection("conn-new", "tenant-1", realm_id=None, state=ConnectionState.PENDING)
+
+    store.create(connection)
+
+    assert store.get("conn-new") == connection
+
+
+def test_authorizer_without_email_round_trips(store):
+    connection = new("conn-1", authorized_by=Authorizer("user-1"), contacts=())
+
+    store.create(connection)
+
+    assert store.get("conn-1").authorized_by == Authorizer("user-1", None)
+    assert store.get("conn-1").contacts == ()
+
+
+def test_save_writes_every_field_and_clears_what_became_empty(store):
+    created = store.create(everything())
+    healed = replace(
+        created,
+        state=ConnectionState.HEALTHY,
+        issue=None,
+        suspect=None,
+        sealed_tokens=None,
+        authorized_by=None,
+        contacts=(),
+        on_hold=False,
+        transient_failures=0,
+        reauth_due_warned_at=None,
+        disconnect_reason=None,
+        disconnected_at=None,
+        tokens=TokenTimes(access_expires_at=at(hours=2)),
+        last_success_at=at(hours=1),
+    )
+
+    saved = store.save(healed)
+
+    assert saved.version == 1
+    assert store.get("conn-full") == saved
+
+
+@pytest.mark.xfail(
+    reason=(
+        "connection_store._iso stores issue_deadline with strftime('%Y-%m-%dT%H:%M:%SZ'): microseconds are "
+        "dropped and a non-UTC aware deadline keeps its wall time but is labelled Z, so the deadline read "
+        "back is not the one saved (every other time field keeps microseconds and converts to UTC)"
+    ),
+    strict=True,
+)
+@pytest.mark.parametrize(
+    "opened_at",
+    [
+        datetime(2026, 1, 5, 6, 0, 0, 123456, tzinfo=UTC),
+        datetime(2026, 1, 5, 8, 0, tzinfo=timezone(timedelta(hours=2))),
+    ],
+    ids=["system-clock-microseconds", "aware-non-utc"],
+)
+def test_an_issue_deadline_round_trips_exactly(store, opened_at):
+    opened = OpenIssue(
+        type=IssueType.ADMIN_ACCESS_LOST,
+        episode_id="episode-1",
+        first_seen_at=opened_at,
+        opened_at=opened_at,
+        deadline=opened_at + timedelta(days=14),
+    )
+    store.create(new("conn-1", state=ConnectionState.NEEDS_ATTENTION, issue=opened))
+
+    stored = store.get("conn-1").issue
+
+    assert stored is not None
+    assert stored.deadline == opened.deadline
+    assert stored.deadline - stored.opened_at == timedelta(days=14)
+
+
+def test_creating_a_connection_twice_is_refused_and_keeps_the_first(store):
+    store.create(new("conn-1", tenant_id="tenant-a"))
+
+    with pytest.raises(ConcurrentUpdate):
+        store.create(new("conn-1", tenant_id="tenant-b"))
+
+    assert store.get("conn-1").tenant_id == "tenant-a"
+
+
+def test_a_missing_connection_is_not_found(store):
+    with pytest.raises(ConnectionNotFound) as raised:
+        store.get("nobody")
+
+    assert raised.value.connection_id == "nobody"
+
+
+def test_saving_a_connection_that_was_never_created_does_not_create_it(store):
+    with pytest.raises((ConcurrentUpdate, ConnectionNotFound)):
+        store.save(new("ghost"))
+
+    with pytest.raises(ConnectionNotFound):
+        store.get("ghost")
+
+
+# ---------------------------------------------------------------------------------------------- versions
+
+
+def test_a_save_from_a_stale_read_is_refused(store):
+    store.create(new("conn-1"))
+    first_reader = store.get("conn-1")
+    second_reader = store.get("conn-1")
+
+    winner = store.save(replace(first_reader, transient_failures=1))
+    with pytest.raises(ConcurrentUpdate):
+        store.save(replace(second_reader, on_hold=True))
+
+    stored = store.get("conn-1")
+    assert stored == winner
+    assert stored.version == 1
+    assert stored.on_hold is False
+
+
+def test_each_save_moves_the_version_on_by_one(store):
+    connection = store.create(new("conn-1"))
+
+    for expected in (1, 2, 3):
+        connection = store.save(replace(connection, transient_failures=expected))
+        assert connection.version == expected
+
+    assert store.get("conn-1").version == 3
+
+
+# ---------------------------------------------------------------------------------------------- leases
+
+
+def test_a_lease_is_exclusive_until_it_expires_by_the_clock(stack, store):
+    store.create(new("conn-1"))
+    start = stack.clock.now()
+
+    leased = store.acquire_lease("conn-1", "worker-a", start, LEASE)
+    assert leased == store.get("conn-1")
+    with pytest.raises(LeaseHeld):
+        store.acquire_lease("conn-1", "worker-b", start, LEASE)
+
+    stack.clock.advance(timedelta(seconds=LEASE - 1))
+    with pytest.raises(LeaseHeld):
+        store.acquire_lease("conn-1", "worker-b", stack.clock.now(), LEASE)
+
+    stack.clock.advance(timedelta(seconds=2))
+    taken = store.acquire_lease("conn-1", "worker-b", stack.clock.now(), LEASE)
+    assert taken.connection_id == "conn-1"
+    with pytest.raises(LeaseHeld):
+        store.acquire_lease("conn-1", "worker-a", stack.clock.now(), LEASE)
+
+
+def test_the_owner_can_reacquire_its_lease_and_that_extends_it(stack, store):
+    store.create(new("conn-1"))
+    store.acquire_lease("conn-1", "worker-a", stack.clock.now(), LEASE)
+
+    stack.clock.advance(timedelta(seconds=LEASE - 10))
+    store.acquire_lease("conn-1", "worker-a", stack.clock.now(), LEASE)
+    stack.clock.advance(timedelta(seconds=60))  # past the first lease, inside the renewed one
+
+    with pytest.raises(LeaseHeld):
+        store.acquire_lease("conn-1", "worker-b", stack.clock.now(), LEASE)
+
+
+def test_a_lease_on_a_missing_connection_is_not_found(stack, store):
+    with pytest.raises(ConnectionNotFound):
+        store.acquire_lease("nobody", "worker-a", stack.clock.now(), LEASE)
+
+
+def test_taking_a_lease_does_not_change_the_version(stack, store):
+    store.create(new("conn-1"))
+
+    leased = store.acquire_lease("conn-1", "worker-a", stack.clock.now(), LEASE)
+
+    assert leased.version == 0
+    assert store.save(leased, lease_owner="worker-a").version == 1
+
+
+def test_only_the_lease_owner_may_save(stack, store):
+    store.create(new("conn-1"))
+    leased = store.acquire_lease("conn-1", "worker-a", stack.clock.now(), LEASE)
+
+    with pytest.raises(ConcurrentUpdate):
+        store.save(replace(leased, on_hold=True), lease_owner="worker-b")
+    assert store.get("conn-1").on_hold is False
+
+    saved = store.save(replace(leased, on_hold=True), lease_owner="worker-a")
+    assert store.get("conn-1") == saved
+
+
+def test_saving_as_owner_without_any_lease_is_refused(store):
+    connection = store.create(new("conn-1"))
+
+    with pytest.raises(ConcurrentUpdate):
+        store.save(connection, lease_owner="worker-a")
+
+
+def test_a_lease_taken_over_after_expiry_locks_out_the_late_worker(stack, store):
+    store.create(new("conn-1"))
+    slow = store.acquire_lease("conn-1", "worker-a", stack.clock.now(), LEASE)
+    stack.clock.advance(timedelta(seconds=LEASE + 1))
+    store.acquire_lease("conn-1", "worker-b", stack.clock.now(), LEASE)
+
+    with pytest.raises(ConcurrentUpdate):
+        store.save(replace(slow, transient_failures=9), lease_owner="worker-a")
+    assert store.get("conn-1").transient_failures == 0
+
+
+def test_saving_with_release_frees_the_lease_at_once(stack, store):
+    store.create(new("conn-1"))
+    leased = store.acquire_lease("conn-1", "worker-a", stack.clock.now(), LEASE)
+
+    store.save(leased, lease_owner="worker-a", release_lease=True)
+
+    assert store.acquire_lease("conn-1", "worker-b", stack.clock.now(), LEASE).version == 1
+
+
+def test_saving_without_release_keeps_the_lease(stack, store):
+    store.create(new("conn-1"))
+    leased = store.acquire_lease("conn-1", "worker-a", stack.clock.now(), LEASE)
+
+    store.save(leased, lease_owner="worker-a")
+
+    with pytest.raises(LeaseHeld):
+        store.acquire_lease("conn-1", "worker-b", stack.clock.now(), LEASE)
+
+
+def test_release_lease_frees_only_the_owners_lease(stack, store):
+    store.create(new("conn-1"))
+    store.acquire_lease("conn-1", "worker-a", stack.clock.now(), LEASE)
+
+    store.release_lease("conn-1", "worker-b")
+    with pytest.raises(LeaseHeld):
+        store.acquire_lease("conn-1", "worker-b", stack.clock.now(), LEASE)
+
+    store.release_lease("conn-1", "worker-a")
+    store.acquire_lease("conn-1", "worker-b", stack.clock.now(), LEASE)
+
+
+# ---------------------------------------------------------------------------------------------- indexes
+
+
+def test_open_issues_lists_only_connections_with_a_confirmed_issue(store):
+    store.create(new("broken", state=ConnectionState.NEEDS_ATTENTION, issue=issue()))
+    store.create(new("suspected", suspect=SuspectedIssue(IssueType.SUBSCRIPTION_LAPSED, first_seen_at=T0)))
+    store.create(new("fine"))
+
+    listed = list(store.open_issues())
+
+    assert [c.connection_id for c in listed] == ["broken"]
+    assert listed[0] == store.get("broken")
+
+
+def test_a_closed_issue_drops_out_of_the_open_issues_index(store):
+    broken = store.create(new("broken", state=ConnectionState.NEEDS_ATTENTION, issue=issue()))
+
+    store.save(replace(broken, issue=None, state=ConnectionState.HEALTHY))
+
+    assert list(store.open_issues()) == []
+
+
+def test_open_issues_come_soonest_deadline_first(store):
+    for connection_id, days in (("later", 13), ("soonest", 1), ("middle", 7)):
+        store.create(
+            new(connection_id, state=ConnectionState.NEEDS_ATTENTION, issue=issue(days, connection_id))
+        )
+
+    assert [c.connection_id for c in store.open_issues()] == ["soonest", "middle", "later"]
+
+
+def test_ids_in_slot_lists_only_checkable_connections_of_that_slot(store):
+    slot, same_slot = ids_sharing_a_slot(3)
+    other = next(f"conn-{n}" for n in range(1000) if check_slot(f"conn-{n}") != slot)
+    checkable, disconnected = same_slot[:2], same_slot[2]
+    for connection_id in [*checkable, other]:
+        store.create(new(connection_id))
+    store.create(
+        new(
+            disconnected,
+            state=ConnectionState.DISCONNECTED,
+            disconnect_reason=DisconnectReason.GRACE_PERIOD_EXPIRED,
+            disconnected_at=T0,
+        )
+    )
+
+    assert sorted(store.ids_in_slot(slot)) == sorted(checkable)
+    assert list(store.ids_in_slot(check_slot(other))) == [other]
+
+
+def test_a_connection_leaves_its_slot_when_it_is_disconnected(store):
+    connection = store.create(new("conn-1"))
+    slot = check_slot("conn-1")
+    assert list(store.ids_in_slot(slot)) == ["conn-1"]
+
+    store.save(replace(connection, state=ConnectionState.DISCONNECTED, disconnected_at=T0))
+
+    assert list(store.ids_in_slot(slot)) == []
+
+
+@pytest.mark.parametrize("state", [ConnectionState.PENDING, ConnectionState.NEEDS_ATTENTION])
+def test_pending_and_broken_connections_are_still_scheduled(store, state):
+    store.create(new("conn-1", state=state))
+
+    assert list(store.ids_in_slot(check_slot("conn-1"))) == ["conn-1"]
+
+
+def test_ids_for_realm_finds_every_connection_to_that_company(store):
+    store.create(new("conn-a", realm_id="realm-1"))
+    store.create(new("conn-b", realm_id="realm-1", tenant_id="tenant-2"))
+    store.create(new("conn-c", realm_id="realm-2"))
+    store.create(new("conn-d", realm_id=None, state=ConnectionState.PENDING))
+
+    assert sorted(store.ids_for_realm("realm-1")) == ["conn-a", "conn-b"]
+    assert store.ids_for_realm("realm-2") == ["conn-c"]
+    assert store.ids_for_realm("realm-unknown") == []
