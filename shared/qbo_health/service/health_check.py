@@ -188,9 +188,7 @@ class _Session:
         self.refreshed = False
         assert connection.sealed_tokens is not None and connection.realm_id is not None
         self.realm_id: str = connection.realm_id
-        self.tokens = deps.vault.open(
-            connection.sealed_tokens, connection_id=connection.connection_id, realm_id=self.realm_id
-        )
+        self.tokens = open_tokens(deps, connection)
 
     def run(self) -> CheckOutcome:
         plan = plan_check(self.connection, self.now, self.deps.policy)
@@ -220,26 +218,44 @@ class _Session:
         return CheckOutcome.healthy(probed=True)
 
     def refresh(self) -> None:
-        """Refresh and persist the new pair in one conditional write before anything uses it."""
-        connection = self.connection
-        pair = self.deps.intuit.refresh(self.tokens.refresh_token).pair
-        sealed = self.deps.vault.seal(pair, connection_id=connection.connection_id, realm_id=self.realm_id)
-        rotated = pair.refresh_token != self.tokens.refresh_token
-        times = TokenTimes(
-            access_expires_at=pair.access_expires_at,
-            refresh_expires_at=pair.refresh_expires_at,
-            hard_expires_at=pair.hard_expires_at or connection.tokens.hard_expires_at,
-            refreshed_at=self.now,
-            rotated_at=self.now if rotated else connection.tokens.rotated_at,
+        self.connection, self.tokens = refresh_and_persist(
+            self.deps, self.connection, self.tokens, owner=self.owner, now=self.now
         )
-        self.connection = self.deps.store.save(
-            replace(connection, sealed_tokens=sealed, tokens=times),
-            changed_from=connection,
-            lease_owner=self.owner,
-        )
-        self.tokens = pair
         self.refreshed = True
-        logger.debug("token refreshed", extra={"rotated": rotated})
+
+
+def open_tokens(deps: CheckDeps, connection: Connection) -> TokenPair:
+    """The clear token pair of a connection that has one (callers check ``sealed_tokens`` first)."""
+    assert connection.sealed_tokens is not None and connection.realm_id is not None
+    return deps.vault.open(
+        connection.sealed_tokens, connection_id=connection.connection_id, realm_id=connection.realm_id
+    )
+
+
+def refresh_and_persist(
+    deps: CheckDeps, connection: Connection, tokens: TokenPair, *, owner: str, now: datetime
+) -> tuple[Connection, TokenPair]:
+    """Refresh at Intuit and persist the new pair in one conditional write before anything uses it.
+
+    The caller holds the connection's lease as ``owner``: Intuit may kill the old refresh token at once,
+    so two refreshes of one connection must never run together. Raises ``IntuitCallFailed``.
+    """
+    assert connection.realm_id is not None
+    pair = deps.intuit.refresh(tokens.refresh_token).pair
+    sealed = deps.vault.seal(pair, connection_id=connection.connection_id, realm_id=connection.realm_id)
+    rotated = pair.refresh_token != tokens.refresh_token
+    times = TokenTimes(
+        access_expires_at=pair.access_expires_at,
+        refresh_expires_at=pair.refresh_expires_at,
+        hard_expires_at=pair.hard_expires_at or connection.tokens.hard_expires_at,
+        refreshed_at=now,
+        rotated_at=now if rotated else connection.tokens.rotated_at,
+    )
+    saved = deps.store.save(
+        replace(connection, sealed_tokens=sealed, tokens=times), changed_from=connection, lease_owner=owner
+    )
+    logger.debug("token refreshed", extra={"rotated": rotated})
+    return saved, pair
 
 
 def _outcome_of(failure: IntuitFailure, *, after_fresh_refresh: bool) -> CheckOutcome:
