@@ -24,7 +24,12 @@ class _EnvModel(BaseModel):
         try:
             return cls.model_validate(values)
         except ValidationError as error:
-            raise ConfigurationError(f"{cls.__name__}: {error}") from error
+            # Inputs stay out of the message: a misconfigured secret must not reach the cold-start log.
+            problems = "; ".join(
+                f"{'.'.join(str(part) for part in problem['loc']) or 'settings'}: {problem['msg']}"
+                for problem in error.errors(include_input=False)
+            )
+            raise ConfigurationError(f"{cls.__name__}: {problems}") from None
 
 
 class StoreSettings(_EnvModel):
@@ -59,7 +64,8 @@ class IntuitSettings(_EnvModel):
     def _complete(self) -> Self:
         if self.intuit_environment == "local" and not self.intuit_base_url:
             raise ValueError("INTUIT_BASE_URL is required when INTUIT_ENVIRONMENT=local")
-        has_inline = self.intuit_client_id is not None and self.intuit_client_secret is not None
+        secret = self.intuit_client_secret.get_secret_value() if self.intuit_client_secret else ""
+        has_inline = bool(self.intuit_client_id) and bool(secret)
         if not has_inline and not self.intuit_credentials_secret:
             raise ValueError("set INTUIT_CLIENT_ID and INTUIT_CLIENT_SECRET, or INTUIT_CREDENTIALS_SECRET")
         return self

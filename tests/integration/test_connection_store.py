@@ -160,14 +160,6 @@ def test_save_writes_every_field_and_clears_what_became_empty(store):
     assert store.get("conn-full") == saved
 
 
-@pytest.mark.xfail(
-    reason=(
-        "connection_store._iso stores issue_deadline with strftime('%Y-%m-%dT%H:%M:%SZ'): microseconds are "
-        "dropped and a non-UTC aware deadline keeps its wall time but is labelled Z, so the deadline read "
-        "back is not the one saved (every other time field keeps microseconds and converts to UTC)"
-    ),
-    strict=True,
-)
 @pytest.mark.parametrize(
     "opened_at",
     [

@@ -77,7 +77,12 @@ def connected_client(
 def test_discovery_points_intuitlib_at_the_simulator(intuit: IntuitSimulator) -> None:
     client = make_client(intuit)
 
-    for endpoint in (client.auth_endpoint, client.token_endpoint, client.revoke_endpoint, client.user_info_url):
+    for endpoint in (
+        client.auth_endpoint,
+        client.token_endpoint,
+        client.revoke_endpoint,
+        client.user_info_url,
+    ):
         assert endpoint.startswith(intuit.base_url + "/")
     assert client.token_endpoint == f"{intuit.base_url}/oauth2/v1/tokens/bearer"
     assert client.revoke_endpoint == f"{intuit.base_url}/v2/oauth2/tokens/revoke"
@@ -98,11 +103,15 @@ def test_code_exchange_gives_working_tokens(intuit: IntuitSimulator, company: tu
     assert "token" in stats["calls"]
 
 
-def test_id_token_is_signed_rs256_with_the_published_key(intuit: IntuitSimulator, company: tuple[str, str]) -> None:
+def test_id_token_is_signed_rs256_with_the_published_key(
+    intuit: IntuitSimulator, company: tuple[str, str]
+) -> None:
     client = make_client(intuit)
     raw: list[dict] = []
     client.hooks["response"].append(
-        lambda response, *args, **kwargs: raw.append(response.json()) if "tokens/bearer" in response.url else None
+        lambda response, *args, **kwargs: (
+            raw.append(response.json()) if "tokens/bearer" in response.url else None
+        )
     )
     code, realm_id = authorize(intuit, client, *company)
     client.get_bearer_token(code, realm_id=realm_id)
@@ -242,7 +251,9 @@ def test_code_expires_after_ten_minutes(
 def test_exchange_needs_the_same_redirect_uri(intuit: IntuitSimulator, company: tuple[str, str]) -> None:
     client = make_client(intuit)
     code, realm_id = authorize(intuit, client, *company)
-    other = AuthClient("sim-client-id", "sim-client-secret", "http://127.0.0.1:8999/other", intuit.discovery_url)
+    other = AuthClient(
+        "sim-client-id", "sim-client-secret", "http://127.0.0.1:8999/other", intuit.discovery_url
+    )
 
     with pytest.raises(AuthClientError) as failure:
         other.get_bearer_token(code, realm_id=realm_id)

@@ -154,7 +154,9 @@ def test_hard_cap_caps_the_rolling_window(
     assert tokens["x_refresh_token_expires_in"] == DAY
 
     sim_clock.advance(DAY / 2)
-    body = refresh(intuit, tokens["refresh_token"], {"x-include-refresh-token-hard-expires-in": "true"}).json()
+    body = refresh(
+        intuit, tokens["refresh_token"], {"x-include-refresh-token-hard-expires-in": "true"}
+    ).json()
     assert body["x_refresh_token_expires_in"] == DAY // 2
     assert body["x_refresh_token_hard_expires_in"] == DAY // 2
 
@@ -164,14 +166,18 @@ def test_hard_cap_caps_the_rolling_window(
 
 def test_issue_tokens_rejects_impossible_history(intuit: IntuitSimulator, company: Company) -> None:
     with pytest.raises(SimulatorControlError) as failure:
-        intuit.control.issue_tokens(company.realm_id, company.admin_id, refreshed_days_ago=5, authorized_days_ago=1)
+        intuit.control.issue_tokens(
+            company.realm_id, company.admin_id, refreshed_days_ago=5, authorized_days_ago=1
+        )
     assert failure.value.status == 400
 
 
 # -- access tokens ------------------------------------------------------------------------------------------
 
 
-def test_access_token_lives_3600_seconds(intuit: IntuitSimulator, company: Company, sim_clock: SimulatedClock) -> None:
+def test_access_token_lives_3600_seconds(
+    intuit: IntuitSimulator, company: Company, sim_clock: SimulatedClock
+) -> None:
     tokens = intuit.control.issue_tokens(company.realm_id, company.admin_id)
     sim_clock.advance(3599)
     assert companyinfo(intuit, company.realm_id, tokens["access_token"]).status_code == 200
@@ -213,8 +219,12 @@ def test_expire_access_token_control(intuit: IntuitSimulator, company: Company) 
     assert refresh(intuit, tokens["refresh_token"]).status_code == 200
 
 
-@pytest.mark.parametrize("header", ["Basic c2ltOnNpbQ==", "Bearer", "Bearer two parts", "token-without-scheme"])
-def test_malformed_authorization_header_is_code_100(intuit: IntuitSimulator, company: Company, header: str) -> None:
+@pytest.mark.parametrize(
+    "header", ["Basic c2ltOnNpbQ==", "Bearer", "Bearer two parts", "token-without-scheme"]
+)
+def test_malformed_authorization_header_is_code_100(
+    intuit: IntuitSimulator, company: Company, header: str
+) -> None:
     response = requests.get(
         f"{intuit.base_url}/v3/company/{company.realm_id}/companyinfo/{company.realm_id}",
         headers={"Authorization": header, "Accept": "application/json"},
@@ -305,7 +315,9 @@ def test_user_removed_from_company_is_refused(intuit: IntuitSimulator, company: 
     assert gateway_error(companyinfo(intuit, company.realm_id, tokens["access_token"]))["code"] == "3100"
 
 
-def test_non_admin_consent_gives_tokens_that_the_api_refuses(intuit: IntuitSimulator, company: Company) -> None:
+def test_non_admin_consent_gives_tokens_that_the_api_refuses(
+    intuit: IntuitSimulator, company: Company
+) -> None:
     bookkeeper = intuit.control.add_user(company.realm_id, email="books@example.com", admin=False)
     tokens = intuit.control.issue_tokens(company.realm_id, bookkeeper)
     assert companyinfo(intuit, company.realm_id, tokens["access_token"]).status_code == 403
@@ -367,7 +379,9 @@ def test_app_disconnected_in_quickbooks(intuit: IntuitSimulator, company: Compan
     assert companyinfo(intuit, company.realm_id, theirs["access_token"]).status_code == 200
 
 
-def test_grant_status_and_currency(intuit: IntuitSimulator, company: Company, sim_clock: SimulatedClock) -> None:
+def test_grant_status_and_currency(
+    intuit: IntuitSimulator, company: Company, sim_clock: SimulatedClock
+) -> None:
     tokens = intuit.control.issue_tokens(company.realm_id, company.admin_id, refreshed_days_ago=2)
     status = intuit.control.grant_of(tokens["refresh_token"])
     assert status["user_id"] == company.admin_id
@@ -409,7 +423,9 @@ def test_userinfo(intuit: IntuitSimulator, company: Company) -> None:
     accounting_only = intuit.control.issue_tokens(
         company.realm_id, company.admin_id, scope="com.intuit.quickbooks.accounting"
     )
-    refused = requests.get(url, headers={"Authorization": f"Bearer {accounting_only['access_token']}"}, timeout=5)
+    refused = requests.get(
+        url, headers={"Authorization": f"Bearer {accounting_only['access_token']}"}, timeout=5
+    )
     assert refused.status_code == 403
     assert "id_token" not in accounting_only
 
@@ -476,7 +492,9 @@ def test_consent_page_lists_companies_and_users_escaped(intuit: IntuitSimulator)
     assert "clerk@example.com (Standard user)" in page.text
 
 
-def test_consent_connect_redirects_with_code_state_and_realm(intuit: IntuitSimulator, company: Company) -> None:
+def test_consent_connect_redirects_with_code_state_and_realm(
+    intuit: IntuitSimulator, company: Company
+) -> None:
     callback = intuit.control.consent(authorization_url(intuit), company.realm_id, company.admin_id)
 
     parts = urlsplit(callback)
@@ -511,7 +529,9 @@ def test_consent_for_a_user_outside_the_company_is_refused(intuit: IntuitSimulat
     assert "does not belong" in failure.value.body
 
 
-def test_redirect_uris_of_registered_apps_must_match_exactly(intuit: IntuitSimulator, company: Company) -> None:
+def test_redirect_uris_of_registered_apps_must_match_exactly(
+    intuit: IntuitSimulator, company: Company
+) -> None:
     intuit.control.register_app("prod-app", "prod-secret", ["https://app.example.com/qbo/callback"])
 
     ok = authorization_url(intuit, client_id="prod-app", redirect_uri="https://app.example.com/qbo/callback")
@@ -520,8 +540,14 @@ def test_redirect_uris_of_registered_apps_must_match_exactly(intuit: IntuitSimul
         page = requests.get(authorization_url(intuit, client_id="prod-app", redirect_uri=uri), timeout=5)
         assert page.status_code == 400
     # The default app takes any loopback URI with a port, nothing else.
-    assert requests.get(authorization_url(intuit, redirect_uri="http://127.0.0.1:1/x"), timeout=5).status_code == 200
-    assert requests.get(authorization_url(intuit, redirect_uri="https://evil.example/"), timeout=5).status_code == 400
+    assert (
+        requests.get(authorization_url(intuit, redirect_uri="http://127.0.0.1:1/x"), timeout=5).status_code
+        == 200
+    )
+    assert (
+        requests.get(authorization_url(intuit, redirect_uri="https://evil.example/"), timeout=5).status_code
+        == 400
+    )
 
 
 @pytest.mark.parametrize(
@@ -555,7 +581,9 @@ def test_authorize_errors_are_redirected_with_state(
         {"redirect_uri": "<omit>"},
     ],
 )
-def test_authorize_never_redirects_to_an_unverified_uri(intuit: IntuitSimulator, overrides: dict[str, str]) -> None:
+def test_authorize_never_redirects_to_an_unverified_uri(
+    intuit: IntuitSimulator, overrides: dict[str, str]
+) -> None:
     response = requests.get(authorization_url(intuit, **overrides), allow_redirects=False, timeout=5)
 
     assert response.status_code == 400
@@ -598,7 +626,9 @@ def token_call(intuit: IntuitSimulator, **kwargs: Any) -> requests.Response:
         "Bearer abc",
     ],
 )
-def test_bad_client_authentication_is_401_invalid_client(intuit: IntuitSimulator, authorization: str | None) -> None:
+def test_bad_client_authentication_is_401_invalid_client(
+    intuit: IntuitSimulator, authorization: str | None
+) -> None:
     headers = {"Authorization": authorization} if authorization else {}
     response = token_call(intuit, data={"grant_type": "refresh_token", "refresh_token": "x"}, headers=headers)
 
@@ -617,10 +647,15 @@ def test_bad_client_authentication_is_401_invalid_client(intuit: IntuitSimulator
         ({"data": "grant_type=refresh_token&refresh_token=a&refresh_token=b"}, "invalid_request"),
         ({"data": b"\xff\xfe%%%"}, "invalid_request"),
         ({"data": {"grant_type": "refresh_token", "refresh_token": "AB11unknown"}}, "invalid_grant"),
-        ({"data": {"grant_type": "authorization_code", "code": "nope", "redirect_uri": REDIRECT_URI}}, "invalid_grant"),
+        (
+            {"data": {"grant_type": "authorization_code", "code": "nope", "redirect_uri": REDIRECT_URI}},
+            "invalid_grant",
+        ),
     ],
 )
-def test_bad_token_requests_get_rfc6749_errors(intuit: IntuitSimulator, kwargs: dict[str, Any], error: str) -> None:
+def test_bad_token_requests_get_rfc6749_errors(
+    intuit: IntuitSimulator, kwargs: dict[str, Any], error: str
+) -> None:
     headers = {"Authorization": BASIC}
     if isinstance(kwargs.get("data"), str | bytes):
         headers["Content-Type"] = "application/x-www-form-urlencoded"

@@ -125,13 +125,6 @@ def test_a_corrupted_data_key_does_not_open(stack, kms, key_id):
         )
 
 
-@pytest.mark.xfail(
-    reason=(
-        "TokenVault._decryption_key calls kms.decrypt without KeyId, so KMS picks the key named in the "
-        "ciphertext: a vault configured for another KMS key opens tokens it was never meant to"
-    ),
-    strict=True,
-)
 def test_a_vault_with_a_different_kms_key_cannot_open(stack, kms, key_id):
     other_key = kms.create_key(Description="some other service's key")["KeyMetadata"]["KeyId"]
     sealed = vault(stack, kms, key_id).seal(pair(stack), connection_id=CONNECTION_ID, realm_id=REALM_ID)

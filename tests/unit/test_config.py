@@ -275,14 +275,6 @@ def test_missing_credentials_are_a_configuration_error(environ):
         IntuitSettings.from_env(environ)
 
 
-@pytest.mark.xfail(
-    reason=(
-        "IntuitSettings._complete checks inline credentials with `is not None`, so empty "
-        "INTUIT_CLIENT_ID/INTUIT_CLIENT_SECRET pass validation; wiring._intuit_credentials then treats "
-        "them as absent and asks Secrets Manager for a secret named ''"
-    ),
-    strict=True,
-)
 def test_empty_credentials_are_a_configuration_error():
     with pytest.raises(ConfigurationError):
         IntuitSettings.from_env({"INTUIT_CLIENT_ID": "", "INTUIT_CLIENT_SECRET": ""})
@@ -311,14 +303,6 @@ def test_a_rejected_setting_does_not_echo_the_client_secret():
     assert not shows_part_of(REAL_LOOKING_SECRET, full_error_text(raised.value))
 
 
-@pytest.mark.xfail(
-    reason=(
-        "config._EnvModel.from_env puts pydantic's ValidationError text into ConfigurationError (and "
-        "chains it); for the model-level check (_complete) that text carries input_value=<all inputs>, "
-        "so the cold-start error log shows the Intuit client secret (truncated, but the tail in clear)"
-    ),
-    strict=True,
-)
 @pytest.mark.parametrize(
     "environ",
     [

@@ -101,7 +101,9 @@ class TokenVault:
                 self._decrypted.move_to_end(encrypted)
                 return cached[0]
         try:
-            response = self._kms.decrypt(CiphertextBlob=encrypted, EncryptionContext=KMS_CONTEXT)
+            response = self._kms.decrypt(
+                CiphertextBlob=encrypted, EncryptionContext=KMS_CONTEXT, KeyId=self._key_id
+            )
         except Exception as error:  # the KMS client's error types belong to botocore
             raise TokenDecryptionFailed("the data key could not be decrypted") from error
         plaintext: bytes = response["Plaintext"]
