@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from qbo_health.domain.model import Connection, ConnectionState
-from qbo_health.domain.outage import OutageThresholds, looks_like_outage, outage_in_force
+from qbo_health.domain.outage import OutageThresholds, RunSummary, looks_like_outage, outage_over
 from qbo_health.domain.schedule import SLOTS_PER_DAY, check_slot, due_slot, slot_of
 
 DEFAULT = OutageThresholds()
@@ -83,20 +83,38 @@ def test_outage_thresholds_are_configurable():
     assert looks_like_outage(10, 1, 0, DEFAULT) is False
 
 
+LAST_SEEN = NOW - timedelta(hours=3)
+
+
+def run(started_at, scheduled=100, transient=0, suspected=0):
+    return RunSummary(started_at, scheduled, transient, suspected)
+
+
 @pytest.mark.parametrize(
-    ("last_seen", "in_force"),
+    ("latest", "over"),
     [
         (None, False),
-        (NOW, True),
-        (NOW - timedelta(hours=1), True),
-        (NOW - timedelta(hours=1, minutes=59, seconds=59), True),
-        (NOW - timedelta(hours=2), False),
-        (NOW - timedelta(days=1), False),
+        (run(LAST_SEEN - timedelta(minutes=1)), False),
+        (run(NOW - timedelta(minutes=29)), False),
+        (run(NOW - timedelta(minutes=30)), True),
+        (run(NOW - timedelta(hours=1), transient=60), False),
+        (run(NOW - timedelta(hours=1), transient=10), True),
+        (run(NOW - timedelta(hours=1), scheduled=5, transient=1), False),
+        (run(NOW - timedelta(hours=1), scheduled=5), True),
     ],
-    ids=["never", "just-now", "an-hour-ago", "just-inside-hold", "hold-elapsed", "yesterday"],
+    ids=[
+        "no-run",
+        "run-before-last-seen",
+        "not-settled",
+        "settled-and-normal",
+        "still-an-outage",
+        "normal-share-of-trouble",
+        "small-run-with-trouble",
+        "small-clean-run",
+    ],
 )
-def test_a_suspected_outage_holds_for_two_hours_after_it_was_last_seen(last_seen, in_force):
-    assert outage_in_force(last_seen, NOW) is in_force
+def test_an_outage_ends_only_when_a_later_settled_run_looks_normal(latest, over):
+    assert outage_over(LAST_SEEN, latest, NOW, DEFAULT) is over
 
 
 # ---------------------------------------------------------------------------------------------- schedule

@@ -153,6 +153,7 @@ def _attributes(connection: Connection) -> dict[str, Any]:
         "issue_first_seen_at": issue.first_seen_at if issue else None,
         "issue_opened_at": issue.opened_at if issue else None,
         "issue_deadline": _iso(issue.deadline) if issue else None,
+        "issue_notices": [f"{stage}@{_iso(at)}" for stage, at in issue.notices] or None if issue else None,
         "suspect_type": suspect.type.value if suspect else None,
         "suspect_first_seen_at": suspect.first_seen_at if suspect else None,
         "suspect_intuit_tid": suspect.intuit_tid if suspect else None,
@@ -195,6 +196,11 @@ def _iso(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+def _notice(entry: str) -> tuple[str, datetime]:
+    stage, _, at = entry.partition("@")
+    return stage, datetime.fromisoformat(at)
+
+
 def to_domain(item: ConnectionModel) -> Connection:
     issue = None
     opened_at = item.issue_opened_at
@@ -205,6 +211,7 @@ def to_domain(item: ConnectionModel) -> Connection:
             first_seen_at=item.issue_first_seen_at or opened_at,
             opened_at=opened_at,
             deadline=datetime.fromisoformat(item.issue_deadline),
+            notices=tuple(_notice(str(entry)) for entry in item.issue_notices or ()),
         )
     suspect = None
     if item.suspect_type and item.suspect_first_seen_at:

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from pynamodb.exceptions import DoesNotExist
 
 from qbo_health.adapters.dynamo_models import ControlModel
+from qbo_health.domain.escalation import PauseWindow
+from qbo_health.domain.outage import RunSummary
 
 RUN_RETENTION = timedelta(days=30)
 LATEST_RUN_KEY = "LATEST_RUN"
 HEARTBEAT_KEY = "HEARTBEAT#check-worker"
 OUTAGE_KEY = "OUTAGE"
+PAUSES_KEY = "PAUSE_WINDOWS"
+# Closed pause windows older than this no longer matter (no episode lasts that long).
+PAUSE_MEMORY = timedelta(days=120)
 
 
 @dataclass(frozen=True)
@@ -48,12 +54,64 @@ class ControlStore:
     def last_beat(self) -> datetime | None:
         return self._time_of(HEARTBEAT_KEY)
 
-    def mark_outage(self, now: datetime, run_id: str) -> None:
-        """Refreshed by every batch that still looks like an outage; it lapses on its own when they stop."""
-        ControlModel(OUTAGE_KEY, at=now, detail=run_id).save()
+    def latest_run(self) -> RunSummary | None:
+        try:
+            run_id = ControlModel.get(LATEST_RUN_KEY, consistent_read=True).detail
+        except DoesNotExist:
+            return None
+        tally = self.run(run_id or "")
+        if tally is None or tally.started_at is None:
+            return None
+        return RunSummary(tally.started_at, tally.scheduled, tally.transient, tally.suspected)
 
-    def outage_seen_at(self) -> datetime | None:
-        return self._time_of(OUTAGE_KEY)
+    def mark_outage(self, now: datetime, run_id: str) -> None:
+        """Start the suspected outage (if none is running) and note when it was last seen."""
+        ControlModel(OUTAGE_KEY).update(
+            actions=[
+                ControlModel.at.set(ControlModel.at | now),  # if_not_exists: the start stays put
+                ControlModel.until.set(now),
+                ControlModel.detail.set(run_id),
+            ]
+        )
+
+    def outage(self) -> PauseWindow | None:
+        """The running suspected outage: ``start`` and, in ``end``, when it was last seen."""
+        try:
+            item = ControlModel.get(OUTAGE_KEY, consistent_read=True)
+        except DoesNotExist:
+            return None
+        if item.at is None:
+            return None
+        return PauseWindow(start=item.at, end=item.until)
+
+    def end_outage(self, now: datetime) -> None:
+        """Close the running outage: it becomes a pause window that stays on record."""
+        outage = self.outage()
+        if outage is None:
+            return
+        windows = [w for w in self._closed_windows() if w.end and now - w.end < PAUSE_MEMORY]
+        windows.append(PauseWindow(outage.start, now))
+        encoded = [[w.start.isoformat(), (w.end or now).isoformat()] for w in windows]
+        ControlModel(PAUSES_KEY, at=now, detail=json.dumps(encoded)).save()
+        ControlModel(OUTAGE_KEY).delete()
+
+    def pause_windows(self) -> list[PauseWindow]:
+        """Every pause that may still matter; a running outage appears with ``end=None``."""
+        windows = self._closed_windows()
+        running = self.outage()
+        if running is not None:
+            windows.append(PauseWindow(running.start, None))
+        return windows
+
+    def _closed_windows(self) -> list[PauseWindow]:
+        try:
+            item = ControlModel.get(PAUSES_KEY, consistent_read=True)
+        except DoesNotExist:
+            return []
+        return [
+            PauseWindow(datetime.fromisoformat(start), datetime.fromisoformat(end))
+            for start, end in json.loads(item.detail or "[]")
+        ]
 
     def _time_of(self, key: str) -> datetime | None:
         try:

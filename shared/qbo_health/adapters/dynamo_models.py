@@ -68,6 +68,8 @@ class ConnectionModel(Model):
     issue_first_seen_at = UTCDateTimeAttribute(null=True)
     issue_opened_at = UTCDateTimeAttribute(null=True)
     issue_deadline = UnicodeAttribute(null=True)
+    # "STAGE@iso-time" for each escalation notice of the episode (the claim in history is authoritative).
+    issue_notices = ListAttribute(of=UnicodeAttribute, null=True)
     # Suspected issue awaiting its confirming re-check.
     suspect_type = UnicodeAttribute(null=True)
     suspect_first_seen_at = UTCDateTimeAttribute(null=True)

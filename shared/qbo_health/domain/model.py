@@ -42,6 +42,8 @@ class OpenIssue:
     first_seen_at: datetime
     opened_at: datetime
     deadline: datetime
+    # Escalation notices recorded for this episode: (stage name, when sent or skipped).
+    notices: tuple[tuple[str, datetime], ...] = ()
 
 
 @dataclass(frozen=True)

@@ -1,12 +1,16 @@
-"""The outage guard: a run whose trouble is far above normal is Intuit's bad day, not the customers'."""
+"""The outage guard: a run whose trouble is far above normal is Intuit's bad day, not the customers'.
+
+A suspected outage starts when a check run looks like one and lasts until a later run, given time to
+settle, looks normal again. While it lasts, escalation pauses and its clocks stop.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-# A suspected outage stays in force this long after the last batch that looked like one: runs are hourly.
-OUTAGE_HOLD = timedelta(hours=2)
+# A run is judged once this much time has passed since it started (its checks and retries have run).
+RUN_SETTLE_TIME = timedelta(minutes=30)
 
 
 @dataclass(frozen=True)
@@ -16,6 +20,14 @@ class OutageThresholds:
     min_checks: int = 20
 
 
+@dataclass(frozen=True)
+class RunSummary:
+    started_at: datetime
+    scheduled: int
+    transient: int
+    suspected: int
+
+
 def looks_like_outage(scheduled: int, transient: int, suspected: int, thresholds: OutageThresholds) -> bool:
     base = max(scheduled, transient + suspected)
     if base < thresholds.min_checks:
@@ -23,5 +35,15 @@ def looks_like_outage(scheduled: int, transient: int, suspected: int, thresholds
     return transient / base >= thresholds.transient_share or suspected / base >= thresholds.new_issue_share
 
 
-def outage_in_force(last_seen: datetime | None, now: datetime) -> bool:
-    return last_seen is not None and now - last_seen < OUTAGE_HOLD
+def outage_over(
+    last_seen: datetime, latest_run: RunSummary | None, now: datetime, thresholds: OutageThresholds
+) -> bool:
+    """True once a run that started after the outage was last seen has settled and looks normal."""
+    if latest_run is None or latest_run.started_at <= last_seen:
+        return False
+    if now - latest_run.started_at < RUN_SETTLE_TIME:
+        return False
+    if latest_run.scheduled < thresholds.min_checks:
+        # Too small to judge by shares: only a run without any trouble ends the outage.
+        return latest_run.transient == 0 and latest_run.suspected == 0
+    return not looks_like_outage(latest_run.scheduled, latest_run.transient, latest_run.suspected, thresholds)

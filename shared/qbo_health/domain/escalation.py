@@ -1,0 +1,130 @@
+"""The escalation policy: which notice is due, when to disconnect, and when to hold back. Pure.
+
+Days count from the moment the issue was confirmed (day 0), minus any time escalation was paused for a
+suspected provider outage: a customer never loses days to Intuit's bad day.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from qbo_health.domain.model import Connection, IssueType, OpenIssue
+
+
+class Stage(StrEnum):
+    NOTICE = "NOTICE"
+    REMINDER_1 = "REMINDER_1"
+    REMINDER_2 = "REMINDER_2"
+    FINAL_WARNING = "FINAL_WARNING"
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """When each stage goes out and when the connection disconnects, in days after confirmation."""
+
+    stage_days: tuple[tuple[Stage, float], ...] = (
+        (Stage.NOTICE, 0),
+        (Stage.REMINDER_1, 3),
+        (Stage.REMINDER_2, 7),
+        (Stage.FINAL_WARNING, 12),
+    )
+    disconnect_day: float = 14
+    # The final warning must have been out this long before a disconnect (escalator downtime never
+    # turns a warning into a same-day disconnect).
+    final_warning_lead: timedelta = timedelta(days=1)
+
+
+@dataclass(frozen=True)
+class EscalationPolicy:
+    default: Schedule = field(default_factory=Schedule)
+    overrides: dict[IssueType, Schedule] = field(default_factory=dict)
+
+    def schedule_for(self, issue: IssueType) -> Schedule:
+        return self.overrides.get(issue, self.default)
+
+
+@dataclass(frozen=True)
+class PauseWindow:
+    start: datetime
+    end: datetime | None  # None while the pause lasts
+
+
+def paused_time(windows: Iterable[PauseWindow], since: datetime, now: datetime) -> timedelta:
+    """How much of ``[since, now]`` escalation spent paused (overlapping windows count once)."""
+    spans = sorted((max(w.start, since), min(w.end or now, now)) for w in windows)
+    total = timedelta(0)
+    covered_until = since
+    for start, end in spans:
+        start = max(start, covered_until)
+        if end > start:
+            total += end - start
+            covered_until = end
+    return total
+
+
+class Blocked(StrEnum):
+    HELD = "HELD"
+    PAUSED = "PAUSED"
+    CHECKS_STALE = "CHECKS_STALE"
+    AWAITING_FINAL_WARNING = "AWAITING_FINAL_WARNING"
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What to do for one connection now. ``notice`` is the one stage to send (earlier unsent stages that
+    are already overtaken are recorded as ``skipped`` instead of being sent late in a burst)."""
+
+    deadline: datetime
+    days_left: float
+    notice: Stage | None = None
+    skipped: tuple[Stage, ...] = ()
+    disconnect: bool = False
+    blocked: Blocked | None = None
+
+
+@dataclass(frozen=True)
+class Safety:
+    paused: bool
+    checks_fresh: bool
+
+
+def deadline_of(issue: OpenIssue, schedule: Schedule, paused: timedelta) -> datetime:
+    return issue.opened_at + timedelta(days=schedule.disconnect_day) + paused
+
+
+def decide(
+    connection: Connection,
+    notices_sent: Mapping[Stage, datetime],
+    now: datetime,
+    policy: EscalationPolicy,
+    *,
+    paused: timedelta,
+    safety: Safety,
+) -> Decision:
+    issue = connection.issue
+    if issue is None:
+        raise ValueError("only connections with an open issue escalate")
+    schedule = policy.schedule_for(issue.type)
+    deadline = deadline_of(issue, schedule, paused)
+    days_left = max((deadline - now).total_seconds() / 86400, 0.0)
+    if connection.on_hold:
+        return Decision(deadline, days_left, blocked=Blocked.HELD)
+    if safety.paused:
+        return Decision(deadline, days_left, blocked=Blocked.PAUSED)
+    elapsed_days = (now - issue.opened_at - paused).total_seconds() / 86400
+    due = [stage for stage, day in schedule.stage_days if day <= elapsed_days and stage not in notices_sent]
+    notice = due[-1] if due else None
+    skipped = tuple(due[:-1])
+    if elapsed_days < schedule.disconnect_day:
+        return Decision(deadline, days_left, notice=notice, skipped=skipped)
+    warned_at = notices_sent.get(Stage.FINAL_WARNING)
+    if warned_at is None or now - warned_at < schedule.final_warning_lead:
+        return Decision(
+            deadline, days_left, notice=notice, skipped=skipped, blocked=Blocked.AWAITING_FINAL_WARNING
+        )
+    if not safety.checks_fresh:
+        return Decision(deadline, days_left, notice=notice, skipped=skipped, blocked=Blocked.CHECKS_STALE)
+    return Decision(deadline, days_left, notice=notice, skipped=skipped, disconnect=True)
