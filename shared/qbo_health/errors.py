@@ -38,3 +38,109 @@ class IntuitCallFailed(QboHealthError):
 
 class TokenDecryptionFailed(QboHealthError):
     pass
+
+
+# --- API and reauthorization -------------------------------------------------------------------------------
+# Each carries a short ``code`` (the ``error`` of a JSON answer, the id of an HTML page) and an HTTP status;
+# the API maps them in one place (``qbo_health.api.errors``). Messages never carry token, code or state values.
+
+
+class ApiError(QboHealthError):
+    code = "error"
+    status = 400
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class AlreadyExists(ApiError):
+    code = "already_exists"
+    status = 409
+
+
+class InvalidState(ApiError):
+    """The connection's state does not allow the operation (e.g. a token for a connection never authorized)."""
+
+    code = "invalid_state"
+    status = 409
+
+
+class ConnectionNeedsAttention(ApiError):
+    """A token was asked for, but the connection has an open issue or is disconnected: it answers the issue."""
+
+    code = "connection_needs_attention"
+    status = 409
+
+    def __init__(self, message: str, *, state: str, issue: str | None) -> None:
+        super().__init__(message)
+        self.state = state
+        self.issue = issue
+
+
+class ConnectionBusy(ApiError):
+    """The lease stayed taken longer than the caller was willing to wait."""
+
+    code = "busy"
+    status = 503
+
+
+class IntuitUnavailable(ApiError):
+    """Intuit did not answer usefully (transient). Not the caller's fault, so a 5xx: retry later."""
+
+    code = "intuit_unavailable"
+    status = 503
+
+
+class ReconnectLinkInvalid(ApiError):
+    """A reconnect link that is malformed, forged, for another purpose, or expired (``reason`` says which)."""
+
+    code = "reconnect_link_invalid"
+    status = 400
+
+    def __init__(self, message: str, *, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class OAuthStateInvalid(ApiError):
+    """The callback's ``state`` is unknown, expired or already used."""
+
+    code = "oauth_state_invalid"
+    status = 400
+
+
+class AuthorizationDenied(ApiError):
+    """Intuit sent the user back with an ``error`` (``access_denied`` when they pressed Cancel)."""
+
+    code = "authorization_denied"
+    status = 400
+
+    def __init__(self, message: str, *, oauth_error: str) -> None:
+        super().__init__(message)
+        self.oauth_error = oauth_error
+
+
+class RealmMismatch(ApiError):
+    """The user consented for a different QuickBooks company than the connection's."""
+
+    code = "realm_mismatch"
+    status = 400
+
+
+class NotAnAdmin(ApiError):
+    """The user who consented has no admin access to the company (CompanyInfo answered 3100/120)."""
+
+    code = "not_an_admin"
+    status = 403
+
+
+class AuthorizationCodeRejected(ApiError):
+    """Intuit refused to exchange the code (expired, already used, redirect mismatch)."""
+
+    code = "authorization_code_rejected"
+    status = 400
+
+
+class NoticeDeliveryFailed(QboHealthError):
+    """A notice channel refused the notice; the claim is released so the next run retries."""

@@ -111,6 +111,8 @@ class HistoryModel(Model):
     at = UTCDateTimeAttribute()
     kind = UnicodeAttribute()
     detail = UnicodeAttribute(null=True)
+    # Notice claims only: CLAIMED while a send is under way, SENT once it went out.
+    status = UnicodeAttribute(null=True)
     expires_at = NumberAttribute(null=True)
 
 
@@ -132,10 +134,26 @@ class ControlModel(Model):
     expires_at = NumberAttribute(null=True)
 
 
+class OAuthStateModel(Model):
+    """One OAuth ``state`` in flight, stored by its SHA-256 only; DynamoDB's TTL removes it (eventually)."""
+
+    class Meta:
+        table_name = "qbo-health-oauth-states"
+
+    state_hash = UnicodeAttribute(hash_key=True)
+    connection_id = UnicodeAttribute()
+    redirect_uri = UnicodeAttribute()
+    link_issued_at = NumberAttribute(null=True)
+    created_at = UTCDateTimeAttribute()
+    expires_at = NumberAttribute()
+    consumed_at = UTCDateTimeAttribute(null=True)
+
+
 _MODELS: tuple[tuple[type[Model], str], ...] = (
     (ConnectionModel, "connections_table"),
     (HistoryModel, "history_table"),
     (ControlModel, "control_table"),
+    (OAuthStateModel, "oauth_states_table"),
 )
 
 

@@ -1,0 +1,121 @@
+"""Where notices go: SES v2 e-mail to the connection's contacts, and the host product's EventBridge bus."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from pynamodb.exceptions import PutError, UpdateError
+
+from qbo_health.adapters.dynamo_models import HistoryModel
+from qbo_health.adapters.history import RETENTION_SECONDS
+from qbo_health.domain.notices import DETAIL_TYPES, EVENT_SOURCE, Email, Notice, event_detail
+from qbo_health.errors import NoticeDeliveryFailed
+
+CLAIMED, SENT = "CLAIMED", "SENT"
+
+
+class SesV2Client(Protocol):
+    def send_email(self, **kwargs: Any) -> dict[str, Any]: ...
+
+
+class EventsClient(Protocol):
+    def put_events(self, **kwargs: Any) -> dict[str, Any]: ...
+
+
+class EmailChannel:
+    def __init__(self, ses: SesV2Client, sender: str) -> None:
+        self._ses, self._sender = ses, sender
+
+    def send(self, recipients: list[str], email: Email, notice: Notice) -> str:
+        response = self._ses.send_email(
+            FromEmailAddress=self._sender,
+            Destination={"ToAddresses": recipients},
+            Content={
+                "Simple": {
+                    "Subject": {"Data": email.subject, "Charset": "UTF-8"},
+                    "Body": {
+                        "Html": {"Data": email.html, "Charset": "UTF-8"},
+                        "Text": {"Data": email.text, "Charset": "UTF-8"},
+                    },
+                }
+            },
+            EmailTags=[{"Name": "notice_kind", "Value": notice.kind.value}],
+        )
+        return str(response.get("MessageId", ""))
+
+
+class EventChannel:
+    def __init__(self, events: EventsClient, bus_name: str) -> None:
+        self._events, self._bus = events, bus_name
+
+    def send(self, notice: Notice) -> None:
+        response = self._events.put_events(
+            Entries=[
+                {
+                    "Source": EVENT_SOURCE,
+                    "DetailType": DETAIL_TYPES[notice.kind],
+                    "Detail": json.dumps(event_detail(notice)),
+                    "EventBusName": self._bus,
+                    "Time": notice.time,
+                }
+            ]
+        )
+        if response.get("FailedEntryCount"):
+            raise NoticeDeliveryFailed(f"EventBridge refused the {notice.kind} event")
+
+
+class NoticeClaims:
+    """One history item per (connection, episode, kind): a conditional write claims it before sending.
+
+    A claim left ``CLAIMED`` (the sender crashed before the send) may be re-claimed once ``stale_after``
+    has passed, so the notice is retried rather than lost.
+    """
+
+    def __init__(self, stale_after: timedelta = timedelta(minutes=15)) -> None:
+        self._stale_after = stale_after
+
+    def claim(self, notice: Notice, now: datetime) -> bool:
+        item = HistoryModel(
+            notice.connection_id,
+            _entry(notice),
+            at=now,
+            kind="NOTICE_CLAIM",
+            status=CLAIMED,
+            detail=json.dumps({"notice_id": notice.notice_id, "kind": notice.kind.value}),
+            expires_at=int(now.timestamp()) + RETENTION_SECONDS,
+        )
+        try:
+            item.save(condition=HistoryModel.entry.does_not_exist())
+            return True
+        except PutError as error:
+            if not _condition_failed(error):
+                raise
+        try:
+            HistoryModel(notice.connection_id, _entry(notice)).update(
+                actions=[HistoryModel.at.set(now)],
+                condition=(HistoryModel.status == CLAIMED) & (HistoryModel.at <= now - self._stale_after),
+            )
+            return True
+        except UpdateError as error:
+            if not _condition_failed(error):
+                raise
+            return False
+
+    def mark_sent(self, notice: Notice, now: datetime) -> None:
+        HistoryModel(notice.connection_id, _entry(notice)).update(
+            actions=[HistoryModel.status.set(SENT), HistoryModel.at.set(now)]
+        )
+
+    def release(self, notice: Notice) -> None:
+        """Give a claim back after a failed send, so the next run retries at once."""
+        HistoryModel(notice.connection_id, _entry(notice)).delete(condition=HistoryModel.status == CLAIMED)
+
+
+def _entry(notice: Notice) -> str:
+    return f"NOTICE#{notice.episode_id}#{notice.kind.value}"
+
+
+def _condition_failed(error: Exception) -> bool:
+    return getattr(error, "cause_response_code", None) == "ConditionalCheckFailedException"

@@ -1,0 +1,275 @@
+"""The hourly escalator: staged notices through the grace period, and a safe disconnect at its end.
+
+It reads only the sparse index of open issues, so its cost grows with broken connections, not with all
+connections. Every decision that does something (or is held back) lands in the connection's history.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import Protocol
+
+from aws_lambda_powertools.metrics import MetricUnit
+
+from qbo_health.domain.check import OutcomeKind
+from qbo_health.domain.escalation import (
+    Blocked,
+    Decision,
+    EscalationPolicy,
+    PauseWindow,
+    Safety,
+    Stage,
+    decide,
+    paused_time,
+)
+from qbo_health.domain.model import Connection, DisconnectReason
+from qbo_health.domain.notices import NoticeKind
+from qbo_health.domain.outage import OutageThresholds, RunSummary, outage_over
+from qbo_health.errors import ConcurrentUpdate
+from qbo_health.observability import logger, metrics
+from qbo_health.service.health_check import CheckResult
+from qbo_health.service.notices import Notices
+
+# No disconnect unless a check completed this recently: stale data never disconnects anyone.
+CHECKS_FRESH_FOR = timedelta(hours=26)
+
+
+class OpenIssueStore(Protocol):
+    def open_issues(self) -> Iterable[Connection]: ...
+
+    def save(
+        self,
+        connection: Connection,
+        *,
+        changed_from: Connection | None = None,
+        lease_owner: str | None = None,
+        release_lease: bool = False,
+    ) -> Connection: ...
+
+    def get(self, connection_id: str) -> Connection: ...
+
+
+class EscalationControl(Protocol):
+    def outage(self) -> PauseWindow | None: ...
+
+    def latest_run(self) -> RunSummary | None: ...
+
+    def end_outage(self, now: datetime) -> None: ...
+
+    def pause_windows(self) -> list[PauseWindow]: ...
+
+    def last_beat(self) -> datetime | None: ...
+
+
+class Audit(Protocol):
+    def record(
+        self, connection_id: str, kind: str, at: datetime, detail: dict[str, str] | None = None
+    ) -> None: ...
+
+
+@dataclass
+class EscalationDeps:
+    store: OpenIssueStore
+    control: EscalationControl
+    notices: Notices
+    history: Audit
+    recheck: Callable[[str, datetime], CheckResult]
+    disconnect: Callable[[str, DisconnectReason, datetime], Connection]
+    policy: EscalationPolicy = field(default_factory=EscalationPolicy)
+    thresholds: OutageThresholds = field(default_factory=OutageThresholds)
+    notes: dict[str, str] = field(default_factory=dict)  # per-issue extra wording, by issue type
+    dry_run: bool = False
+
+
+@dataclass
+class EscalationSummary:
+    open_issues: int = 0
+    paused: bool = False
+    checks_fresh: bool = True
+    notices: Counter[str] = field(default_factory=Counter)
+    disconnected: list[str] = field(default_factory=list)
+    healed: list[str] = field(default_factory=list)
+    blocked: Counter[str] = field(default_factory=Counter)
+    would: list[str] = field(default_factory=list)  # dry run: what would have happened
+
+
+def run_escalation(deps: EscalationDeps, now: datetime) -> EscalationSummary:
+    summary = EscalationSummary()
+    outage = deps.control.outage()
+    if outage is not None and outage_over(
+        outage.end or outage.start, deps.control.latest_run(), now, deps.thresholds
+    ):
+        if not deps.dry_run:
+            deps.control.end_outage(now)
+            logger.info("suspected outage over: escalation resumes")
+        outage = None
+    windows = deps.control.pause_windows()
+    last_beat = deps.control.last_beat()
+    safety = Safety(
+        paused=outage is not None,
+        checks_fresh=last_beat is not None and now - last_beat <= CHECKS_FRESH_FOR,
+    )
+    summary.paused, summary.checks_fresh = safety.paused, safety.checks_fresh
+    for connection in deps.store.open_issues():
+        summary.open_issues += 1
+        logger.append_keys(connection_id=connection.connection_id)
+        try:
+            _escalate_one(deps, connection, windows, safety, now, summary)
+        finally:
+            logger.remove_keys(["connection_id"])
+    _emit(summary)
+    return summary
+
+
+def _escalate_one(
+    deps: EscalationDeps,
+    connection: Connection,
+    windows: list[PauseWindow],
+    safety: Safety,
+    now: datetime,
+    summary: EscalationSummary,
+) -> None:
+    issue = connection.issue
+    assert issue is not None
+    sent = {Stage(stage): at for stage, at in issue.notices if stage in Stage.__members__}
+    paused = paused_time(windows, issue.opened_at, now)
+    decision = decide(connection, sent, now, deps.policy, paused=paused, safety=safety)
+    if decision.blocked is not None:
+        summary.blocked[decision.blocked.value] += 1
+    if deps.dry_run:
+        _describe(connection, decision, summary)
+        return
+    connection = _move_deadline(deps, connection, decision, now)
+    if decision.notice is not None:
+        connection = _send_stage(deps, connection, decision, now, summary)
+    if decision.blocked is not None:
+        deps.history.record(connection.connection_id, f"ESCALATION_BLOCKED_{decision.blocked.value}", now)
+    if decision.disconnect:
+        _disconnect_after_recheck(deps, connection, now, summary)
+
+
+def _move_deadline(
+    deps: EscalationDeps, connection: Connection, decision: Decision, now: datetime
+) -> Connection:
+    issue = connection.issue
+    assert issue is not None
+    if decision.deadline == issue.deadline:
+        return connection
+    moved = replace(connection, issue=replace(issue, deadline=decision.deadline))
+    saved = _save(deps, moved, connection)
+    deps.history.record(
+        connection.connection_id,
+        "DEADLINE_MOVED",
+        now,
+        {
+            "episode_id": issue.episode_id,
+            "from": issue.deadline.isoformat(),
+            "to": decision.deadline.isoformat(),
+        },
+    )
+    return saved
+
+
+def _send_stage(
+    deps: EscalationDeps,
+    connection: Connection,
+    decision: Decision,
+    now: datetime,
+    summary: EscalationSummary,
+) -> Connection:
+    issue = connection.issue
+    assert issue is not None and decision.notice is not None
+    notice = deps.notices.notice_for(
+        connection,
+        NoticeKind(decision.notice.value),
+        now,
+        episode_id=issue.episode_id,
+        issue=issue.type,
+        deadline=decision.deadline,
+        days_left=round(decision.days_left),
+        note=deps.notes.get(issue.type.value),
+    )
+    sent_now = deps.notices.send(connection, notice, now)
+    if sent_now:
+        summary.notices[decision.notice.value] += 1
+    # Sent now, or by an overlapping run: either way the stage is done; skipped ones are noted too.
+    recorded = tuple((stage.value, now) for stage in (*decision.skipped, decision.notice))
+    updated = replace(connection, issue=replace(issue, notices=issue.notices + recorded))
+    saved = _save(deps, updated, connection)
+    for stage in decision.skipped:
+        deps.history.record(connection.connection_id, "NOTICE_SKIPPED", now, {"stage": stage.value})
+    if sent_now:
+        deps.history.record(
+            connection.connection_id,
+            "NOTICE_SENT",
+            now,
+            {
+                "stage": decision.notice.value,
+                "notice_id": notice.notice_id,
+                "days_left": str(notice.days_left),
+            },
+        )
+    return saved
+
+
+def _disconnect_after_recheck(
+    deps: EscalationDeps, connection: Connection, now: datetime, summary: EscalationSummary
+) -> None:
+    """At the deadline, a live re-check through the worker's code decides: healed, or disconnect."""
+    result = deps.recheck(connection.connection_id, now)
+    connection_id = connection.connection_id
+    if result.transition is not None and result.transition.connection.issue is None:
+        summary.healed.append(connection_id)
+        deps.history.record(connection_id, "DISCONNECT_AVERTED", now, {"reason": "healthy at re-check"})
+        return
+    if result.outcome is None or result.outcome.kind is not OutcomeKind.PROBLEM:
+        # Intuit did not answer clearly: never disconnect on a blip, try again next run.
+        reason = result.outcome.reason if result.outcome else result.status
+        deps.history.record(connection_id, "DISCONNECT_DEFERRED", now, {"reason": reason})
+        summary.blocked["RECHECK_INCONCLUSIVE"] += 1
+        return
+    deps.disconnect(connection_id, DisconnectReason.GRACE_PERIOD_EXPIRED, now)
+    summary.disconnected.append(connection_id)
+
+
+def _save(deps: EscalationDeps, updated: Connection, before: Connection) -> Connection:
+    try:
+        return deps.store.save(updated, changed_from=before)
+    except ConcurrentUpdate:
+        # The worker wrote meanwhile: apply the same change on top of what it wrote.
+        fresh = deps.store.get(before.connection_id)
+        if fresh.issue is None or before.issue is None or fresh.issue.episode_id != before.issue.episode_id:
+            return fresh  # the episode closed meanwhile: nothing left to record on it
+        assert updated.issue is not None
+        merged = replace(
+            fresh, issue=replace(fresh.issue, deadline=updated.issue.deadline, notices=updated.issue.notices)
+        )
+        return deps.store.save(merged, changed_from=fresh)
+
+
+def _describe(connection: Connection, decision: Decision, summary: EscalationSummary) -> None:
+    parts = []
+    if decision.notice:
+        parts.append(f"send {decision.notice.value}")
+    if decision.disconnect:
+        parts.append("re-check and disconnect if still broken")
+    if decision.blocked:
+        parts.append(f"blocked: {decision.blocked.value}")
+    if parts:
+        line = f"{connection.connection_id}: " + ", ".join(parts)
+        summary.would.append(line)
+        logger.info("dry run", extra={"would": line})
+
+
+def _emit(summary: EscalationSummary) -> None:
+    metrics.add_metric(name="EscalatorRuns", unit=MetricUnit.Count, value=1)
+    metrics.add_metric(name="OpenIssues", unit=MetricUnit.Count, value=summary.open_issues)
+    metrics.add_metric(name="EscalationPaused", unit=MetricUnit.Count, value=1 if summary.paused else 0)
+    metrics.add_metric(name="Disconnects", unit=MetricUnit.Count, value=len(summary.disconnected))
+    metrics.add_metric(
+        name="HeldConnections", unit=MetricUnit.Count, value=summary.blocked[Blocked.HELD.value]
+    )
+    metrics.add_metric(name="ChecksStale", unit=MetricUnit.Count, value=0 if summary.checks_fresh else 1)

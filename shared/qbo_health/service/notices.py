@@ -1,0 +1,124 @@
+"""Sends notices exactly once per (connection, episode, kind), over e-mail and EventBridge."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from aws_lambda_powertools.metrics import MetricUnit
+
+from qbo_health.domain.check import ConnectionEvent, EventKind
+from qbo_health.domain.model import Connection, IssueType
+from qbo_health.domain.notices import Email, Notice, NoticeKind, render_email
+from qbo_health.observability import logger, metrics
+
+
+class Claims(Protocol):
+    def claim(self, notice: Notice, now: datetime) -> bool: ...
+
+    def mark_sent(self, notice: Notice, now: datetime) -> None: ...
+
+    def release(self, notice: Notice) -> None: ...
+
+
+class EmailSender(Protocol):
+    def send(self, recipients: list[str], email: Email, notice: Notice) -> str: ...
+
+
+class EventSender(Protocol):
+    def send(self, notice: Notice) -> None: ...
+
+
+@dataclass
+class Notices:
+    claims: Claims
+    email: EmailSender
+    events: EventSender
+    reconnect_url: Callable[[str, datetime], str]
+    dry_run: bool = False
+
+    def send(self, connection: Connection, notice: Notice, now: datetime) -> bool:
+        """Claim, send on both channels, record. Returns False when someone else already sent it."""
+        if self.dry_run:
+            logger.info("dry run: would send notice", extra={"kind": notice.kind.value})
+            return False
+        if not self.claims.claim(notice, now):
+            return False
+        try:
+            if connection.contacts:
+                self.email.send(list(connection.contacts), render_email(notice), notice)
+                _count(notice.kind, "email")
+            self.events.send(notice)
+            _count(notice.kind, "event")
+        except Exception:
+            self.claims.release(notice)
+            raise
+        self.claims.mark_sent(notice, now)
+        logger.info("notice sent", extra={"kind": notice.kind.value, "notice_id": notice.notice_id})
+        return True
+
+    def notice_for(
+        self,
+        connection: Connection,
+        kind: NoticeKind,
+        now: datetime,
+        *,
+        episode_id: str,
+        issue: IssueType | None = None,
+        deadline: datetime | None = None,
+        days_left: int | None = None,
+        note: str | None = None,
+    ) -> Notice:
+        reconnect = None
+        if kind not in (NoticeKind.RESTORED, NoticeKind.DISCONNECTED):
+            reconnect = self.reconnect_url(connection.connection_id, now)
+        return Notice(
+            kind=kind,
+            connection_id=connection.connection_id,
+            tenant_id=connection.tenant_id,
+            episode_id=episode_id,
+            time=now,
+            issue=issue,
+            deadline=deadline,
+            days_left=days_left,
+            reconnect_url=reconnect,
+            hard_expires_at=connection.tokens.hard_expires_at,
+            note=note,
+        )
+
+    # -- the Notifier the checker, the API and the disconnect call as transitions happen --------------
+
+    def connection_events(
+        self, connection: Connection, events: Sequence[ConnectionEvent], now: datetime
+    ) -> None:
+        for event in events:
+            kind = _NOTIFIED.get(event.kind)
+            if kind is None:
+                continue
+            episode = event.episode_id or _episode_of(event, connection)
+            notice = self.notice_for(connection, kind, now, episode_id=episode, issue=event.issue)
+            try:
+                self.send(connection, notice, now)
+            except Exception:  # a failed notice must not undo the transition that caused it
+                logger.exception("notice failed", extra={"kind": kind.value})
+
+
+_NOTIFIED = {
+    EventKind.ISSUE_CLOSED: NoticeKind.RESTORED,
+    EventKind.DISCONNECTED: NoticeKind.DISCONNECTED,
+    EventKind.REAUTH_DUE: NoticeKind.REAUTH_DUE,
+}
+
+
+def _episode_of(event: ConnectionEvent, connection: Connection) -> str:
+    if event.kind is EventKind.REAUTH_DUE:
+        # One warning per hard-expiry date: a reauthorization starts a new 5-year term.
+        hard = connection.tokens.hard_expires_at
+        return f"reauth-{hard.date().isoformat() if hard else 'unknown'}"
+    return f"{event.kind.value.lower()}-{event.at.date().isoformat()}"
+
+
+def _count(kind: NoticeKind, channel: str) -> None:
+    metrics.add_metric(name=f"Notice_{kind.value}_{channel}", unit=MetricUnit.Count, value=1)
