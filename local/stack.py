@@ -30,6 +30,9 @@ STACK_NAME = "qbo-health-local"
 SIM_CLIENT_ID = "sim-client-id"
 SIM_CLIENT_SECRET = "sim-client-secret"
 
+SENDER_EMAIL = "notices@qbo-health.local"
+LOCAL_PARAMETERS = {"IntuitEnvironment": "local", "SenderEmail": SENDER_EMAIL}
+
 _TABLE_KEYS = (
     "AttributeDefinitions",
     "KeySchema",
@@ -125,6 +128,7 @@ class EmbeddedStack:
         # Dead-letter queues first: the others refer to them.
         for logical_id in sorted(queues, key=lambda name: "RedrivePolicy" in queues[name]):
             self._create_queue(logical_id, queues[logical_id])
+        self.client("sesv2").create_email_identity(EmailIdentity=SENDER_EMAIL)
         for logical_id in resources_of_type(self.template, "AWS::Events::EventBus"):
             name = f"{STACK_NAME}-{logical_id}"
             bus = self.client("events").create_event_bus(Name=name)
@@ -168,13 +172,19 @@ class EmbeddedStack:
         if not isinstance(value, Intrinsic):
             return str(value)
         if value.name == "Ref":
-            if value.value == "IntuitEnvironment":
-                return "local"
-            return self.resources[value.value].ref
+            if value.value in self.resources:
+                return self.resources[value.value].ref
+            return self._parameter(value.value)
         if value.name == "Fn::GetAtt":
             logical_id, attribute = value.value.split(".", 1) if isinstance(value.value, str) else value.value
             return self.resources[logical_id].attributes[attribute]
         raise ValueError(f"the embedded stack cannot resolve {value.name}")
+
+    def _parameter(self, name: str) -> str:
+        """A template parameter's local value: an override for the embedded stack, else its default."""
+        if name in LOCAL_PARAMETERS:
+            return LOCAL_PARAMETERS[name]
+        return str(self.template["Parameters"][name]["Default"])
 
     def _resolve_function_environment(self) -> None:
         resolved = {

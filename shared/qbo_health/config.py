@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from functools import cache
 from typing import Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from qbo_health.errors import ConfigurationError
 
@@ -94,6 +103,86 @@ class CheckSettings(_EnvModel):
     outage_min_checks: int = Field(default=20, ge=1)
 
 
+class ApiSettings(_EnvModel):
+    """The API's settings. The link-signing key comes inline locally (``LINK_SIGNING_KEY``) and from the
+    Secrets Manager secret ``LINK_SIGNING_SECRET`` on AWS."""
+
+    # Where browsers reach the public routes: reconnect links and the OAuth redirect URI are built from it.
+    public_base_url: str = Field(min_length=1, pattern=r"^https?://[^\s/?#]+(/[^\s?#]*)?$")
+    link_signing_key: SecretStr | None = None
+    link_signing_secret: str | None = None
+    # Reconnect links sit in e-mails for the whole escalation (14 days) and some more.
+    reconnect_link_days: int = Field(default=30, ge=1, le=365)
+    oauth_state_minutes: int = Field(default=10, ge=1, le=60)
+    # The product's origin: the callback page posts its message to ``window.opener`` for this origin only.
+    product_origin: str | None = Field(default=None, pattern=r"^https?://[^\s/?#]+$")
+    # How long an access-token request waits for another holder of the lease (it probably refreshed).
+    access_token_wait_seconds: float = Field(default=5.0, ge=0, le=25)
+
+    @model_validator(mode="after")
+    def _key_source(self) -> Self:
+        key = self.link_signing_key.get_secret_value() if self.link_signing_key else ""
+        if not key and not self.link_signing_secret:
+            raise ValueError("set LINK_SIGNING_KEY, or LINK_SIGNING_SECRET (a Secrets Manager secret)")
+        if key and len(key) < 32:
+            raise ValueError("LINK_SIGNING_KEY must be at least 32 characters")
+        return self
+
+    @property
+    def redirect_uri(self) -> str:
+        return f"{self.public_base_url.rstrip('/')}/oauth/callback"
+
+
 @cache
 def store_settings() -> StoreSettings:
     return StoreSettings.from_env()
+
+
+class StageDays(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    NOTICE: float = Field(default=0, ge=0)
+    REMINDER_1: float = Field(default=3, ge=0)
+    REMINDER_2: float = Field(default=7, ge=0)
+    FINAL_WARNING: float = Field(default=12, ge=0)
+    DISCONNECT: float = Field(default=14, gt=0, le=90)
+
+    @model_validator(mode="after")
+    def _in_order(self) -> Self:
+        days = [self.NOTICE, self.REMINDER_1, self.REMINDER_2, self.FINAL_WARNING, self.DISCONNECT]
+        if days != sorted(days) or self.FINAL_WARNING >= self.DISCONNECT:
+            raise ValueError("stage days must ascend, with the final warning before the disconnect")
+        return self
+
+
+class IssuePolicy(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    days: StageDays = Field(default_factory=StageDays)
+    note: str | None = Field(default=None, max_length=500)  # extra wording in this issue's notices
+
+
+class EscalationPolicyModel(BaseModel):
+    """``ESCALATION_POLICY`` (JSON): the default schedule and per-issue overrides, e.g.
+    ``{"overrides": {"SUBSCRIPTION_LAPSED": {"days": {"DISCONNECT": 21, ...}, "note": "..."}}}``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    default: StageDays = Field(default_factory=StageDays)
+    overrides: dict[
+        Literal["ADMIN_ACCESS_LOST", "SUBSCRIPTION_LAPSED", "AUTHORIZATION_EXPIRED"], IssuePolicy
+    ] = Field(default_factory=dict)
+
+
+class EscalationSettings(_EnvModel):
+    event_bus_name: str = Field(min_length=1)
+    sender_email: str = Field(min_length=3, pattern=r"^[^@\s]+@[^@\s]+$")
+    escalation_policy: EscalationPolicyModel = Field(default_factory=EscalationPolicyModel)
+    escalation_dry_run: bool = False
+
+    @field_validator("escalation_policy", mode="before")
+    @classmethod
+    def _parse_json(cls, value: object) -> object:
+        if isinstance(value, str):
+            return json.loads(value) if value.strip() else {}
+        return value

@@ -116,9 +116,10 @@ class AuthorizationDenied(ApiError):
     code = "authorization_denied"
     status = 400
 
-    def __init__(self, message: str, *, oauth_error: str) -> None:
+    def __init__(self, message: str, *, oauth_error: str, connection_id: str | None = None) -> None:
         super().__init__(message)
         self.oauth_error = oauth_error
+        self.connection_id = connection_id
 
 
 class RealmMismatch(ApiError):
@@ -144,3 +145,17 @@ class AuthorizationCodeRejected(ApiError):
 
 class NoticeDeliveryFailed(QboHealthError):
     """A notice channel refused the notice; the claim is released so the next run retries."""
+
+
+class InvalidRequest(ApiError):
+    """A parameter is missing, too long or malformed."""
+
+    code = "invalid_request"
+    status = 400
+
+
+class CompanyInactive(ApiError):
+    """The company's QuickBooks subscription is not active (CompanyInfo answered 6190)."""
+
+    code = "subscription_inactive"
+    status = 409

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import cache
 from typing import Any
 
@@ -16,13 +16,31 @@ from qbo_health.adapters.control import ControlStore
 from qbo_health.adapters.dynamo_models import bind_tables
 from qbo_health.adapters.history import HistoryLog
 from qbo_health.adapters.intuit import IntuitClient, IntuitEndpoints
+from qbo_health.adapters.oauth_states import OAuthStateStore
+from qbo_health.adapters.notice_channels import EmailChannel, EventChannel, NoticeClaims
 from qbo_health.adapters.token_vault import TokenVault
-from qbo_health.config import CheckSettings, IntuitSettings, StoreSettings, VaultSettings
+from qbo_health.config import (
+    ApiSettings,
+    CheckSettings,
+    EscalationPolicyModel,
+    EscalationSettings,
+    IntuitSettings,
+    StageDays,
+    StoreSettings,
+    VaultSettings,
+)
 from qbo_health.domain.check import CheckPolicy
+from qbo_health.domain.escalation import EscalationPolicy, Schedule, Stage
+from qbo_health.domain.model import Connection, DisconnectReason, IssueType
 from qbo_health.domain.outage import OutageThresholds
 from qbo_health.errors import ConfigurationError
+from qbo_health.messages import CheckRequest
+from qbo_health.service.api_deps import ApiDeps
 from qbo_health.service.check_batch import BatchContext
-from qbo_health.service.health_check import CheckDeps
+from qbo_health.service.escalation import EscalationDeps
+from qbo_health.service.health_check import CheckDeps, CheckResult, check_connection
+from qbo_health.service.links import LinkSigner
+from qbo_health.service.notices import Notices
 
 
 @cache
@@ -138,8 +156,78 @@ def check_deps() -> CheckDeps:
         intuit=intuit_client(),
         history=history_log(),
         queue=check_queue(),
+        notifier=notices(),
         policy=check_policy(settings),
         lease_seconds=settings.lease_seconds,
+    )
+
+
+@cache
+def escalation_settings() -> EscalationSettings:
+    return EscalationSettings.from_env()
+
+
+@cache
+def notices() -> Notices:
+    settings = escalation_settings()
+    store_settings()
+    return Notices(
+        claims=NoticeClaims(),
+        email=EmailChannel(aws_client("sesv2"), settings.sender_email),
+        events=EventChannel(aws_client("events"), settings.event_bus_name),
+        reconnect_url=_reconnect_url,
+        dry_run=settings.escalation_dry_run,
+    )
+
+
+def _reconnect_url(connection_id: str, now: datetime) -> str:
+    from qbo_health.service import links  # the API's link signer; imported when a notice needs it
+
+    return links.reconnect_url(connection_id, now)
+
+
+def escalation_policy(model: EscalationPolicyModel) -> EscalationPolicy:
+    def schedule(days: StageDays) -> Schedule:
+        return Schedule(
+            stage_days=(
+                (Stage.NOTICE, days.NOTICE),
+                (Stage.REMINDER_1, days.REMINDER_1),
+                (Stage.REMINDER_2, days.REMINDER_2),
+                (Stage.FINAL_WARNING, days.FINAL_WARNING),
+            ),
+            disconnect_day=days.DISCONNECT,
+        )
+
+    return EscalationPolicy(
+        default=schedule(model.default),
+        overrides={IssueType(issue): schedule(rule.days) for issue, rule in model.overrides.items()},
+    )
+
+
+@cache
+def escalation_deps() -> EscalationDeps:
+    from qbo_health.service.disconnect import disconnect_connection
+
+    settings = escalation_settings()
+    deps = check_deps()
+
+    def recheck(connection_id: str, now: datetime) -> CheckResult:
+        return check_connection(CheckRequest(connection_id=connection_id, reason="on_demand"), deps, now)
+
+    def disconnect(connection_id: str, reason: DisconnectReason, now: datetime) -> Connection:
+        return disconnect_connection(connection_id, reason, deps, now)
+
+    return EscalationDeps(
+        store=connection_store(),
+        control=control_store(),
+        notices=notices(),
+        history=history_log(),
+        recheck=recheck,
+        disconnect=disconnect,
+        policy=escalation_policy(settings.escalation_policy),
+        thresholds=outage_thresholds(check_settings()),
+        notes={issue: rule.note for issue, rule in settings.escalation_policy.overrides.items() if rule.note},
+        dry_run=settings.escalation_dry_run,
     )
 
 
@@ -150,6 +238,58 @@ def check_batch_context() -> BatchContext:
         control=control_store(),
         thresholds=outage_thresholds(check_settings()),
         now=clock.now,
+    )
+
+
+# --- API -----------------------------------------------------------------------------------------------
+
+
+@cache
+def api_settings() -> ApiSettings:
+    return ApiSettings.from_env()
+
+
+def _link_key(settings: ApiSettings) -> bytes:
+    if settings.link_signing_key is not None and settings.link_signing_key.get_secret_value():
+        return settings.link_signing_key.get_secret_value().encode()
+    from aws_lambda_powertools.utilities import parameters
+
+    raw = parameters.get_secret(settings.link_signing_secret or "", max_age=300)
+    key = raw.encode() if isinstance(raw, str) else bytes(raw)
+    if len(key) < 32:
+        raise ConfigurationError("the link-signing secret must be at least 32 characters")
+    return key
+
+
+@cache
+def link_signer() -> LinkSigner:
+    settings = api_settings()
+    return LinkSigner(
+        lambda: _link_key(settings),
+        settings.public_base_url,
+        lifetime=timedelta(days=settings.reconnect_link_days),
+    )
+
+
+@cache
+def oauth_state_store() -> OAuthStateStore:
+    store_settings()
+    return OAuthStateStore()
+
+
+@cache
+def api_deps() -> ApiDeps:
+    settings = api_settings()
+    return ApiDeps(
+        check=check_deps(),
+        store=connection_store(),
+        states=oauth_state_store(),
+        signer=link_signer(),
+        oauth=intuit_client(),
+        redirect_uri=settings.redirect_uri,
+        product_origin=settings.product_origin,
+        state_ttl=timedelta(minutes=settings.oauth_state_minutes),
+        access_token_wait_seconds=settings.access_token_wait_seconds,
     )
 
 
@@ -167,5 +307,12 @@ def reset() -> None:
         check_queue,
         check_deps,
         check_batch_context,
+        escalation_settings,
+        notices,
+        escalation_deps,
+        api_settings,
+        link_signer,
+        oauth_state_store,
+        api_deps,
     ):
         builder.cache_clear()

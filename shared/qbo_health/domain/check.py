@@ -64,6 +64,7 @@ class EventKind(StrEnum):
     DISCONNECTED = "DISCONNECTED"
     HOLD_SET = "HOLD_SET"
     HOLD_RELEASED = "HOLD_RELEASED"
+    REVOKE_FAILED = "REVOKE_FAILED"
 
 
 @dataclass(frozen=True)

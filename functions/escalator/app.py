@@ -1,0 +1,31 @@
+"""escalator: hourly, staged notices for open issues and a safe disconnect at the end of the grace period."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from qbo_health import clock, wiring
+from qbo_health.observability import logger, metrics, tracer
+from qbo_health.service.escalation import run_escalation
+
+wiring.escalation_deps()  # cold start: a configuration error (e.g. a bad ESCALATION_POLICY) fails here
+
+
+@logger.inject_lambda_context(clear_state=True)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    summary = run_escalation(wiring.escalation_deps(), clock.now())
+    logger.info("escalation run", extra={"open_issues": summary.open_issues, "paused": summary.paused})
+    return {
+        "open_issues": summary.open_issues,
+        "paused": summary.paused,
+        "checks_fresh": summary.checks_fresh,
+        "notices": dict(summary.notices),
+        "disconnected": summary.disconnected,
+        "healed": summary.healed,
+        "blocked": dict(summary.blocked),
+        "dry_run": summary.would,
+    }

@@ -1,0 +1,67 @@
+"""The OAuth states table: a state is stored by its hash, bound to one connection, and used at most once."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from pynamodb.exceptions import PutError, UpdateError
+
+from qbo_health.adapters.dynamo_models import OAuthStateModel
+
+
+@dataclass(frozen=True)
+class StoredState:
+    state_hash: str
+    connection_id: str
+    redirect_uri: str
+    created_at: datetime
+    expires_at: int
+    link_issued_at: int | None = None
+
+
+def _condition_failed(error: Exception) -> bool:
+    return getattr(error, "cause_response_code", None) == "ConditionalCheckFailedException"
+
+
+class OAuthStateStore:
+    def put(self, state: StoredState) -> None:
+        item = OAuthStateModel(
+            state.state_hash,
+            connection_id=state.connection_id,
+            redirect_uri=state.redirect_uri,
+            created_at=state.created_at,
+            expires_at=state.expires_at,
+            link_issued_at=state.link_issued_at,
+        )
+        try:
+            item.save(condition=OAuthStateModel.state_hash.does_not_exist())
+        except PutError as error:  # 256 random bits never collide; a collision means a bug, not bad luck
+            if _condition_failed(error):
+                raise RuntimeError("OAuth state collision") from error
+            raise
+
+    def consume(self, state_hash: str, now: datetime) -> StoredState | None:
+        """Mark the state used in one conditional write and return it; None when it is unknown, expired
+        (TTL deletion is lazy, so an expired item may still be there) or already used. Two deliveries of one
+        callback race on this write: exactly one of them gets the state."""
+        item = OAuthStateModel(state_hash)
+        condition = (
+            OAuthStateModel.state_hash.exists()
+            & OAuthStateModel.consumed_at.does_not_exist()
+            & (OAuthStateModel.expires_at > int(now.timestamp()))
+        )
+        try:
+            item.update(actions=[OAuthStateModel.consumed_at.set(now)], condition=condition)
+        except UpdateError as error:
+            if _condition_failed(error):
+                return None
+            raise
+        return StoredState(
+            state_hash=item.state_hash,
+            connection_id=item.connection_id,
+            redirect_uri=item.redirect_uri,
+            created_at=item.created_at,
+            expires_at=int(item.expires_at),
+            link_issued_at=int(item.link_issued_at) if item.link_issued_at is not None else None,
+        )

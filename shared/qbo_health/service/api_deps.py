@@ -1,0 +1,58 @@
+"""What the API's services need, as one object the composition root builds (tests build their own)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Protocol
+
+from qbo_health.adapters.intuit import GrantedTokens, UserIdentity
+from qbo_health.adapters.oauth_states import StoredState
+from qbo_health.domain.model import Connection
+from qbo_health.service.health_check import CheckDeps, ConnectionRepository
+from qbo_health.service.links import LinkSigner
+
+
+class ConnectionCatalog(ConnectionRepository, Protocol):
+    def get(self, connection_id: str) -> Connection: ...
+
+    def create(self, connection: Connection) -> Connection: ...
+
+    def ids_for_realm(self, realm_id: str) -> list[str]: ...
+
+
+class StateStore(Protocol):
+    def put(self, state: StoredState) -> None: ...
+
+    def consume(self, state_hash: str, now: datetime) -> StoredState | None: ...
+
+
+class IntuitOAuth(Protocol):
+    """The Intuit calls the browser flow makes (IntuitClient has them all)."""
+
+    def authorization_url(self, state: str, redirect_uri: str, scopes: Sequence[str] = ...) -> str: ...
+
+    def exchange_code(self, code: str, redirect_uri: str, *, realm_id: str | None = None) -> GrantedTokens: ...
+
+    def company_info(self, realm_id: str, access_token: str) -> object: ...
+
+    def userinfo(self, access_token: str) -> UserIdentity: ...
+
+    def revoke(self, token: str) -> None: ...
+
+
+@dataclass
+class ApiDeps:
+    check: CheckDeps
+    store: ConnectionCatalog
+    states: StateStore
+    signer: LinkSigner
+    oauth: IntuitOAuth
+    redirect_uri: str
+    product_origin: str | None = None
+    state_ttl: timedelta = timedelta(minutes=10)
+    access_token_wait_seconds: float = 5.0
+    sleep: Callable[[float], None] = field(default=time.sleep)
+    monotonic: Callable[[], float] = field(default=time.monotonic)

@@ -1,0 +1,118 @@
+"""Disconnect a connection: revoke at Intuit (best effort), delete the tokens, record why.
+
+Used by the API (the customer asked) and by the escalator (the grace period ran out). Under the lease, so a
+running check or token refresh never races the deletion.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import replace
+from datetime import datetime
+
+from qbo_health.domain.check import ConnectionEvent, EventKind
+from qbo_health.domain.model import Connection, ConnectionState, DisconnectReason
+from qbo_health.errors import ConnectionBusy, IntuitCallFailed, LeaseHeld, TokenDecryptionFailed
+from qbo_health.observability import logger
+from qbo_health.service.health_check import CheckDeps, open_tokens
+
+LEASE_WAIT_SECONDS = 10.0
+
+
+def disconnect_connection(
+    connection_id: str,
+    reason: DisconnectReason,
+    deps: CheckDeps,
+    now: datetime,
+    *,
+    dry_run: bool = False,
+) -> Connection:
+    """Returns the connection as disconnected (with ``dry_run``: as it would be; nothing is written).
+
+    Idempotent: an already disconnected connection is returned unchanged. Raises ``ConnectionNotFound``,
+    ``ConnectionBusy`` when the lease stays taken.
+    """
+    owner = f"disconnect:{uuid.uuid4().hex}"
+    leased = _acquire(deps, connection_id, owner, now)
+    saved = False
+    try:
+        if leased.state is ConnectionState.DISCONNECTED:
+            return leased
+        disconnected = replace(
+            leased,
+            state=ConnectionState.DISCONNECTED,
+            disconnect_reason=reason,
+            disconnected_at=now,
+            sealed_tokens=None,
+            issue=None,
+            suspect=None,
+        )
+        if dry_run:
+            logger.info("dry run: would disconnect", extra={"connection_id": connection_id})
+            return disconnected
+        events: list[ConnectionEvent] = []
+        revoke_failure = _revoke(deps, leased)
+        if revoke_failure is not None:
+            events.append(ConnectionEvent(EventKind.REVOKE_FAILED, now, detail=revoke_failure))
+        stored = deps.store.save(disconnected, changed_from=leased, lease_owner=owner, release_lease=True)
+        saved = True
+    finally:
+        if not saved:
+            deps.store.release_lease(connection_id, owner)
+    issue = leased.issue
+    events.append(
+        ConnectionEvent(
+            EventKind.DISCONNECTED,
+            now,
+            issue.type if issue else None,
+            issue.episode_id if issue else None,
+            detail=reason.value,
+        )
+    )
+    deps.history.append(connection_id, events)
+    deps.notifier.connection_events(stored, events, now)
+    logger.info("disconnected", extra={"connection_id": connection_id, "reason": reason.value})
+    return stored
+
+
+def _revoke(deps: CheckDeps, connection: Connection) -> str | None:
+    """Revoke the refresh token; returns a short failure description (never blocks the disconnect)."""
+    if connection.sealed_tokens is None or connection.realm_id is None:
+        return None
+    revoke = getattr(deps.intuit, "revoke", None)
+    if revoke is None:
+        return "revoke unavailable"
+    try:
+        tokens = open_tokens(deps, connection)
+    except TokenDecryptionFailed:
+        logger.warning("tokens could not be opened for revoke", extra={"connection_id": connection.connection_id})
+        return "tokens unreadable"
+    try:
+        revoke(tokens.refresh_token)
+    except IntuitCallFailed as error:
+        failure = error.failure
+        logger.warning(
+            "revoke failed",
+            extra={
+                "connection_id": connection.connection_id,
+                "intuit_tid": failure.intuit_tid,
+                "status": failure.status,
+            },
+        )
+        detail = failure.oauth_error or ",".join(failure.codes) or failure.transport or str(failure.status)
+        return f"revoke failed: {detail}; intuit_tid={failure.intuit_tid or '-'}"
+    return None
+
+
+def _acquire(deps: CheckDeps, connection_id: str, owner: str, now: datetime) -> Connection:
+    deadline = time.monotonic() + LEASE_WAIT_SECONDS
+    delay = 0.05
+    while True:
+        try:
+            return deps.store.acquire_lease(connection_id, owner, now, deps.lease_seconds)
+        except LeaseHeld:
+            if time.monotonic() >= deadline:
+                raise ConnectionBusy("The connection is busy. Please try again in a minute.") from None
+            time.sleep(delay)
+            delay = min(delay * 2, 0.5)

@@ -1,0 +1,285 @@
+"""Reauthorization through Intuit: the reconnect link starts it, the OAuth callback completes it.
+
+Safety rules (architecture.md, intuit-facts.md):
+- ``state`` is 32 random bytes; only its SHA-256 is stored, bound to one connection, for 10 minutes, and it is
+  consumed by one conditional write before anything else happens: a double-delivered callback finds it used
+  and never exchanges the code a second time (Intuit treats a second exchange as fraud and revokes).
+- A ``realmId`` other than the connection's is refused before the code is exchanged: nothing changes.
+- The new tokens are kept only if CompanyInfo answers with them (the user has admin access); otherwise they
+  are revoked (best effort) and the old tokens stay as they were.
+- Another admin may take over: ``authorized_by`` records who consented.
+
+Links and customer disconnects: a connection the customer disconnected on purpose refuses links minted
+*before* the disconnect (old e-mails die with it); a fresh link (from ``GET /connections/{id}``) reconnects it.
+A connection disconnected by the grace period accepts any valid link: the notices promised exactly that.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import uuid
+from dataclasses import dataclass, replace
+from datetime import datetime
+
+from qbo_health.adapters.intuit import GrantedTokens
+from qbo_health.adapters.oauth_states import StoredState
+from qbo_health.domain.check import ConnectionEvent, EventKind
+from qbo_health.domain.classification import FailureKind, classify
+from qbo_health.domain.model import (
+    Authorizer,
+    Connection,
+    ConnectionState,
+    DisconnectReason,
+    IssueType,
+    TokenPair,
+    TokenTimes,
+)
+from qbo_health.errors import (
+    AuthorizationCodeRejected,
+    AuthorizationDenied,
+    CompanyInactive,
+    ConnectionBusy,
+    ConnectionNotFound,
+    IntuitCallFailed,
+    IntuitUnavailable,
+    InvalidRequest,
+    LeaseHeld,
+    NotAnAdmin,
+    OAuthStateInvalid,
+    RealmMismatch,
+    ReconnectLinkInvalid,
+)
+from qbo_health.observability import logger
+from qbo_health.service.api_deps import ApiDeps
+
+MAX_CODE_LENGTH = 512  # Intuit: codes are at most 512 characters
+MAX_STATE_LENGTH = 200
+MAX_REALM_LENGTH = 64
+LEASE_WAIT_SECONDS = 10.0
+
+
+@dataclass(frozen=True)
+class CallbackParams:
+    code: str | None = None
+    state: str | None = None
+    realm_id: str | None = None
+    error: str | None = None
+    error_description: str | None = None
+
+
+@dataclass(frozen=True)
+class ReauthResult:
+    connection: Connection
+    previous_admin: Authorizer | None
+    admin_changed: bool
+
+
+def state_hash(state: str) -> str:
+    return hashlib.sha256(state.encode("utf-8")).hexdigest()
+
+
+def start_reauthorization(token: str, deps: ApiDeps, now: datetime) -> str:
+    """Verify the link, re-check the connection, store a fresh state; returns Intuit's authorize URL."""
+    claims = deps.signer.verify(token, now)
+    try:
+        connection = deps.store.get(claims.connection_id)
+    except ConnectionNotFound:
+        raise ReconnectLinkInvalid("This link is no longer valid.", reason="unknown_connection") from None
+    _refuse_after_customer_disconnect(connection, claims.issued_at)
+    raw_state = secrets.token_urlsafe(32)
+    deps.states.put(
+        StoredState(
+            state_hash=state_hash(raw_state),
+            connection_id=connection.connection_id,
+            redirect_uri=deps.redirect_uri,
+            created_at=now,
+            expires_at=int((now + deps.state_ttl).timestamp()),
+            link_issued_at=int(claims.issued_at.timestamp()),
+        )
+    )
+    logger.info("reauthorization started", extra={"connection_id": connection.connection_id})
+    return deps.oauth.authorization_url(raw_state, deps.redirect_uri)
+
+
+def _refuse_after_customer_disconnect(connection: Connection, link_issued_at: datetime) -> None:
+    if (
+        connection.state is ConnectionState.DISCONNECTED
+        and connection.disconnect_reason is DisconnectReason.CUSTOMER_REQUEST
+        and connection.disconnected_at is not None
+        and link_issued_at <= connection.disconnected_at
+    ):
+        raise ReconnectLinkInvalid(
+            "This connection was disconnected on request. Start a new connection from the app.",
+            reason="disconnected",
+        )
+
+
+def complete_reauthorization(params: CallbackParams, deps: ApiDeps, now: datetime) -> ReauthResult:
+    """Handle Intuit's redirect back. Raises a typed error for every failure; changes nothing on failure."""
+    _check_lengths(params)
+    if params.error:
+        stored = deps.states.consume(state_hash(params.state), now) if params.state else None
+        raise AuthorizationDenied(
+            "QuickBooks was not connected: the sign-in was cancelled."
+            if params.error == "access_denied"
+            else "QuickBooks did not authorize the connection.",
+            oauth_error=params.error if params.error.isascii() else "error",
+            connection_id=stored.connection_id if stored else None,
+        )
+    if not params.state:
+        raise OAuthStateInvalid("The answer from QuickBooks had no state.")
+    if not params.code or not params.realm_id:
+        raise InvalidRequest("The answer from QuickBooks was incomplete (no code or company).")
+    stored = deps.states.consume(state_hash(params.state), now)
+    if stored is None:
+        raise OAuthStateInvalid("This sign-in has expired or was already used.")
+    connection = deps.store.get(stored.connection_id)
+    if connection.realm_id is not None and connection.realm_id != params.realm_id:
+        logger.warning("callback for another company refused", extra={"connection_id": stored.connection_id})
+        raise RealmMismatch(
+            "You signed in to a different QuickBooks company than the one this connection uses."
+        )
+    realm_id = params.realm_id
+    granted = _exchange_once(deps, params.code, stored.redirect_uri, realm_id)
+    pair = granted.pair
+    _verify_admin(deps, realm_id, pair)
+    identity = _identity(deps, pair.access_token)
+    return _store_new_grant(deps, connection.connection_id, realm_id, pair, identity, now)
+
+
+def _check_lengths(params: CallbackParams) -> None:
+    limits = {
+        "code": (params.code, MAX_CODE_LENGTH),
+        "state": (params.state, MAX_STATE_LENGTH),
+        "realmId": (params.realm_id, MAX_REALM_LENGTH),
+        "error": (params.error, 100),
+        "error_description": (params.error_description, 1000),
+    }
+    for name, (value, limit) in limits.items():
+        if value is not None and len(value) > limit:
+            raise InvalidRequest(f"The parameter {name} is too long.")
+    if params.realm_id is not None and not params.realm_id.isdigit():
+        raise InvalidRequest("The company id from QuickBooks is not valid.")
+
+
+def _exchange_once(deps: ApiDeps, code: str, redirect_uri: str, realm_id: str) -> GrantedTokens:
+    try:
+        return deps.oauth.exchange_code(code, redirect_uri, realm_id=realm_id)
+    except IntuitCallFailed as error:
+        failure = error.failure
+        logger.warning(
+            "code exchange failed",
+            extra={"intuit_tid": failure.intuit_tid, "oauth_error": failure.oauth_error},
+        )
+        if failure.oauth_error in ("invalid_grant", "invalid_request"):
+            raise AuthorizationCodeRejected(
+                "QuickBooks did not accept this sign-in (it may have expired). Please start again."
+            ) from None
+        raise IntuitUnavailable("QuickBooks could not be reached. Please try again in a few minutes.") from None
+
+
+def _verify_admin(deps: ApiDeps, realm_id: str, pair: TokenPair) -> None:
+    try:
+        deps.oauth.company_info(realm_id, pair.access_token)
+        return
+    except IntuitCallFailed as error:
+        failure = error.failure
+    verdict = classify(failure, after_fresh_refresh=True)
+    logger.warning("new grant failed its probe", extra={"intuit_tid": failure.intuit_tid})
+    _revoke_quietly(deps, pair.refresh_token)
+    if verdict.kind is FailureKind.ISSUE and verdict.issue is IssueType.ADMIN_ACCESS_LOST:
+        raise NotAnAdmin(
+            "The QuickBooks user you signed in with is not an Admin of this company. Ask an Admin to sign "
+            "in, or have an Admin make you an Admin, then use the link again."
+        )
+    if verdict.kind is FailureKind.ISSUE and verdict.issue is IssueType.SUBSCRIPTION_LAPSED:
+        raise CompanyInactive(
+            "QuickBooks says this company's subscription is not active. Make a payment on your QBO "
+            "account; updates resume on their own afterwards."
+        )
+    raise IntuitUnavailable("QuickBooks could not confirm the connection. Please try again in a few minutes.")
+
+
+def _identity(deps: ApiDeps, access_token: str) -> Authorizer | None:
+    try:
+        identity = deps.oauth.userinfo(access_token)
+    except IntuitCallFailed as error:
+        logger.warning("userinfo failed", extra={"intuit_tid": error.failure.intuit_tid})
+        return None
+    return Authorizer(identity.user_id, identity.email)
+
+
+def _revoke_quietly(deps: ApiDeps, token: str) -> None:
+    try:
+        deps.oauth.revoke(token)
+    except IntuitCallFailed as error:
+        logger.warning("revoke of a refused grant failed", extra={"intuit_tid": error.failure.intuit_tid})
+
+
+def _store_new_grant(
+    deps: ApiDeps,
+    connection_id: str,
+    realm_id: str,
+    pair: TokenPair,
+    identity: Authorizer | None,
+    now: datetime,
+) -> ReauthResult:
+    owner = f"reauth:{uuid.uuid4().hex}"
+    leased = _acquire(deps, connection_id, owner, now)
+    saved = False
+    try:
+        if leased.realm_id is not None and leased.realm_id != realm_id:  # changed while we talked to Intuit
+            raise RealmMismatch("This connection now uses a different QuickBooks company.")
+        sealed = deps.check.vault.seal(pair, connection_id=connection_id, realm_id=realm_id)
+        updated = replace(
+            leased,
+            realm_id=realm_id,
+            state=ConnectionState.HEALTHY,
+            authorized_by=identity or leased.authorized_by,
+            issue=None,
+            suspect=None,
+            sealed_tokens=sealed,
+            tokens=TokenTimes(
+                access_expires_at=pair.access_expires_at,
+                refresh_expires_at=pair.refresh_expires_at,
+                hard_expires_at=pair.hard_expires_at,
+                refreshed_at=now,
+                rotated_at=now,
+            ),
+            last_check_at=now,
+            last_success_at=now,
+            transient_failures=0,
+            reauth_due_warned_at=None,
+            disconnect_reason=None,
+            disconnected_at=None,
+        )
+        stored = deps.store.save(updated, changed_from=leased, lease_owner=owner, release_lease=True)
+        saved = True
+    finally:
+        if not saved:
+            deps.store.release_lease(connection_id, owner)
+    events = [ConnectionEvent(EventKind.REAUTHORIZED, now, detail=identity.user_id if identity else None)]
+    if leased.issue is not None:
+        events.append(ConnectionEvent(EventKind.ISSUE_CLOSED, now, leased.issue.type, leased.issue.episode_id))
+    deps.check.history.append(connection_id, events)
+    deps.check.notifier.connection_events(stored, events, now)
+    previous = leased.authorized_by
+    changed = identity is not None and (previous is None or previous.user_id != identity.user_id)
+    logger.info("reauthorized", extra={"connection_id": connection_id, "admin_changed": changed})
+    return ReauthResult(stored, previous, changed)
+
+
+def _acquire(deps: ApiDeps, connection_id: str, owner: str, now: datetime) -> Connection:
+    """The lease, waiting a little for a running check to finish (it holds the lease for seconds)."""
+    deadline = deps.monotonic() + LEASE_WAIT_SECONDS
+    delay = 0.05
+    while True:
+        try:
+            return deps.store.acquire_lease(connection_id, owner, now, deps.check.lease_seconds)
+        except LeaseHeld:
+            if deps.monotonic() >= deadline:
+                raise ConnectionBusy("The connection is busy. Please try again in a minute.") from None
+            deps.sleep(delay)
+            delay = min(delay * 2, 0.5)
+

@@ -1,0 +1,275 @@
+"""Escalation over the embedded stack: staged notices, pauses, safe disconnects, exactly-once sends."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections import defaultdict
+from datetime import timedelta
+from pathlib import Path
+
+import jsonschema
+import pytest
+from moto.ses.models import ses_backends
+
+from local.runner import schedule_event
+from local.seed import open_tokens, seed_connection
+from local.stack import ACCOUNT_ID, REGION
+from local.timeline import Timeline
+from qbo_health import wiring
+from qbo_health.adapters.dynamo_models import ConnectionModel, HistoryModel
+from qbo_health.domain.model import Connection, ConnectionState, DisconnectReason
+
+SCHEMAS = Path(__file__).resolve().parents[2] / "schemas" / "events"
+
+
+def product_events(stack):
+    """What the host product receives: a rule on the bus delivers every event to a queue."""
+    events, sqs = stack.client("events"), stack.client("sqs")
+    bus = stack.resources["EventBus"].ref
+    url = sqs.create_queue(QueueName="product-events")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    events.put_rule(
+        Name="all", EventBusName=bus, EventPattern=json.dumps({"source": ["qbo-connection-health"]})
+    )
+    events.put_targets(Rule="all", EventBusName=bus, Targets=[{"Id": "q", "Arn": arn}])
+
+    def read():
+        received = []
+        while True:
+            batch = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
+            if not batch:
+                return received
+            for message in batch:
+                received.append(json.loads(message["Body"]))
+                sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+
+    return read
+
+
+def sent_emails():
+    return list(ses_backends[ACCOUNT_ID][REGION].sent_messages)
+
+
+def notices_by_day(timeline, connection_id):
+    """(day, kind) of every notice sent for a connection, from its history claims."""
+    sent = []
+    for item in HistoryModel.query(connection_id):
+        if item.kind == "NOTICE_CLAIM" and item.status == "SENT":
+            sent.append((timeline.day_of(item.at), json.loads(item.detail)["kind"]))
+    return sorted(sent)
+
+
+@pytest.fixture
+def fleet(stack, lambdas):
+    """24 healthy connections plus six that break on day 0 (the outage guard needs 20 checks per run)."""
+    stack.clock.set(stack.clock.now().replace(hour=0, minute=0))
+    seeded = {f"ok-{n:02d}": seed_connection(stack, f"ok-{n:02d}", refreshed_days_ago=0.5) for n in range(24)}
+    for name in ("fixed-day5", "readmin-day10", "broken-a", "broken-b", "broken-c", "broken-d"):
+        seeded[name] = seed_connection(stack, name, refreshed_days_ago=0.5, contacts=(f"{name}@example.com",))
+    return seeded
+
+
+def break_fleet(stack, fleet):
+    control = stack.intuit.control
+    control.suspend(fleet["fixed-day5"].realm_id)
+    control.set_admin(fleet["readmin-day10"].realm_id, fleet["readmin-day10"].user_id, False)
+    control.set_admin(fleet["broken-a"].realm_id, fleet["broken-a"].user_id, False)
+    control.suspend(fleet["broken-b"].realm_id)
+    control.disconnect_app(fleet["broken-c"].realm_id)
+    control.set_admin(fleet["broken-d"].realm_id, fleet["broken-d"].user_id, False)
+
+
+def test_twenty_days_with_a_two_day_outage(stack, lambdas, fleet):
+    control = stack.intuit.control
+    read_events = product_events(stack)
+    timeline = Timeline(lambdas, fleet)
+    timeline.run(
+        20,
+        {
+            0: lambda: break_fleet(stack, fleet),
+            5: lambda: control.reactivate(fleet["fixed-day5"].realm_id),
+            8: lambda: control.set_faults(rate=1.0, kinds=["503"], seed=1),
+            10: lambda: (
+                control.clear_faults(),
+                control.set_admin(fleet["readmin-day10"].realm_id, fleet["readmin-day10"].user_id, True),
+            ),
+        },
+    )
+
+    assert notices_by_day(timeline, "fixed-day5") == [(0, "NOTICE"), (3, "REMINDER_1"), (5, "RESTORED")]
+    assert notices_by_day(timeline, "readmin-day10") == [
+        (0, "NOTICE"),
+        (3, "REMINDER_1"),
+        (7, "REMINDER_2"),
+        (10, "RESTORED"),
+    ]
+    never_fixed = ["broken-a", "broken-b", "broken-c", "broken-d"]
+    for name in never_fixed:
+        # The outage on days 8-9 paused escalation for two days: final warning on 14, disconnect on 16.
+        assert notices_by_day(timeline, name) == [
+            (0, "NOTICE"),
+            (3, "REMINDER_1"),
+            (7, "REMINDER_2"),
+            (14, "FINAL_WARNING"),
+            (16, "DISCONNECTED"),
+        ], name
+        connection = wiring.connection_store().get(name)
+        assert connection.state is ConnectionState.DISCONNECTED
+        assert connection.disconnect_reason is DisconnectReason.GRACE_PERIOD_EXPIRED
+        assert connection.sealed_tokens is None
+        assert control.grants_of(fleet[name].realm_id)[0]["revoked"] is True
+    assert [record.day for record in timeline.days if record.disconnected] == [16]
+    assert sorted(name for record in timeline.days for name in record.disconnected) == never_fixed
+    for name in ("fixed-day5", "readmin-day10", *(f"ok-{n:02d}" for n in range(24))):
+        assert wiring.connection_store().get(name).state is ConnectionState.HEALTHY, name
+    assert all(record.paused_hours == 0 for record in timeline.days if record.day not in (8, 9, 10))
+    assert timeline.days[9].paused_hours == 24
+
+    received = read_events()
+    schemas = {path.stem: json.loads(path.read_text()) for path in SCHEMAS.glob("*.json")}
+    for event in received:
+        jsonschema.validate(event["detail"], schemas[event["detail-type"]])
+    ids = [event["detail"]["event_id"] for event in received]
+    assert len(ids) == len(set(ids))
+    kinds = defaultdict(int)
+    for event in received:
+        kinds[event["detail-type"]] += 1
+    assert kinds == {
+        "ConnectionNeedsAttention": 6,
+        "ConnectionReminder": 2 + 1 + 4 * 2,
+        "ConnectionFinalWarning": 4,
+        "ConnectionDisconnected": 4,
+        "ConnectionRestored": 2,
+    }
+
+
+def open_issue_on(stack, lambdas, name="broken"):
+    seeded = seed_connection(stack, name, contacts=("owner@example.com",))
+    stack.intuit.control.set_admin(seeded.realm_id, seeded.user_id, False)
+    stack.clock.advance(timedelta(hours=1))
+    lambdas.run_scheduler(all_slots=True)
+    lambdas.drain_checks()
+    stack.clock.advance(timedelta(minutes=15))
+    lambdas.drain_checks()
+    assert wiring.connection_store().get(name).issue is not None
+    return seeded
+
+
+def escalate(lambdas):
+    return lambdas.invoke("escalator", schedule_event(lambdas.stack.clock.now(), {}))
+
+
+def test_overlapping_runs_send_each_notice_once(stack, lambdas):
+    open_issue_on(stack, lambdas)
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(escalate(lambdas))) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert sum(result["notices"].get("NOTICE", 0) for result in results) == 1
+    assert len(sent_emails_for("owner@example.com")) == 1
+
+
+def sent_emails_for(address):
+    return [message for message in sent_emails() if address in message.destinations["ToAddresses"]]
+
+
+def test_a_crash_after_the_claim_is_retried_and_sent_once(stack, lambdas, monkeypatch):
+    open_issue_on(stack, lambdas)
+    notices = wiring.notices()
+    original = notices.email.send
+
+    def crash(*args, **kwargs):
+        raise SystemExit("worker killed after the claim")
+
+    monkeypatch.setattr(notices.email, "send", crash)
+    with pytest.raises(SystemExit):
+        escalate(lambdas)
+    monkeypatch.setattr(notices.email, "send", original)
+    assert sent_emails_for("owner@example.com") == []
+
+    escalate(lambdas)  # the claim is fresh: an overlapping run must not send
+    assert sent_emails_for("owner@example.com") == []
+    stack.clock.advance(timedelta(minutes=20))  # the claim went stale: the next run retries
+    escalate(lambdas)
+    escalate(lambdas)
+    assert len(sent_emails_for("owner@example.com")) == 1
+
+
+def test_intuit_outage_for_72_hours_sends_nothing_and_shifts_deadlines(stack, lambdas, fleet):
+    timeline = Timeline(lambdas, fleet)
+    control = stack.intuit.control
+    timeline.run(1, {0: lambda: break_fleet(stack, fleet)})
+    deadline_before = wiring.connection_store().get("broken-a").issue.deadline
+    control.set_faults(rate=1.0, kinds=["500", "503", "timeout"], hang_seconds=0.05, seed=3)
+    outage = timeline.run(3)
+    control.clear_faults()
+    after = timeline.run(1)[-1]
+
+    assert all(not record.notices and not record.disconnected for record in outage[1:])
+    assert after.paused_hours == 1  # the run at 06:30 that sees the first normal check run resumes
+    shifted = wiring.connection_store().get("broken-a").issue.deadline - deadline_before
+    assert timedelta(hours=72) <= shifted <= timedelta(hours=73)
+
+
+def test_checker_down_for_three_days_blocks_disconnects_until_a_check_run_succeeds(stack, lambdas):
+    seeded = open_issue_on(stack, lambdas)
+    for _ in range(13):  # days 0..12 with the escalator, no more checks after the issue opened
+        escalate(lambdas)
+        stack.clock.advance(timedelta(days=1))
+    stack.clock.advance(timedelta(days=3))  # day 16: past the deadline, last check 16 days ago
+    result = escalate(lambdas)
+    assert result["disconnected"] == [] and result["blocked"].get("CHECKS_STALE") == 1
+    assert wiring.connection_store().get("broken").state is ConnectionState.NEEDS_ATTENTION
+
+    healthy = seed_connection(stack, "healthy")  # a check run completes again
+    lambdas.run_scheduler(all_slots=True)
+    lambdas.drain_checks()
+    assert healthy and escalate(lambdas)["disconnected"] == ["broken"]
+    assert stack.intuit.control.grants_of(seeded.realm_id)[0]["revoked"] is True
+
+
+def test_the_escalator_reads_only_open_issues(stack, lambdas):
+    store = wiring.connection_store()
+    for n in range(5000):
+        store.create(
+            Connection(
+                connection_id=f"c-{n:05d}", tenant_id="t", realm_id=f"r{n}", state=ConnectionState.HEALTHY
+            )
+        )
+    for n in range(20):
+        open_issue_on(stack, lambdas, name=f"broken-{n:02d}")
+    read = {"items": 0, "scans": 0}
+    events = ConnectionModel._get_connection().connection.client.meta.events
+
+    def count(parsed, model, **_):
+        if model.name in ("Query", "Scan"):
+            read["items"] += parsed.get("ScannedCount", 0)
+        read["scans"] += model.name == "Scan"
+
+    events.register("after-call.dynamodb.*", count)
+    try:
+        escalate(lambdas)
+    finally:
+        events.unregister("after-call.dynamodb.*", count)
+    assert read == {"items": 20, "scans": 0}
+
+
+def test_notices_carry_no_secret_and_escape_outside_values(stack, lambdas):
+    seeded = seed_connection(stack, "<script>x</script>", contacts=("owner@example.com",))
+    stack.intuit.control.set_admin(seeded.realm_id, seeded.user_id, False)
+    lambdas.run_scheduler(all_slots=True)
+    lambdas.drain_checks()
+    stack.clock.advance(timedelta(minutes=15))
+    lambdas.drain_checks()
+    escalate(lambdas)
+
+    [email] = sent_emails_for("owner@example.com")
+    tokens = open_tokens(wiring.connection_store().get("<script>x</script>"))
+    for secret in (tokens.access_token, tokens.refresh_token, "sim-client-secret"):
+        assert secret not in email.body and secret not in email.subject
+    assert "<script>x</script>" not in email.body
+    assert "&lt;script&gt;" in email.body
