@@ -10,7 +10,7 @@ from pynamodb.exceptions import PutError, UpdateError
 
 from qbo_health.adapters.dynamo_models import HistoryModel
 from qbo_health.adapters.history import RETENTION_SECONDS
-from qbo_health.domain.notices import DETAIL_TYPES, EVENT_SOURCE, Email, Notice, event_detail
+from qbo_health.domain.notices import DETAIL_TYPES, EVENT_SOURCE, ClaimResult, Email, Notice, event_detail
 from qbo_health.errors import NoticeDeliveryFailed
 
 CLAIMED, SENT = "CLAIMED", "SENT"
@@ -76,7 +76,7 @@ class NoticeClaims:
     def __init__(self, stale_after: timedelta = timedelta(minutes=15)) -> None:
         self._stale_after = stale_after
 
-    def claim(self, notice: Notice, now: datetime) -> bool:
+    def claim(self, notice: Notice, now: datetime) -> ClaimResult:
         item = HistoryModel(
             notice.connection_id,
             _entry(notice),
@@ -88,20 +88,22 @@ class NoticeClaims:
         )
         try:
             item.save(condition=HistoryModel.entry.does_not_exist())
-            return True
+            return ClaimResult.CLAIMED
         except PutError as error:
             if not _condition_failed(error):
                 raise
+        existing = HistoryModel(notice.connection_id, _entry(notice))
         try:
-            HistoryModel(notice.connection_id, _entry(notice)).update(
+            existing.update(
                 actions=[HistoryModel.at.set(now)],
                 condition=(HistoryModel.status == CLAIMED) & (HistoryModel.at <= now - self._stale_after),
             )
-            return True
+            return ClaimResult.CLAIMED
         except UpdateError as error:
             if not _condition_failed(error):
                 raise
-            return False
+        current = HistoryModel.get(notice.connection_id, _entry(notice), consistent_read=True)
+        return ClaimResult.ALREADY_SENT if current.status == SENT else ClaimResult.IN_FLIGHT
 
     def mark_sent(self, notice: Notice, now: datetime) -> None:
         HistoryModel(notice.connection_id, _entry(notice)).update(

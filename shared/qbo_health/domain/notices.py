@@ -20,6 +20,19 @@ NOTICE_NAMESPACE = uuid.UUID("5b0c3c4e-2f7a-4d5e-9a61-0f3f2b8d7c11")
 EVENT_SOURCE = "qbo-connection-health"
 
 
+class ClaimResult(StrEnum):
+    CLAIMED = "CLAIMED"  # ours to send now
+    ALREADY_SENT = "ALREADY_SENT"  # someone sent it: the stage is done
+    IN_FLIGHT = "IN_FLIGHT"  # someone claimed it moments ago: leave it to them, look again next run
+
+
+class SendResult(StrEnum):
+    SENT = "SENT"
+    ALREADY_SENT = "ALREADY_SENT"
+    IN_FLIGHT = "IN_FLIGHT"
+    DRY_RUN = "DRY_RUN"
+
+
 class NoticeKind(StrEnum):
     NOTICE = "NOTICE"
     REMINDER_1 = "REMINDER_1"

@@ -26,7 +26,7 @@ from qbo_health.domain.escalation import (
     paused_time,
 )
 from qbo_health.domain.model import Connection, DisconnectReason
-from qbo_health.domain.notices import NoticeKind
+from qbo_health.domain.notices import NoticeKind, SendResult
 from qbo_health.domain.outage import OutageThresholds, RunSummary, outage_over
 from qbo_health.errors import ConcurrentUpdate
 from qbo_health.observability import logger, metrics
@@ -192,10 +192,13 @@ def _send_stage(
         days_left=round(decision.days_left),
         note=deps.notes.get(issue.type.value),
     )
-    sent_now = deps.notices.send(connection, notice, now)
+    result = deps.notices.send(connection, notice, now)
+    if result in (SendResult.IN_FLIGHT, SendResult.DRY_RUN):
+        return connection  # another run is sending it (or retries it once its claim goes stale)
+    sent_now = result is SendResult.SENT
     if sent_now:
         summary.notices[decision.notice.value] += 1
-    # Sent now, or by an overlapping run: either way the stage is done; skipped ones are noted too.
+    # Sent now, or already by an overlapping run: the stage is done; overtaken ones are noted as skipped.
     recorded = tuple((stage.value, now) for stage in (*decision.skipped, decision.notice))
     updated = replace(connection, issue=replace(issue, notices=issue.notices + recorded))
     saved = _save(deps, updated, connection)

@@ -11,12 +11,12 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 from qbo_health.domain.check import ConnectionEvent, EventKind
 from qbo_health.domain.model import Connection, IssueType
-from qbo_health.domain.notices import Email, Notice, NoticeKind, render_email
+from qbo_health.domain.notices import ClaimResult, Email, Notice, NoticeKind, SendResult, render_email
 from qbo_health.observability import logger, metrics
 
 
 class Claims(Protocol):
-    def claim(self, notice: Notice, now: datetime) -> bool: ...
+    def claim(self, notice: Notice, now: datetime) -> ClaimResult: ...
 
     def mark_sent(self, notice: Notice, now: datetime) -> None: ...
 
@@ -39,13 +39,14 @@ class Notices:
     reconnect_url: Callable[[str, datetime], str]
     dry_run: bool = False
 
-    def send(self, connection: Connection, notice: Notice, now: datetime) -> bool:
-        """Claim, send on both channels, record. Returns False when someone else already sent it."""
+    def send(self, connection: Connection, notice: Notice, now: datetime) -> SendResult:
+        """Claim, send on both channels, record the send."""
         if self.dry_run:
             logger.info("dry run: would send notice", extra={"kind": notice.kind.value})
-            return False
-        if not self.claims.claim(notice, now):
-            return False
+            return SendResult.DRY_RUN
+        claim = self.claims.claim(notice, now)
+        if claim is not ClaimResult.CLAIMED:
+            return SendResult(claim.value)
         try:
             if connection.contacts:
                 self.email.send(list(connection.contacts), render_email(notice), notice)
@@ -57,7 +58,7 @@ class Notices:
             raise
         self.claims.mark_sent(notice, now)
         logger.info("notice sent", extra={"kind": notice.kind.value, "notice_id": notice.notice_id})
-        return True
+        return SendResult.SENT
 
     def notice_for(
         self,
