@@ -20,9 +20,11 @@ os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")  # the demo prints its 
 from local.runner import DrainStats, LocalLambda  # imported after the log level is set
 from local.seed import seed_connection
 from local.stack import EmbeddedStack
+from local.timeline import Timeline, format_table
 from qbo_health import wiring
 from qbo_health.domain.issues import guidance_for
 from qbo_health.domain.model import Connection, ConnectionState, IssueType
+from qbo_health.service.links import reconnect_url
 
 
 @dataclass(frozen=True)
@@ -91,7 +93,8 @@ def drain(lambdas: LocalLambda, label: str, expected: int) -> DrainStats:
 
 
 def main() -> int:
-    print("QBO Connection Health - daily health check demo (embedded stack: moto + Intuit simulator)\n")
+    print("QBO Connection Health demo (embedded stack: moto + Intuit simulator on loopback)\n")
+    print("Part 1: the daily health check")
     stack = EmbeddedStack().start()
     try:
         cohort_of = seed(stack)
@@ -105,9 +108,63 @@ def main() -> int:
         confirm = drain(lambdas, "confirming re-checks", first.deferred)
         connections = [wiring.connection_store().get(connection_id) for connection_id in cohort_of]
         print_summary(stack, connections, scheduled, first.processed + confirm.processed, check_seconds)
+        show_reconnect_link(stack, connections)
+        print("Part 2: twenty days of escalation (daily checks, hourly escalator)")
+        stack.reset()
+        run_timeline(stack)
     finally:
         stack.stop()
     return 0
+
+
+def show_reconnect_link(stack: EmbeddedStack, connections: list[Connection]) -> None:
+    broken = next(c for c in connections if c.issue and c.issue.type is IssueType.ADMIN_ACCESS_LOST)
+    link = reconnect_url(broken.connection_id, stack.clock.now())
+    print(f"Reconnect link for {broken.connection_id} (signed, valid 30 days):\n  {link}\n")
+
+
+def run_timeline(stack: EmbeddedStack) -> None:
+    """Six connections break on day 0: one customer pays on day 5, one admin is re-added on day 10, four
+    are never fixed. Intuit is down on days 8 and 9: escalation pauses, so the final warning comes on day 14
+    and the disconnect on day 16 instead of days 12 and 14."""
+    lambdas = LocalLambda(stack)
+    stack.clock.set(stack.clock.now().replace(hour=0, minute=0))
+    healthy = [f"healthy-{n:02d}" for n in range(24)]
+    broken = ["pays-day-5", "admin-back-day-10", "never-a", "never-b", "never-c", "never-d"]
+    seeded = {name: seed_connection(stack, name, refreshed_days_ago=1) for name in healthy + broken}
+    control = stack.intuit.control
+
+    def break_them() -> None:
+        control.suspend(seeded["pays-day-5"].realm_id)
+        for name in ("admin-back-day-10", "never-a", "never-b"):
+            control.set_admin(seeded[name].realm_id, seeded[name].user_id, False)
+        control.suspend(seeded["never-c"].realm_id)
+        control.disconnect_app(seeded["never-d"].realm_id)
+
+    def intuit_back() -> None:
+        control.clear_faults()
+        admin = seeded["admin-back-day-10"]
+        control.set_admin(admin.realm_id, admin.user_id, True)
+
+    timeline = Timeline(lambdas, seeded)
+    progress = Progress("simulated days", 20)
+    events = {
+        0: break_them,
+        5: lambda: control.reactivate(seeded["pays-day-5"].realm_id),
+        8: lambda: control.set_faults(rate=1.0, kinds=["503"], seed=1),
+        10: intuit_back,
+    }
+    for day in range(20):
+        timeline.run(1, events)
+        progress.update(day + 1)
+    progress.finish(20)
+    print()
+    print(format_table(timeline.days))
+    print(
+        "\nDays 8-9: Intuit outage (every call 503). Escalation paused, so the final warning moved from day 12"
+        " to day 14\nand the disconnect from day 14 to day 16. Restored notices: day 5 (payment) and day 10"
+        " (admin re-added).\n"
+    )
 
 
 def print_summary(

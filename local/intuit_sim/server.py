@@ -210,6 +210,11 @@ class SimulatorApp:
             return handler(request, **args)
         except SimError as error:
             return self._render_error(error)
+        except HTTPException as exc:  # e.g. a body over the size limit
+            status = exc.code or 400
+            if control:
+                return responses.json_response({"error": "bad_request", "detail": exc.name}, status)
+            return responses.oauth_error(status, "invalid_request", exc.name)
 
     def _render_error(self, error: SimError) -> Response:
         if error.kind == "oauth":
@@ -246,7 +251,9 @@ class SimulatorApp:
         if kind == "timeout":
             time.sleep(hang_seconds)
             return responses.plain_status_page(504, "Gateway Time-out")
-        # "reset": drop the connection without an answer (RST where the platform allows it).
+        # "reset": drop the connection without an answer (RST where the platform allows it). Drain the body
+        # first: left in the server's read buffer, it would be parsed (and logged) as a next request line.
+        request.get_data(cache=False)
         sock = request.environ.get("werkzeug.socket")
         if isinstance(sock, socket.socket):
             try:
@@ -638,6 +645,15 @@ class _QuietHandler(WSGIRequestHandler):
 
     def version_string(self) -> str:
         return "nginx"
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        # The stock error page quotes the malformed request line back; never echo what might be a token.
+        super().send_error(code, "Bad request syntax" if code == 400 else None, None)
+
+    def log_error(self, format: str, *args: Any) -> None:
+        # http.server echoes a malformed request line here, and that line may carry a token: log the code only.
+        code = args[0] if args and isinstance(args[0], int) else "-"
+        super().log_error("rejected a malformed request (code %s)", code)
 
 
 class IntuitSimulator:

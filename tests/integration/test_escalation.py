@@ -65,9 +65,9 @@ def notices_by_day(timeline, connection_id):
 def fleet(stack, lambdas):
     """24 healthy connections plus six that break on day 0 (the outage guard needs 20 checks per run)."""
     stack.clock.set(stack.clock.now().replace(hour=0, minute=0))
-    seeded = {f"ok-{n:02d}": seed_connection(stack, f"ok-{n:02d}", refreshed_days_ago=0.5) for n in range(24)}
+    seeded = {f"ok-{n:02d}": seed_connection(stack, f"ok-{n:02d}", refreshed_days_ago=1) for n in range(24)}
     for name in ("fixed-day5", "readmin-day10", "broken-a", "broken-b", "broken-c", "broken-d"):
-        seeded[name] = seed_connection(stack, name, refreshed_days_ago=0.5, contacts=(f"{name}@example.com",))
+        seeded[name] = seed_connection(stack, name, refreshed_days_ago=1, contacts=(f"{name}@example.com",))
     return seeded
 
 

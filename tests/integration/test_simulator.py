@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import html
+import socket
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from typing import Any
@@ -274,7 +275,7 @@ def test_companyinfo_in_xml(intuit: IntuitSimulator, company: Company) -> None:
         assert response.headers["Content-Type"].startswith("application/xml")
         root = ET.fromstring(response.content)
         assert root.tag == f"{V3}IntuitResponse"
-        assert root.find(f"{V3}CompanyInfo/{V3}CompanyName").text == "Craig's Design and Landscaping"
+        assert root.findtext(f"{V3}CompanyInfo/{V3}CompanyName") == "Craig's Design and Landscaping"
 
 
 def test_admin_removed_is_3100(intuit: IntuitSimulator, company: Company) -> None:
@@ -360,8 +361,9 @@ def test_6190_in_xml(intuit: IntuitSimulator) -> None:
 
     assert response.status_code == 400
     error = ET.fromstring(response.content).find(f"{V3}Fault/{V3}Error")
+    assert error is not None
     assert error.get("code") == "6190"
-    assert error.find(f"{V3}Message").text == "Invalid Company Status"
+    assert error.findtext(f"{V3}Message") == "Invalid Company Status"
 
 
 def test_app_disconnected_in_quickbooks(intuit: IntuitSimulator, company: Company) -> None:
@@ -822,3 +824,28 @@ def test_reset_wipes_everything_but_the_default_app(intuit: IntuitSimulator, com
     assert intuit.control.stats()["calls"] == {}
     assert refresh(intuit, tokens["refresh_token"]).json()["error"] == "invalid_grant"
     assert requests.get(authorization_url(intuit), timeout=5).status_code == 200
+
+
+def test_malformed_request_lines_are_not_echoed_into_logs(
+    intuit: IntuitSimulator, company: Company, caplog: pytest.LogCaptureFixture
+) -> None:
+    token = intuit.control.issue_tokens(company.realm_id, company.admin_id)["refresh_token"]
+    host, port = urlsplit(intuit.base_url).hostname, urlsplit(intuit.base_url).port
+    with socket.create_connection((host, port), timeout=5) as raw:
+        raw.sendall(f"POST /oauth2/v1/tokens/bearer?refresh_token={token} HTTP/1.1 extra\r\n\r\n".encode())
+        answer = raw.recv(4096)
+
+    assert b"400" in answer
+    assert token.encode() not in answer
+    assert token not in caplog.text
+
+
+def test_oversized_body_is_refused_cleanly(intuit: IntuitSimulator) -> None:
+    response = requests.post(
+        f"{intuit.base_url}/oauth2/v1/tokens/bearer",
+        data={"grant_type": "refresh_token", "refresh_token": "x" * (2 * 1024 * 1024)},
+        headers={"Authorization": BASIC},
+        timeout=10,
+    )
+    assert response.status_code == 413
+    assert response.json()["error"] == "invalid_request"
