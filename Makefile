@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 export PYTHONPATH := shared:.
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint typecheck unit demo bench-checks clean
+.PHONY: test lint typecheck unit demo bench-checks clean openapi e2e-deps
 
 $(STAMP): requirements.txt shared/requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -23,7 +23,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 
-test: lint typecheck
+test: lint typecheck e2e-deps
 	$(PY) -m pytest -q
 
 unit: $(STAMP)
@@ -31,6 +31,14 @@ unit: $(STAMP)
 
 demo: $(STAMP)
 	$(PY) -m local.demo
+
+# The browser test's Chromium, from Debian (a Playwright browser download does not work here).
+e2e-deps:
+	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium chromium-driver) || echo "chromium could not be installed"
+
+# Regenerate the committed OpenAPI document from the API's routes (a test fails when they drift).
+openapi: $(STAMP)
+	$(PY) scripts/generate_openapi.py
 
 bench-checks: $(STAMP)
 	$(PY) -m bench.check_pipeline

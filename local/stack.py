@@ -31,6 +31,7 @@ SIM_CLIENT_ID = "sim-client-id"
 SIM_CLIENT_SECRET = "sim-client-secret"
 
 SENDER_EMAIL = "notices@qbo-health.local"
+LOCAL_LINK_SIGNING_KEY = "local-link-signing-key-0123456789abcdef0123456789"
 LOCAL_PARAMETERS = {"IntuitEnvironment": "local", "SenderEmail": SENDER_EMAIL}
 
 _TABLE_KEYS = (
@@ -67,10 +68,33 @@ class EmbeddedStack:
         self.template = load_template()
         self.resources: dict[str, PhysicalResource] = {}
         self.environment: dict[str, str] = {}
+        # The API's loopback front (local/http_front.py): its port is fixed now so PUBLIC_BASE_URL is known
+        # before the front starts; start_api() starts it.
+        self._api_port = free_port()
+        self._api_front: Any = None
 
     @property
     def aws_endpoint(self) -> str:
         return f"http://127.0.0.1:{self._moto_port}"
+
+    @property
+    def api_base_url(self) -> str:
+        """Where the API's loopback front listens (PUBLIC_BASE_URL of every function)."""
+        return f"http://127.0.0.1:{self._api_port}"
+
+    def start_api(self) -> str:
+        """Start the API's HTTP front (API Gateway HTTP API v2 events, IAM auth); returns its base URL."""
+        if self._api_front is None:
+            from local.http_front import HttpFront
+
+            self._api_front = HttpFront(self, port=self._api_port)
+            self._api_front.start()
+        return self.api_base_url
+
+    def stop_api(self) -> None:
+        if self._api_front is not None:
+            self._api_front.stop()
+            self._api_front = None
 
     def start(self) -> EmbeddedStack:
         logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request drowns the output
@@ -82,6 +106,7 @@ class EmbeddedStack:
         return self
 
     def stop(self) -> None:
+        self.stop_api()
         self.intuit.stop()
         self._moto.stop()
 
@@ -111,6 +136,9 @@ class EmbeddedStack:
             "INTUIT_BASE_URL": self.intuit.base_url,
             "INTUIT_CLIENT_ID": SIM_CLIENT_ID,
             "INTUIT_CLIENT_SECRET": SIM_CLIENT_SECRET,
+            # The same value as the local LinkSigningSecret; set inline, it wins over the secret (tests that
+            # exercise the Secrets Manager path unset it).
+            "LINK_SIGNING_KEY": LOCAL_LINK_SIGNING_KEY,
         }
         os.environ.update(base)
         self.environment.update(base)
@@ -133,6 +161,12 @@ class EmbeddedStack:
             name = f"{STACK_NAME}-{logical_id}"
             bus = self.client("events").create_event_bus(Name=name)
             self.resources[logical_id] = PhysicalResource(ref=name, attributes={"Arn": bus["EventBusArn"]})
+        for logical_id in resources_of_type(self.template, "AWS::SecretsManager::Secret"):
+            # A fixed local value: Powertools caches secrets across the stack's resets.
+            secret = self.client("secretsmanager").create_secret(
+                Name=f"{STACK_NAME}-{logical_id}", SecretString=LOCAL_LINK_SIGNING_KEY
+            )
+            self.resources[logical_id] = PhysicalResource(ref=secret["ARN"], attributes={"Id": secret["ARN"]})
         self._resolve_function_environment()
         wiring.reset()
 
@@ -184,6 +218,8 @@ class EmbeddedStack:
         """A template parameter's local value: an override for the embedded stack, else its default."""
         if name in LOCAL_PARAMETERS:
             return LOCAL_PARAMETERS[name]
+        if name == "PublicBaseUrl":
+            return self.api_base_url
         return str(self.template["Parameters"][name]["Default"])
 
     def _resolve_function_environment(self) -> None:

@@ -89,3 +89,24 @@ def _assert_no_secret_logged(capture: _LogCapture, since: int, simulator: Intuit
     secrets = _secrets_known_to(simulator)
     leaked = [line for line in capture.lines[since:] for secret in secrets if secret in line]
     assert not leaked, f"{len(leaked)} log lines contain a token or code value"
+
+
+# --- API (local HTTP front) ----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def api_url(stack: EmbeddedStack) -> str:
+    """Base URL of the API's loopback front (API Gateway HTTP API v2 events, IAM auth on internal routes)."""
+    return stack.start_api()
+
+
+@pytest.fixture
+def api_client(api_url: str):  # -> QboHealthClient
+    """The product-side Python client, signing with the local test credentials."""
+    from botocore.credentials import Credentials
+
+    from qbo_health.client import QboHealthClient
+
+    return QboHealthClient(
+        api_url, region="us-east-1", credentials=Credentials("testing", "testing", "testing")
+    )

@@ -119,6 +119,11 @@ class ApiSettings(_EnvModel):
     # How long an access-token request waits for another holder of the lease (it probably refreshed).
     access_token_wait_seconds: float = Field(default=5.0, ge=0, le=25)
 
+    @field_validator("product_origin", "link_signing_secret", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
+
     @model_validator(mode="after")
     def _key_source(self) -> Self:
         key = self.link_signing_key.get_secret_value() if self.link_signing_key else ""

@@ -16,8 +16,8 @@ from qbo_health.adapters.control import ControlStore
 from qbo_health.adapters.dynamo_models import bind_tables
 from qbo_health.adapters.history import HistoryLog
 from qbo_health.adapters.intuit import IntuitClient, IntuitEndpoints
-from qbo_health.adapters.oauth_states import OAuthStateStore
 from qbo_health.adapters.notice_channels import EmailChannel, EventChannel, NoticeClaims
+from qbo_health.adapters.oauth_states import OAuthStateStore
 from qbo_health.adapters.token_vault import TokenVault
 from qbo_health.config import (
     ApiSettings,

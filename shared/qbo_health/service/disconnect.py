@@ -86,7 +86,9 @@ def _revoke(deps: CheckDeps, connection: Connection) -> str | None:
     try:
         tokens = open_tokens(deps, connection)
     except TokenDecryptionFailed:
-        logger.warning("tokens could not be opened for revoke", extra={"connection_id": connection.connection_id})
+        logger.warning(
+            "tokens could not be opened for revoke", extra={"connection_id": connection.connection_id}
+        )
         return "tokens unreadable"
     try:
         revoke(tokens.refresh_token)

@@ -176,7 +176,9 @@ def _exchange_once(deps: ApiDeps, code: str, redirect_uri: str, realm_id: str) -
             raise AuthorizationCodeRejected(
                 "QuickBooks did not accept this sign-in (it may have expired). Please start again."
             ) from None
-        raise IntuitUnavailable("QuickBooks could not be reached. Please try again in a few minutes.") from None
+        raise IntuitUnavailable(
+            "QuickBooks could not be reached. Please try again in a few minutes."
+        ) from None
 
 
 def _verify_admin(deps: ApiDeps, realm_id: str, pair: TokenPair) -> None:
@@ -261,7 +263,9 @@ def _store_new_grant(
             deps.store.release_lease(connection_id, owner)
     events = [ConnectionEvent(EventKind.REAUTHORIZED, now, detail=identity.user_id if identity else None)]
     if leased.issue is not None:
-        events.append(ConnectionEvent(EventKind.ISSUE_CLOSED, now, leased.issue.type, leased.issue.episode_id))
+        events.append(
+            ConnectionEvent(EventKind.ISSUE_CLOSED, now, leased.issue.type, leased.issue.episode_id)
+        )
     deps.check.history.append(connection_id, events)
     deps.check.notifier.connection_events(stored, events, now)
     previous = leased.authorized_by
@@ -282,4 +286,3 @@ def _acquire(deps: ApiDeps, connection_id: str, owner: str, now: datetime) -> Co
                 raise ConnectionBusy("The connection is busy. Please try again in a minute.") from None
             deps.sleep(delay)
             delay = min(delay * 2, 0.5)
-

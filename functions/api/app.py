@@ -1,0 +1,23 @@
+"""api: the HTTP API (internal routes for the product's backend, public routes for the browser)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from qbo_health import wiring
+from qbo_health.api.app import build_app
+from qbo_health.observability import logger, metrics, tracer
+
+wiring.api_settings()  # cold start: a configuration error fails here, not at the first request
+app: APIGatewayHttpResolver = build_app()
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP, clear_state=True)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)

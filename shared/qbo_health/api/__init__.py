@@ -1,0 +1,1 @@
+"""The HTTP API: routes (internal and public), request/response models, error mapping, HTML pages."""

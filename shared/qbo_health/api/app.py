@@ -1,0 +1,128 @@
+"""Builds the resolver: both routers, and every expected exception mapped to a response in one place.
+
+Browser routes answer with an HTML page, internal routes with JSON ``{"error": code, "message": ...}``.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
+from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+
+from qbo_health.api.internal import internal_router
+from qbo_health.api.pages import PageStatus, result_page
+from qbo_health.api.public import public_router
+from qbo_health.errors import (
+    ApiError,
+    AuthorizationDenied,
+    ConnectionNeedsAttention,
+    ConnectionNotFound,
+)
+from qbo_health.observability import logger
+
+API_TITLE = "QBO Connection Health API"
+API_VERSION = "1.0.0"
+BROWSER_PREFIXES = ("/reconnect/", "/oauth/", "/intuit/")
+
+_PAGE_TITLES = {
+    "reconnect_link_invalid": "This link cannot be used",
+    "oauth_state_invalid": "This sign-in has expired",
+    "authorization_denied": "QuickBooks was not connected",
+    "realm_mismatch": "Wrong QuickBooks company",
+    "not_an_admin": "An Admin needs to sign in",
+    "subscription_inactive": "QuickBooks subscription not active",
+    "authorization_code_rejected": "QuickBooks did not accept the sign-in",
+    "intuit_unavailable": "QuickBooks could not be reached",
+    "busy": "Please try again",
+    "invalid_request": "Something is missing",
+    "not_found": "This link cannot be used",
+}
+_NEXT_STEP = {
+    "reconnect_link_invalid": "Open the app and click the Reauthorize button to get a new link.",
+    "oauth_state_invalid": "Open the app and click the Reauthorize button to start again.",
+    "authorization_denied": "Nothing was changed. To connect, open the app and click Reauthorize again.",
+    "realm_mismatch": (
+        "Nothing was changed. Use the link again and choose the QuickBooks company this integration is "
+        "connected to."
+    ),
+    "not_an_admin": "Nothing was changed.",
+    "subscription_inactive": "Nothing was changed.",
+    "authorization_code_rejected": "Nothing was changed. Use the Reauthorize button in the app to start again.",
+    "intuit_unavailable": "Nothing was changed. Please try again in a few minutes.",
+    "busy": "Nothing was changed. Please try again in a minute.",
+    "invalid_request": "Nothing was changed. Use the Reauthorize button in the app to start again.",
+    "not_found": "Open the app and click the Reauthorize button to get a new link.",
+}
+
+
+def build_app() -> APIGatewayHttpResolver:
+    """A new resolver (one per Lambda container: the resolver keeps the current event on itself)."""
+    app = APIGatewayHttpResolver(enable_validation=True)
+    app.include_router(internal_router())
+    app.include_router(public_router())
+
+    def is_browser() -> bool:
+        path = app.current_event.raw_path or ""
+        return path.startswith(BROWSER_PREFIXES)
+
+    def answer(status: int, code: str, message: str, extra: dict[str, Any] | None = None) -> Response[str]:
+        if is_browser():
+            connection_id = extra.get("connection_id") if extra else None
+            page_status: PageStatus = "cancelled" if code == "authorization_denied" else "failed"
+            return result_page(
+                status,
+                page_id=code,
+                status=page_status,
+                title=_PAGE_TITLES.get(code, "Something went wrong"),
+                paragraphs=[message, _NEXT_STEP.get(code, "Nothing was changed.")],
+                connection_id=connection_id if isinstance(connection_id, str) else None,
+            )
+        body: dict[str, Any] = {"error": code, "message": message}
+        body.update({k: v for k, v in (extra or {}).items() if k != "connection_id"})
+        return Response(status, "application/json", json.dumps(body))
+
+    @app.exception_handler(ApiError)
+    def api_error(error: ApiError) -> Response[str]:
+        extra: dict[str, Any] = {}
+        if isinstance(error, ConnectionNeedsAttention):
+            extra = {"state": error.state, "issue": error.issue}
+        if isinstance(error, AuthorizationDenied):
+            extra = {"connection_id": error.connection_id}
+        logger.info("request refused", extra={"error": error.code, "status": error.status})
+        response = answer(error.status, error.code, error.message, extra)
+        if error.status == 503:
+            response.headers["Retry-After"] = "5"
+        return response
+
+    @app.exception_handler(ConnectionNotFound)
+    def not_found(error: ConnectionNotFound) -> Response[str]:
+        return answer(404, "not_found", "No such connection.")
+
+    @app.exception_handler(RequestValidationError)
+    def invalid(error: RequestValidationError) -> Response[str]:
+        # Names of the offending fields only: values (tokens, codes) never echo back.
+        fields = sorted({".".join(str(part) for part in item.get("loc", ())[1:]) for item in error.errors()})
+        named = ", ".join(field for field in fields if field) or "the request"
+        return answer(400, "invalid_request", f"Invalid or missing: {named}.")
+
+    @app.not_found
+    def no_route(error: Exception) -> Response[str]:
+        return answer(404, "no_route", "No such route.")
+
+    return app
+
+
+def openapi_json(app: APIGatewayHttpResolver | None = None) -> str:
+    """The OpenAPI document, generated from the routes (committed as ``openapi.json``)."""
+    resolver = app or build_app()
+    document = resolver.get_openapi_json_schema(
+        title=API_TITLE,
+        version=API_VERSION,
+        description=(
+            "Keeps QuickBooks Online connections alive. Internal routes need AWS IAM (SigV4) auth; "
+            "the public routes are opened by a browser."
+        ),
+    )
+    return json.dumps(json.loads(document), indent=2, sort_keys=True) + "\n"

@@ -1,0 +1,232 @@
+"""Internal routes: the product's backend calls them (IAM auth at API Gateway)."""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime
+from typing import Annotated
+
+from aws_lambda_powertools.event_handler import Response
+from aws_lambda_powertools.event_handler.api_gateway import Router
+from aws_lambda_powertools.event_handler.openapi.params import Path
+from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
+
+from qbo_health import clock, wiring
+from qbo_health.api.models import (
+    AccessTokenResponse,
+    AuthorizedBy,
+    CheckResponse,
+    Classified,
+    ConnectionStatus,
+    ErrorResponse,
+    ImportRequest,
+    ProblemRequest,
+    ProblemResponse,
+    RegisterRequest,
+    RegisterResponse,
+)
+from qbo_health.domain.issues import HEADLINE, guidance_for
+from qbo_health.domain.model import Connection, ConnectionState, DisconnectReason
+from qbo_health.service import connections
+from qbo_health.service.access_tokens import get_access_token
+from qbo_health.service.disconnect import disconnect_connection
+from qbo_health.service.health_check import CheckResult
+from qbo_health.service.links import CONNECTION_ID_PATTERN
+
+ConnectionIdPath = Annotated[str, Path(pattern=CONNECTION_ID_PATTERN, max_length=128)]
+
+_ERRORS: dict[int, OpenAPIResponse] = {
+    400: {"description": "Invalid request", "content": {"application/json": {"model": ErrorResponse}}},
+    404: {"description": "No such connection", "content": {"application/json": {"model": ErrorResponse}}},
+    409: {"description": "Conflict", "content": {"application/json": {"model": ErrorResponse}}},
+    503: {
+        "description": "Busy or Intuit unavailable",
+        "content": {"application/json": {"model": ErrorResponse}},
+    },
+}
+
+
+def status_of(connection: Connection, now: datetime) -> ConnectionStatus:
+    """The product's view of one connection (wording from the seed article, via domain.issues)."""
+    issue = connection.issue
+    guidance = guidance_for(issue.type) if issue else None
+    days_left = None
+    if issue is not None:
+        days_left = max(0, math.ceil((issue.deadline - now).total_seconds() / 86400))
+    # Always a fresh link: the Reauthorize button (and a deliberate reconnect after a disconnect) use it.
+    reconnect = wiring.link_signer().reconnect_url(connection.connection_id, now)
+    authorizer = connection.authorized_by
+    return ConnectionStatus(
+        connection_id=connection.connection_id,
+        tenant_id=connection.tenant_id,
+        realm_id=connection.realm_id,
+        state=connection.state.value,
+        on_hold=connection.on_hold,
+        issue=issue.type.value if issue else None,
+        headline=HEADLINE if issue else None,
+        title=guidance.title if guidance else None,
+        user_message=guidance.user_message if guidance else None,
+        remedy=guidance.remedy if guidance else None,
+        who_can_fix=guidance.who_can_fix if guidance else None,
+        consequence=guidance.consequence_for(issue.deadline) if guidance and issue else None,
+        reauthorize=bool(guidance and guidance.reauthorize)
+        or connection.state in (ConnectionState.PENDING, ConnectionState.DISCONNECTED),
+        deadline=issue.deadline if issue else None,
+        days_left=days_left,
+        reconnect_url=reconnect,
+        authorized_by=AuthorizedBy(user_id=authorizer.user_id, email=authorizer.email)
+        if authorizer
+        else None,
+        last_success_at=connection.last_success_at,
+        last_check_at=connection.last_check_at,
+        disconnect_reason=connection.disconnect_reason.value if connection.disconnect_reason else None,
+        disconnected_at=connection.disconnected_at,
+    )
+
+
+def _check_response(result: CheckResult, now: datetime) -> CheckResponse:
+    connection = wiring.connection_store().get(result.connection_id)
+    outcome = result.outcome
+    return CheckResponse(
+        connection_id=result.connection_id,
+        status=result.status,
+        outcome=outcome.kind.value if outcome else None,
+        reason=outcome.reason if outcome else result.skipped_because,
+        refreshed=result.refreshed,
+        connection=status_of(connection, now),
+    )
+
+
+def internal_router() -> Router:
+    router = Router()
+
+    @router.post(
+        "/connections",
+        summary="Register a connection (PENDING) and get its connect link",
+        responses={201: {"description": "Registered"}, **_ERRORS},
+        tags=["internal"],
+    )
+    def register(request: RegisterRequest) -> Response[RegisterResponse]:
+        now = clock.now()
+        registered = connections.register_connection(
+            wiring.api_deps(),
+            now,
+            tenant_id=request.tenant_id,
+            contacts=request.contact_tuple(),
+            connection_id=request.connection_id,
+        )
+        body = RegisterResponse(
+            connection_id=registered.connection.connection_id,
+            state=registered.connection.state.value,
+            connect_url=registered.connect_url,
+            connection=status_of(registered.connection, now),
+        )
+        return Response(201, "application/json", body)
+
+    @router.post(
+        "/connections/import",
+        summary="Adopt a connection the product already has (realm and refresh token)",
+        responses={201: {"description": "Imported"}, **_ERRORS},
+        tags=["internal"],
+    )
+    def import_(request: ImportRequest) -> Response[ConnectionStatus]:
+        now = clock.now()
+        imported = connections.import_connection(
+            wiring.api_deps(),
+            now,
+            tenant_id=request.tenant_id,
+            realm_id=request.realm_id,
+            refresh_token=request.refresh_token,
+            contacts=request.contact_tuple(),
+            connection_id=request.connection_id,
+        )
+        return Response(201, "application/json", status_of(imported, now))
+
+    @router.get(
+        "/connections/<connection_id>",
+        summary="Health of one connection, with the wording for the product's UI",
+        responses=_ERRORS,
+        tags=["internal"],
+    )
+    def get_status(connection_id: ConnectionIdPath) -> ConnectionStatus:
+        return status_of(wiring.connection_store().get(connection_id), clock.now())
+
+    @router.post(
+        "/connections/<connection_id>/access-token",
+        summary="A valid access token (refreshed under the lease when needed)",
+        responses=_ERRORS,
+        tags=["internal"],
+    )
+    def access_token(connection_id: ConnectionIdPath) -> AccessTokenResponse:
+        token = get_access_token(connection_id, wiring.api_deps(), clock.now())
+        return AccessTokenResponse(
+            access_token=token.access_token, expires_at=token.expires_at, realm_id=token.realm_id
+        )
+
+    @router.post(
+        "/connections/<connection_id>/problems",
+        summary="Report an Intuit error the product saw; answered with an immediate check",
+        responses=_ERRORS,
+        tags=["internal"],
+    )
+    def report_problem(connection_id: ConnectionIdPath, request: ProblemRequest) -> ProblemResponse:
+        now = clock.now()
+        report = connections.report_problem(
+            connection_id, request.status, request.body, request.content_type, wiring.api_deps(), now
+        )
+        verdict = report.classification
+        return ProblemResponse(
+            reported=Classified(
+                kind=verdict.kind.value,
+                issue=verdict.issue.value if verdict.issue else None,
+                reason=verdict.reason,
+            )
+            if verdict
+            else None,
+            check=_check_response(report.check, now),
+        )
+
+    @router.post(
+        "/connections/<connection_id>/checks",
+        summary="Check now",
+        responses=_ERRORS,
+        tags=["internal"],
+    )
+    def check(connection_id: ConnectionIdPath) -> CheckResponse:
+        now = clock.now()
+        return _check_response(connections.check_now(connection_id, wiring.api_deps(), now), now)
+
+    @router.post(
+        "/connections/<connection_id>/hold",
+        summary="Hold: no notices, no disconnect (ops)",
+        responses=_ERRORS,
+        tags=["internal"],
+    )
+    def hold(connection_id: ConnectionIdPath) -> ConnectionStatus:
+        now = clock.now()
+        return status_of(connections.set_hold(connection_id, True, wiring.api_deps(), now), now)
+
+    @router.delete(
+        "/connections/<connection_id>/hold",
+        summary="Release the hold",
+        responses=_ERRORS,
+        tags=["internal"],
+    )
+    def release(connection_id: ConnectionIdPath) -> ConnectionStatus:
+        now = clock.now()
+        return status_of(connections.set_hold(connection_id, False, wiring.api_deps(), now), now)
+
+    @router.delete(
+        "/connections/<connection_id>",
+        summary="Disconnect at the customer's request (revoke at Intuit, delete the tokens)",
+        responses=_ERRORS,
+        tags=["internal"],
+    )
+    def disconnect(connection_id: ConnectionIdPath) -> ConnectionStatus:
+        now = clock.now()
+        deps = wiring.api_deps()
+        deps.store.get(connection_id)
+        connection = disconnect_connection(connection_id, DisconnectReason.CUSTOMER_REQUEST, deps.check, now)
+        return status_of(connection, now)
+
+    return router
