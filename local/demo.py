@@ -129,7 +129,7 @@ def run_timeline(stack: EmbeddedStack) -> None:
     and the disconnect on day 16 instead of days 12 and 14."""
     lambdas = LocalLambda(stack)
     stack.clock.set(stack.clock.now().replace(hour=0, minute=0))
-    healthy = [f"healthy-{n:02d}" for n in range(24)]
+    healthy = [f"healthy-{n:02d}" for n in range(34)]
     broken = ["pays-day-5", "admin-back-day-10", "never-a", "never-b", "never-c", "never-d"]
     seeded = {name: seed_connection(stack, name, refreshed_days_ago=1) for name in healthy + broken}
     control = stack.intuit.control

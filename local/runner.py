@@ -162,7 +162,7 @@ class LocalLambda:
         sqs = self.stack.client("sqs")
         handler = load_handler("check_worker")
         empty_polls = 0
-        while empty_polls < 2:
+        while empty_polls < 1:
             messages = sqs.receive_message(
                 QueueUrl=queue_url, MaxNumberOfMessages=10, VisibilityTimeout=300, AttributeNames=["All"]
             ).get("Messages", [])

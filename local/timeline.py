@@ -12,7 +12,7 @@ from local.runner import LocalLambda, schedule_event
 from qbo_health import wiring
 from qbo_health.domain.model import ConnectionState
 
-TICK = timedelta(minutes=15)
+TICK = timedelta(minutes=30)
 CHECK_HOUR = 6  # the daily check run
 ESCALATOR_MINUTE = 30  # the escalator runs every hour at this minute
 

@@ -19,7 +19,7 @@ from local.stack import ACCOUNT_ID, REGION
 from local.timeline import Timeline
 from qbo_health import wiring
 from qbo_health.adapters.dynamo_models import ConnectionModel, HistoryModel
-from qbo_health.domain.model import Connection, ConnectionState, DisconnectReason
+from qbo_health.domain.model import ConnectionState, DisconnectReason
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "schemas" / "events"
 
@@ -61,11 +61,19 @@ def notices_by_day(timeline, connection_id):
     return sorted(sent)
 
 
+HEALTHY = [f"ok-{n:02d}" for n in range(8)]
+
+
 @pytest.fixture
-def fleet(stack, lambdas):
-    """24 healthy connections plus six that break on day 0 (the outage guard needs 20 checks per run)."""
+def fleet(stack, lambdas, monkeypatch):
+    """Eight healthy connections and six that break on day 0. The outage guard is tuned to this small fleet
+    (10 checks make a run worth judging; half of it newly failing looks like an outage), as an operator
+    would for a small deployment."""
+    monkeypatch.setenv("OUTAGE_MIN_CHECKS", "10")
+    monkeypatch.setenv("OUTAGE_NEW_ISSUE_SHARE", "0.5")
+    wiring.reset()
     stack.clock.set(stack.clock.now().replace(hour=0, minute=0))
-    seeded = {f"ok-{n:02d}": seed_connection(stack, f"ok-{n:02d}", refreshed_days_ago=1) for n in range(24)}
+    seeded = {name: seed_connection(stack, name, refreshed_days_ago=1) for name in HEALTHY}
     for name in ("fixed-day5", "readmin-day10", "broken-a", "broken-b", "broken-c", "broken-d"):
         seeded[name] = seed_connection(stack, name, refreshed_days_ago=1, contacts=(f"{name}@example.com",))
     return seeded
@@ -122,7 +130,7 @@ def test_twenty_days_with_a_two_day_outage(stack, lambdas, fleet):
         assert control.grants_of(fleet[name].realm_id)[0]["revoked"] is True
     assert [record.day for record in timeline.days if record.disconnected] == [16]
     assert sorted(name for record in timeline.days for name in record.disconnected) == never_fixed
-    for name in ("fixed-day5", "readmin-day10", *(f"ok-{n:02d}" for n in range(24))):
+    for name in ("fixed-day5", "readmin-day10", *HEALTHY):
         assert wiring.connection_store().get(name).state is ConnectionState.HEALTHY, name
     assert all(record.paused_hours == 0 for record in timeline.days if record.day not in (8, 9, 10))
     assert timeline.days[9].paused_hours == 24
@@ -205,13 +213,14 @@ def test_intuit_outage_for_72_hours_sends_nothing_and_shifts_deadlines(stack, la
     control = stack.intuit.control
     timeline.run(1, {0: lambda: break_fleet(stack, fleet)})
     deadline_before = wiring.connection_store().get("broken-a").issue.deadline
-    control.set_faults(rate=1.0, kinds=["500", "503", "timeout"], hang_seconds=0.05, seed=3)
+    control.set_faults(rate=1.0, kinds=["500", "503", "reset"], seed=3)
     outage = timeline.run(3)
     control.clear_faults()
     after = timeline.run(1)[-1]
 
     assert all(not record.notices and not record.disconnected for record in outage[1:])
-    assert after.paused_hours == 1  # the run at 06:30 that sees the first normal check run resumes
+    # Paused until the first normal check run (06:00) has settled: the 06:30 escalator run resumes.
+    assert after.paused_hours == 6
     shifted = wiring.connection_store().get("broken-a").issue.deadline - deadline_before
     assert timedelta(hours=72) <= shifted <= timedelta(hours=73)
 
@@ -234,15 +243,16 @@ def test_checker_down_for_three_days_blocks_disconnects_until_a_check_run_succee
 
 
 def test_the_escalator_reads_only_open_issues(stack, lambdas):
-    store = wiring.connection_store()
-    for n in range(5000):
-        store.create(
-            Connection(
-                connection_id=f"c-{n:05d}", tenant_id="t", realm_id=f"r{n}", state=ConnectionState.HEALTHY
-            )
-        )
+    """5,000 connections of which 20 have open issues: the escalator reads those 20 items and no other."""
     for n in range(20):
         open_issue_on(stack, lambdas, name=f"broken-{n:02d}")
+    with ConnectionModel.batch_write() as batch:
+        for n in range(5000 - 20):
+            batch.save(
+                ConnectionModel(
+                    f"c-{n:05d}", tenant_id="t", realm_id=f"r{n}", state="HEALTHY", check_slot=n % 24
+                )
+            )
     read = {"items": 0, "scans": 0}
     events = ConnectionModel._get_connection().connection.client.meta.events
 

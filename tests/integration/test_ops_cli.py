@@ -390,7 +390,7 @@ def test_python_m_entry_point_runs_against_the_embedded_stack(stack, fleet):
     }
 
     def python_m(*argv):
-        return subprocess.run(
+        return subprocess.run(  # noqa: S603 (our own interpreter and module, fixed arguments)
             [sys.executable, "-m", "qbo_health.ops", *argv],
             capture_output=True,
             text=True,
