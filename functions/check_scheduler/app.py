@@ -35,5 +35,9 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     )
     metrics.add_metric(name="ChecksScheduled", unit=MetricUnit.Count, value=summary.scheduled)
     metrics.add_metric(name="CheckRunStarted", unit=MetricUnit.Count, value=1)
+    for state, count in summary.by_state.items():
+        metrics.add_metric(name=f"Connections_{state}", unit=MetricUnit.Count, value=count)
+    for issue, count in summary.by_issue.items():
+        metrics.add_metric(name=f"Issues_{issue}", unit=MetricUnit.Count, value=count)
     logger.info("check run scheduled", extra={"run_id": summary.run_id, "scheduled": summary.scheduled})
     return {"run_id": summary.run_id, "slots": list(summary.slots), "scheduled": summary.scheduled}

@@ -23,3 +23,4 @@ def test_scheduled_check_refreshes_and_keeps_connection_healthy(stack, lambdas):
     assert lambdas.metrics["CheckHealthy"] == 1
     assert lambdas.metrics["TokenRefreshed"] == 1
     assert lambdas.metrics["ChecksScheduled"] == 1
+    assert lambdas.metrics["Connections_HEALTHY"] == 1

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from pynamodb.exceptions import DoesNotExist, PutError, UpdateError
 from pynamodb.expressions.update import Action
@@ -25,7 +25,11 @@ from qbo_health.domain.model import (
 from qbo_health.domain.schedule import slot_of
 from qbo_health.errors import ConcurrentUpdate, ConnectionNotFound, LeaseHeld
 
-_LEASE_FIELDS = ("lease_owner", "lease_expires_at")
+
+class SlotMember(NamedTuple):
+    connection_id: str
+    state: str
+    issue_type: str | None
 
 
 def _condition_failed(error: Exception) -> bool:
@@ -117,10 +121,10 @@ class ConnectionStore:
         for item in ConnectionModel.scan(segment=segment, total_segments=total_segments):
             yield to_domain(item)
 
-    def ids_in_slot(self, slot: int) -> Iterator[str]:
-        """Ids of the checkable connections due in ``slot``, from the sparse keys-only index."""
+    def slot_members(self, slot: int) -> Iterator[SlotMember]:
+        """The checkable connections due in ``slot`` (id, state, issue), from the sparse slot index."""
         for item in ConnectionModel.check_slots.query(slot):
-            yield item.connection_id
+            yield SlotMember(item.connection_id, item.state, item.issue_type)
 
     def ids_for_realm(self, realm_id: str) -> list[str]:
         return [item.connection_id for item in ConnectionModel.by_realm.query(realm_id)]

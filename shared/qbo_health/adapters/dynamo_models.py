@@ -10,7 +10,7 @@ from pynamodb.attributes import (
     UnicodeAttribute,
     UTCDateTimeAttribute,
 )
-from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, KeysOnlyProjection
+from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, IncludeProjection, KeysOnlyProjection
 from pynamodb.models import Model
 
 from qbo_health.config import StoreSettings
@@ -42,7 +42,7 @@ class CheckSlotIndex(GlobalSecondaryIndex["ConnectionModel"]):
 
     class Meta:
         index_name = "check-slots"
-        projection = KeysOnlyProjection()
+        projection = IncludeProjection(["state", "issue_type"])
 
     check_slot = NumberAttribute(hash_key=True)
     connection_id = UnicodeAttribute(range_key=True)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
@@ -11,8 +12,19 @@ from qbo_health.domain.schedule import SLOTS_PER_DAY, due_slot
 from qbo_health.messages import CheckRequest
 
 
+class Member(Protocol):
+    @property
+    def connection_id(self) -> str: ...
+
+    @property
+    def state(self) -> str: ...
+
+    @property
+    def issue_type(self) -> str | None: ...
+
+
 class SlotSource(Protocol):
-    def ids_in_slot(self, slot: int) -> Iterable[str]: ...
+    def slot_members(self, slot: int) -> Iterable[Member]: ...
 
 
 class Sender(Protocol):
@@ -29,6 +41,9 @@ class ScheduleSummary:
     slots: tuple[int, ...]
     scheduled: int
     sent: int
+    # Over a day the 24 hourly runs see every checkable connection once: the dashboard sums these.
+    by_state: Counter[str] = field(default_factory=Counter)
+    by_issue: Counter[str] = field(default_factory=Counter)
 
 
 def schedule_checks(
@@ -41,9 +56,17 @@ def schedule_checks(
     all_slots: bool = False,
 ) -> ScheduleSummary:
     slots = tuple(range(SLOTS_PER_DAY)) if all_slots else (due_slot(now),)
-    ids = [connection_id for slot in slots for connection_id in source.ids_in_slot(slot)]
+    members = [member for slot in slots for member in source.slot_members(slot)]
+    ids = [member.connection_id for member in members]
     # The run exists before any worker reports on it, so the outage guard knows the run's size.
     runs.start_run(run_id, now, scheduled=len(ids))
     requests = [CheckRequest(connection_id=connection_id, run_id=run_id) for connection_id in ids]
     sent = queue.send(requests)
-    return ScheduleSummary(run_id=run_id, slots=slots, scheduled=len(ids), sent=sent)
+    return ScheduleSummary(
+        run_id=run_id,
+        slots=slots,
+        scheduled=len(ids),
+        sent=sent,
+        by_state=Counter(member.state for member in members),
+        by_issue=Counter(member.issue_type for member in members if member.issue_type),
+    )
