@@ -87,9 +87,15 @@ def _intuit_credentials(settings: IntuitSettings) -> tuple[str, str]:
     raw = parameters.get_secret(settings.intuit_credentials_secret or "", max_age=300)
     try:
         secret = json.loads(raw if isinstance(raw, str) else raw.decode())
-        return str(secret["client_id"]), str(secret["client_secret"])
-    except (ValueError, KeyError) as error:
-        raise ConfigurationError("the Intuit secret needs client_id and client_secret") from error
+        client_id, client_secret = str(secret["client_id"]), str(secret["client_secret"])
+    except (ValueError, KeyError, TypeError):
+        raise ConfigurationError("the Intuit secret must be JSON with client_id and client_secret") from None
+    if not client_id or not client_secret:
+        raise ConfigurationError(
+            f"the Intuit secret {settings.intuit_credentials_secret} has no client_id/client_secret yet: "
+            "put the app's credentials in it (README, Deploy)"
+        )
+    return client_id, client_secret
 
 
 @cache
