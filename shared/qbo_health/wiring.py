@@ -14,7 +14,7 @@ from qbo_health.adapters.check_queue import CheckQueue
 from qbo_health.adapters.connection_store import ConnectionStore
 from qbo_health.adapters.control import ControlStore
 from qbo_health.adapters.dynamo_models import bind_tables
-from qbo_health.adapters.history import HistoryLog
+from qbo_health.adapters.history import HistoryLog, TokenRecoveryLog
 from qbo_health.adapters.intuit import IntuitClient, IntuitEndpoints
 from qbo_health.adapters.notice_channels import EmailChannel, EventChannel, NoticeClaims
 from qbo_health.adapters.oauth_states import OAuthStateStore
@@ -162,6 +162,7 @@ def check_deps() -> CheckDeps:
         intuit=intuit_client(),
         history=history_log(),
         queue=check_queue(),
+        recovery=TokenRecoveryLog(),
         notifier=notices(),
         policy=check_policy(settings),
         lease_seconds=settings.lease_seconds,

@@ -86,6 +86,16 @@ class NoNotifier:
         return None
 
 
+class TokenRecovery(Protocol):
+    """Where a refreshed token pair waits when it could not be written to its connection."""
+
+    def stash(self, connection_id: str, sealed: SealedTokens, times: TokenTimes, now: datetime) -> None: ...
+
+    def take(self, connection_id: str) -> tuple[SealedTokens, TokenTimes] | None: ...
+
+    def clear(self, connection_id: str) -> None: ...
+
+
 class Requeue(Protocol):
     def send(self, requests: Sequence[CheckRequest], *, delay_seconds: int = 0) -> int: ...
 
@@ -97,6 +107,7 @@ class CheckDeps:
     intuit: IntuitApi
     history: AuditTrail
     queue: Requeue
+    recovery: TokenRecovery
     notifier: Notifier = field(default_factory=NoNotifier)
     policy: CheckPolicy = field(default_factory=CheckPolicy)
     lease_seconds: int = 120
@@ -194,12 +205,36 @@ class _Session:
         plan = plan_check(self.connection, self.now, self.deps.policy)
         try:
             if plan.refresh:
-                self.refresh()
+                self.refresh_or_recover()
             if not plan.probe:
                 return CheckOutcome.healthy(probed=False)
             return self.probe()
         except IntuitCallFailed as error:
             return _outcome_of(error.failure, after_fresh_refresh=False)
+
+    def refresh_or_recover(self) -> None:
+        try:
+            self.refresh()
+        except IntuitCallFailed as error:
+            if error.failure.oauth_error != "invalid_grant" or not self.recover():
+                raise
+            self.refresh()
+
+    def recover(self) -> bool:
+        """Adopt a pair stashed by a refresh whose write failed (the stored token is then superseded)."""
+        stashed = self.deps.recovery.take(self.connection.connection_id)
+        if stashed is None:
+            return False
+        sealed, times = stashed
+        self.connection = self.deps.store.save(
+            replace(self.connection, sealed_tokens=sealed, tokens=times),
+            changed_from=self.connection,
+            lease_owner=self.owner,
+        )
+        self.tokens = open_tokens(self.deps, self.connection)
+        self.deps.recovery.clear(self.connection.connection_id)
+        logger.warning("recovered the tokens of a refresh whose write had failed")
+        return True
 
     def probe(self) -> CheckOutcome:
         try:
@@ -251,9 +286,18 @@ def refresh_and_persist(
         refreshed_at=now,
         rotated_at=now if rotated else connection.tokens.rotated_at,
     )
-    saved = deps.store.save(
-        replace(connection, sealed_tokens=sealed, tokens=times), changed_from=connection, lease_owner=owner
-    )
+    try:
+        saved = deps.store.save(
+            replace(connection, sealed_tokens=sealed, tokens=times),
+            changed_from=connection,
+            lease_owner=owner,
+        )
+    except Exception:
+        # Intuit may already have killed the old refresh token: the new pair must not be lost. It goes to
+        # a recovery record in another table, which the next check adopts (see ``_Session.recover``).
+        deps.recovery.stash(connection.connection_id, sealed, times, now)
+        logger.warning("token write failed after a refresh: new tokens kept for recovery")
+        raise
     logger.debug("token refreshed", extra={"rotated": rotated})
     return saved, pair
 

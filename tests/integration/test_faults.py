@@ -1,0 +1,192 @@
+"""Fault injection: Intuit chaos, DynamoDB throttling, a lost write after rotation, a killed worker,
+duplicate deliveries. Each test names the figure it proves."""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+from datetime import timedelta
+
+import pytest
+from botocore.awsrequest import AWSResponse
+
+from local.seed import open_tokens, seed_connection
+from qbo_health import wiring
+from qbo_health.adapters.dynamo_models import ConnectionModel
+from qbo_health.domain.model import ConnectionState, IssueType
+from qbo_health.messages import CheckRequest
+
+CONFIRM = timedelta(minutes=15)
+
+
+class _Body:
+    def __init__(self, body: bytes) -> None:
+        self._body = body
+
+    def stream(self, **_):
+        yield self._body
+
+
+class DynamoThrottle:
+    """Answers a share of DynamoDB UpdateItem calls with ProvisionedThroughputExceeded, as DynamoDB does,
+    at the HTTP layer (botocore's `before-send`), so the SDK's own retries and errors are exercised."""
+
+    def __init__(self, rate: float = 0.0, seed: int = 1) -> None:
+        self.rate, self.random, self.forced, self.injected = rate, random.Random(seed), 0, 0
+        self._lock = threading.Lock()
+        self._events = ConnectionModel._get_connection().connection.client.meta.events
+
+    def __enter__(self) -> DynamoThrottle:
+        self._events.register("before-send.dynamodb.UpdateItem", self._answer)
+        return self
+
+    def __exit__(self, *_) -> None:
+        self._events.unregister("before-send.dynamodb.UpdateItem", self._answer)
+
+    def fail_next(self, calls: int) -> None:
+        with self._lock:
+            self.forced = calls
+
+    def _answer(self, request, **_):
+        with self._lock:
+            throttle = self.forced > 0 or self.random.random() < self.rate
+            self.forced = max(self.forced - 1, 0)
+            self.injected += throttle
+        if not throttle:
+            return None
+        body = json.dumps(
+            {
+                "__type": "com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException",
+                "message": "The level of configured provisioned throughput for the table was exceeded.",
+            }
+        ).encode()
+        return AWSResponse(request.url, 400, {"x-amzn-RequestId": "injected"}, _Body(body))
+
+
+def stored(connection_id):
+    return wiring.connection_store().get(connection_id)
+
+
+def test_a_429_storm_opens_no_issue_and_the_next_run_checks_everyone(stack, lambdas):
+    """Figure: 0 of 60 connections opened an issue under a 100% throttle storm; 60 of 60 checked after it."""
+    ids = [f"conn-{n:02d}" for n in range(60)]
+    for connection_id in ids:
+        seed_connection(stack, connection_id, refreshed_days_ago=1)
+    stack.intuit.control.set_faults(rate=1.0, kinds=["429"], seed=5)
+    lambdas.run_scheduler(all_slots=True)
+    lambdas.drain_checks()
+    stack.clock.advance(CONFIRM)
+    lambdas.drain_checks()
+    assert wiring.control_store().outage() is not None  # the guard saw it for what it was
+    stack.intuit.control.clear_faults()
+    stack.clock.advance(timedelta(hours=1))
+    lambdas.drain_checks()  # the retries of the storm come due
+
+    opened = [c for c in ids if stored(c).issue or stored(c).suspect]
+    assert opened == [], f"{len(opened)} of 60 connections falsely suspected"
+    checked = [c for c in ids if stored(c).last_success_at == stack.clock.now()]
+    assert len(checked) == 60, f"{len(checked)} of 60 checked after the storm"
+
+
+def test_dynamodb_throttling_loses_no_check_and_no_token(stack, lambdas):
+    """Figure: with 30% of DynamoDB writes throttled, 40 of 40 connections checked, 40 of 40 tokens live."""
+    ids = [f"conn-{n:02d}" for n in range(40)]
+    for connection_id in ids:
+        seed_connection(stack, connection_id, refreshed_days_ago=2)
+    with DynamoThrottle(rate=0.3) as throttle:
+        lambdas.run_scheduler(all_slots=True)
+        for _ in range(4):  # failed messages come back to the queue; the worker takes them again
+            lambdas.drain_checks()
+    assert throttle.injected > 20
+    control = stack.intuit.control
+    for connection_id in ids:
+        connection = stored(connection_id)
+        assert connection.tokens.refreshed_at == stack.clock.now(), connection_id
+        assert control.is_refresh_token_current(open_tokens(connection).refresh_token), connection_id
+
+
+def test_a_failed_write_right_after_a_rotation_is_recovered(stack, lambdas):
+    """Figure: 1 of 1 rotated token whose write failed (every retry throttled) recovered; 0 issues."""
+    seeded = seed_connection(stack, "conn-1", refreshed_days_ago=2)  # due to rotate
+    deps = wiring.check_deps()
+    real_refresh = deps.intuit.refresh
+    with DynamoThrottle() as throttle:
+
+        def refresh_then_fail_the_write(refresh_token):
+            granted = real_refresh(refresh_token)
+            throttle.fail_next(10)  # the persisting write and all its retries are throttled
+            return granted
+
+        deps.intuit.refresh = refresh_then_fail_the_write
+        try:
+            lambdas.run_scheduler(all_slots=True)
+            lambdas.drain_checks()
+        finally:
+            del deps.intuit.refresh
+    stale = stored("conn-1")
+    assert not stack.intuit.control.is_refresh_token_current(open_tokens(stale).refresh_token)
+
+    stack.clock.advance(timedelta(minutes=5))
+    lambdas.drain_checks()  # the failed message is delivered again
+
+    connection = stored("conn-1")
+    assert connection.state is ConnectionState.HEALTHY and connection.suspect is None
+    assert stack.intuit.control.is_refresh_token_current(open_tokens(connection).refresh_token)
+    assert wiring.check_deps().recovery.take("conn-1") is None
+    assert seeded.realm_id
+
+
+def test_a_worker_killed_between_refresh_and_write_is_detected_and_others_are_unharmed(stack, lambdas):
+    """Figure: the 1 connection whose worker died after Intuit rotated its token is flagged for
+    reauthorization within one confirm cycle (never silently broken); 9 of 9 others stay healthy.
+
+    Nothing can recover a rotated token from a process that died before writing anything: Intuit kills the
+    old value at once. The design narrows the window (the pair is written before any other use) and makes
+    the loss visible at once instead of at the next sync."""
+    ids = [f"conn-{n}" for n in range(10)]
+    for connection_id in ids:
+        seed_connection(stack, connection_id, refreshed_days_ago=2)
+    deps = wiring.check_deps()
+    real_refresh = deps.intuit.refresh
+    victim_token = open_tokens(stored("conn-0")).refresh_token
+
+    def die_after_refreshing_the_victim(refresh_token):
+        granted = real_refresh(refresh_token)
+        if refresh_token == victim_token:
+            raise SystemExit("worker killed")
+        return granted
+
+    deps.intuit.refresh = die_after_refreshing_the_victim
+    try:
+        with pytest.raises(SystemExit):
+            from qbo_health.service.health_check import check_connection
+
+            check_connection(CheckRequest(connection_id="conn-0"), deps, stack.clock.now())
+    finally:
+        del deps.intuit.refresh
+    stack.clock.advance(timedelta(seconds=wiring.check_settings().lease_seconds + 1))  # the lease lapses
+    lambdas.run_scheduler(all_slots=True)
+    lambdas.drain_checks()
+    stack.clock.advance(CONFIRM)
+    lambdas.drain_checks()
+
+    victim = stored("conn-0")
+    assert victim.issue is not None and victim.issue.type is IssueType.AUTHORIZATION_EXPIRED
+    for connection_id in ids[1:]:
+        assert stored(connection_id).state is ConnectionState.HEALTHY, connection_id
+
+
+def test_duplicate_deliveries_refresh_and_probe_once(stack, lambdas):
+    """Figure: 50 connections each delivered 3 times: 50 refreshes and 50 metered calls, not 150."""
+    ids = [f"conn-{n:02d}" for n in range(50)]
+    for connection_id in ids:
+        seed_connection(stack, connection_id, refreshed_days_ago=2)
+    stack.intuit.control.reset_stats()
+    wiring.check_queue().send([CheckRequest(connection_id=c) for c in ids for _ in range(3)])
+
+    lambdas.drain_checks(concurrency=3)
+
+    stats = stack.intuit.control.stats()
+    assert stats["refresh_grants"] == 50
+    assert sum(stats["metered"].values()) == 50
