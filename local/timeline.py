@@ -10,7 +10,6 @@ from datetime import datetime, timedelta
 
 from local.runner import LocalLambda, schedule_event
 from qbo_health import wiring
-from qbo_health.domain.model import ConnectionState
 
 TICK = timedelta(minutes=30)
 CHECK_HOUR = 6  # the daily check run
@@ -73,10 +72,21 @@ class Timeline:
         return record
 
 
+STATE_LABELS = {"HEALTHY": "healthy", "NEEDS_ATTENTION": "attention", "DISCONNECTED": "disconnected"}
+NOTICE_LABELS = {
+    "NOTICE": "notice",
+    "REMINDER_1": "reminder",
+    "REMINDER_2": "reminder 2",
+    "FINAL_WARNING": "final warning",
+    "DISCONNECTED": "disconnect notice",
+    "RESTORED": "restored",
+}
+
+
 def format_table(days: list[DayRecord]) -> str:
-    kinds = ["NOTICE", "REMINDER_1", "REMINDER_2", "FINAL_WARNING", "DISCONNECTED", "RESTORED"]
-    states = [state.value for state in ConnectionState if state is not ConnectionState.PENDING]
-    header = ["day", *[s.lower() for s in states], *[k.lower() for k in kinds], "paused h"]
+    """States at the end of each day, notices sent that day by kind, and hours the escalator was paused."""
+    kinds, states = list(NOTICE_LABELS), list(STATE_LABELS)
+    header = ["day", *STATE_LABELS.values(), *NOTICE_LABELS.values(), "paused h"]
     rows = [header]
     for record in days:
         rows.append(
