@@ -11,12 +11,11 @@ from qbo_health.adapters.intuit_faults import parse_failure
 from qbo_health.domain.check import ConnectionEvent, EventKind
 from qbo_health.domain.classification import Classification, classify
 from qbo_health.domain.model import Connection, ConnectionState, TokenPair, TokenTimes
-from qbo_health.errors import AlreadyExists, ConcurrentUpdate, ConnectionBusy, LeaseHeld
+from qbo_health.errors import AlreadyExists, ConcurrentUpdate
 from qbo_health.messages import CheckRequest
 from qbo_health.service.api_deps import ApiDeps
-from qbo_health.service.health_check import CheckResult, check_connection
+from qbo_health.service.health_check import CheckResult, acquire_lease_waiting, check_connection
 
-LEASE_WAIT_SECONDS = 10.0
 # An imported refresh token's lifetime is unknown until its first refresh; Intuit's window is 100 days.
 IMPORTED_REFRESH_WINDOW = timedelta(days=100)
 
@@ -108,7 +107,9 @@ def update_under_lease(
     change: Callable[[Connection], tuple[Connection, list[ConnectionEvent]]],
 ) -> Connection:
     owner = f"api:{uuid.uuid4().hex}"
-    leased = _acquire(deps, connection_id, owner, now)
+    leased = acquire_lease_waiting(
+        deps.check, connection_id, owner, now, sleep=deps.sleep, monotonic=deps.monotonic
+    )
     saved = False
     try:
         updated, events = change(leased)
@@ -123,19 +124,6 @@ def update_under_lease(
         deps.check.history.append(connection_id, events)
         deps.check.notifier.connection_events(stored, events, now)
     return stored
-
-
-def _acquire(deps: ApiDeps, connection_id: str, owner: str, now: datetime) -> Connection:
-    deadline = deps.monotonic() + LEASE_WAIT_SECONDS
-    delay = 0.05
-    while True:
-        try:
-            return deps.store.acquire_lease(connection_id, owner, now, deps.check.lease_seconds)
-        except LeaseHeld:
-            if deps.monotonic() >= deadline:
-                raise ConnectionBusy("The connection is busy; try again shortly.") from None
-            deps.sleep(delay)
-            delay = min(delay * 2, 0.5)
 
 
 def check_now(connection_id: str, deps: ApiDeps, now: datetime) -> CheckResult:

@@ -6,18 +6,15 @@ running check or token refresh never races the deletion.
 
 from __future__ import annotations
 
-import time
 import uuid
 from dataclasses import replace
 from datetime import datetime
 
 from qbo_health.domain.check import ConnectionEvent, EventKind
 from qbo_health.domain.model import Connection, ConnectionState, DisconnectReason
-from qbo_health.errors import ConnectionBusy, IntuitCallFailed, LeaseHeld, TokenDecryptionFailed
+from qbo_health.errors import IntuitCallFailed, TokenDecryptionFailed
 from qbo_health.observability import logger
-from qbo_health.service.health_check import CheckDeps, open_tokens
-
-LEASE_WAIT_SECONDS = 10.0
+from qbo_health.service.health_check import CheckDeps, acquire_lease_waiting, open_tokens
 
 
 def disconnect_connection(
@@ -34,7 +31,7 @@ def disconnect_connection(
     ``ConnectionBusy`` when the lease stays taken.
     """
     owner = f"disconnect:{uuid.uuid4().hex}"
-    leased = _acquire(deps, connection_id, owner, now)
+    leased = acquire_lease_waiting(deps, connection_id, owner, now)
     saved = False
     try:
         if leased.state is ConnectionState.DISCONNECTED:
@@ -105,16 +102,3 @@ def _revoke(deps: CheckDeps, connection: Connection) -> str | None:
         detail = failure.oauth_error or ",".join(failure.codes) or failure.transport or str(failure.status)
         return f"revoke failed: {detail}; intuit_tid={failure.intuit_tid or '-'}"
     return None
-
-
-def _acquire(deps: CheckDeps, connection_id: str, owner: str, now: datetime) -> Connection:
-    deadline = time.monotonic() + LEASE_WAIT_SECONDS
-    delay = 0.05
-    while True:
-        try:
-            return deps.store.acquire_lease(connection_id, owner, now, deps.lease_seconds)
-        except LeaseHeld:
-            if time.monotonic() >= deadline:
-                raise ConnectionBusy("The connection is busy. Please try again in a minute.") from None
-            time.sleep(delay)
-            delay = min(delay * 2, 0.5)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -26,7 +27,7 @@ from qbo_health.domain.model import (
     TokenPair,
     TokenTimes,
 )
-from qbo_health.errors import ConnectionNotFound, IntuitCallFailed, LeaseHeld
+from qbo_health.errors import ConnectionBusy, ConnectionNotFound, IntuitCallFailed, LeaseHeld
 from qbo_health.messages import CheckReason, CheckRequest
 from qbo_health.observability import logger
 
@@ -257,6 +258,30 @@ class _Session:
             self.deps, self.connection, self.tokens, owner=self.owner, now=self.now
         )
         self.refreshed = True
+
+
+def acquire_lease_waiting(
+    deps: CheckDeps,
+    connection_id: str,
+    owner: str,
+    now: datetime,
+    *,
+    wait_seconds: float = 10.0,
+    sleep: Callable[[float], None] = time.sleep,
+    monotonic: Callable[[], float] = time.monotonic,
+) -> Connection:
+    """The lease for a caller that must act now (API, disconnect): a running check holds it for seconds,
+    so wait with backoff before answering busy. Raises ``ConnectionBusy`` when the wait runs out."""
+    deadline = monotonic() + wait_seconds
+    delay = 0.05
+    while True:
+        try:
+            return deps.store.acquire_lease(connection_id, owner, now, deps.lease_seconds)
+        except LeaseHeld:
+            if monotonic() >= deadline:
+                raise ConnectionBusy("The connection is busy. Please try again in a minute.") from None
+            sleep(delay)
+            delay = min(delay * 2, 0.5)
 
 
 def open_tokens(deps: CheckDeps, connection: Connection) -> TokenPair:

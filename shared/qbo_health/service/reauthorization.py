@@ -39,12 +39,10 @@ from qbo_health.errors import (
     AuthorizationCodeRejected,
     AuthorizationDenied,
     CompanyInactive,
-    ConnectionBusy,
     ConnectionNotFound,
     IntuitCallFailed,
     IntuitUnavailable,
     InvalidRequest,
-    LeaseHeld,
     NotAnAdmin,
     OAuthStateInvalid,
     RealmMismatch,
@@ -52,11 +50,11 @@ from qbo_health.errors import (
 )
 from qbo_health.observability import logger
 from qbo_health.service.api_deps import ApiDeps
+from qbo_health.service.health_check import acquire_lease_waiting
 
 MAX_CODE_LENGTH = 512  # Intuit: codes are at most 512 characters
 MAX_STATE_LENGTH = 200
 MAX_REALM_LENGTH = 64
-LEASE_WAIT_SECONDS = 10.0
 
 
 @dataclass(frozen=True)
@@ -228,7 +226,9 @@ def _store_new_grant(
     now: datetime,
 ) -> ReauthResult:
     owner = f"reauth:{uuid.uuid4().hex}"
-    leased = _acquire(deps, connection_id, owner, now)
+    leased = acquire_lease_waiting(
+        deps.check, connection_id, owner, now, sleep=deps.sleep, monotonic=deps.monotonic
+    )
     saved = False
     try:
         if leased.realm_id is not None and leased.realm_id != realm_id:  # changed while we talked to Intuit
@@ -272,17 +272,3 @@ def _store_new_grant(
     changed = identity is not None and (previous is None or previous.user_id != identity.user_id)
     logger.info("reauthorized", extra={"connection_id": connection_id, "admin_changed": changed})
     return ReauthResult(stored, previous, changed)
-
-
-def _acquire(deps: ApiDeps, connection_id: str, owner: str, now: datetime) -> Connection:
-    """The lease, waiting a little for a running check to finish (it holds the lease for seconds)."""
-    deadline = deps.monotonic() + LEASE_WAIT_SECONDS
-    delay = 0.05
-    while True:
-        try:
-            return deps.store.acquire_lease(connection_id, owner, now, deps.check.lease_seconds)
-        except LeaseHeld:
-            if deps.monotonic() >= deadline:
-                raise ConnectionBusy("The connection is busy. Please try again in a minute.") from None
-            deps.sleep(delay)
-            delay = min(delay * 2, 0.5)
