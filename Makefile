@@ -7,6 +7,16 @@ export PYTHONPATH := shared:.
 STAMP := $(VENV)/.installed
 
 .PHONY: test lint typecheck unit demo bench-checks clean openapi e2e-deps
+.PHONY: deploy-checks cfn-lint sam-validate checkov sam-build-check
+
+# Deployability checks (no AWS credentials, no Docker): the SAM CLI (with its cfn-lint) and checkov each in a
+# venv of their own, since both pin boto3 and pydantic against the app's; installed once, behind stamps.
+SAM_VENV := .venv-sam
+SAM_STAMP := $(SAM_VENV)/.installed
+CHECKOV_VENV := .venv-checkov
+CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
+# No telemetry, and no probing for credentials (the instance metadata service) on a machine that has none.
+NO_AWS := SAM_CLI_TELEMETRY=0 AWS_EC2_METADATA_DISABLED=true
 
 $(STAMP): requirements.txt shared/requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -16,6 +26,35 @@ $(STAMP): requirements.txt shared/requirements.txt requirements-dev.txt
 
 venv: $(STAMP)
 
+$(SAM_STAMP): tools/requirements-sam.txt
+	test -x $(SAM_VENV)/bin/python || $(PYTHON) -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(SAM_VENV)/bin/python -m pip install --quiet -r tools/requirements-sam.txt
+	touch $(SAM_STAMP)
+
+$(CHECKOV_STAMP): tools/requirements-checkov.txt
+	test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet -r tools/requirements-checkov.txt
+	touch $(CHECKOV_STAMP)
+
+cfn-lint: $(SAM_STAMP)
+	$(NO_AWS) $(SAM_VENV)/bin/cfn-lint template.yaml
+
+sam-validate: $(SAM_STAMP)
+	$(NO_AWS) $(SAM_VENV)/bin/sam validate --lint --template-file template.yaml --region us-east-1
+
+# Every suppression is in template.yaml (Metadata: checkov: skip) with its reason; tests/deploy checks that.
+checkov: $(CHECKOV_STAMP)
+	$(NO_AWS) $(CHECKOV_VENV)/bin/checkov -f template.yaml --framework cloudformation --quiet --compact --skip-download
+
+# sam build (arm64) into a temporary folder, then every handler imported from the build output in a clean
+# interpreter (tools/deploy_check.py says how; SAM's cache is kept in .aws-sam/check-cache).
+sam-build-check: $(STAMP) $(SAM_STAMP)
+	$(NO_AWS) $(PY) tools/deploy_check.py --sam $(SAM_VENV)/bin/sam
+
+deploy-checks: cfn-lint sam-validate checkov sam-build-check
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
@@ -23,7 +62,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 
-test: lint typecheck e2e-deps
+test: lint typecheck deploy-checks e2e-deps
 	$(PY) -m pytest -q
 
 unit: $(STAMP)
@@ -44,4 +83,4 @@ bench-checks: $(STAMP)
 	$(PY) -m bench.check_pipeline
 
 clean:
-	rm -rf $(VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(SAM_VENV) $(CHECKOV_VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache

@@ -85,11 +85,12 @@ models = sorted(
     key=lambda model: model.__name__,
 )
 problems = []
-for model in models:
-    try:
-        model.from_env()
-    except Exception as error:
-        problems.append(f"{model.__name__}: {error}")
+for config_env, environ in json.loads(os.environ.pop("DEPLOY_CHECK_ENVIRONMENTS")).items():
+    for model in models:
+        try:
+            model.from_env(environ)
+        except Exception as error:
+            problems.append(f"[{config_env}] {model.__name__}: {error}")
 if problems:
     sys.exit("the template's environment fails cold-start validation: " + "; ".join(problems))
 
@@ -298,7 +299,20 @@ def host_template_copy(source: Path, target: Path, architecture: str) -> None:
     target.write_text(text, encoding="utf-8")
 
 
-def sam_build(sam: str, template: Path, build_dir: Path, cache_name: str) -> float:
+def sam_build(sam: str, template: Path, work: Path, arch: str) -> tuple[Path, float]:
+    """``sam build --cached`` into ``work/<arch>/build``; the cache persists in .aws-sam/check-cache/<arch>.
+
+    SAM keeps its cache index (build.toml) beside the build folder and the layer's installed dependencies in
+    ``.aws-sam/deps`` under the working directory, and deletes the dependency folders its index does not
+    name: so each architecture builds from its own cache folder, and the index is carried in and out of the
+    temporary build folder.
+    """
+    state = CACHE / arch
+    state.mkdir(parents=True, exist_ok=True)
+    (work / arch).mkdir(parents=True)
+    build_dir = work / arch / "build"
+    if (state / "build.toml").exists():
+        shutil.copy2(state / "build.toml", work / arch / "build.toml")
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_") or k == "AWS_CA_BUNDLE"}
     env.update(
         SAM_CLI_TELEMETRY="0",
@@ -308,13 +322,16 @@ def sam_build(sam: str, template: Path, build_dir: Path, cache_name: str) -> flo
     )
     command = [
         sam, "build", "--template-file", str(template), "--build-dir", str(build_dir),
-        "--cached", "--cache-dir", str(CACHE / cache_name), "--region", REGION,
+        "--cached", "--cache-dir", str(state / "cache"), "--region", REGION,
     ]  # fmt: skip
     started = time.monotonic()
-    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, check=False)  # noqa: S603
+    result = subprocess.run(command, cwd=state, env=env, capture_output=True, text=True, check=False)  # noqa: S603
     if result.returncode != 0:
-        raise CheckError(f"sam build failed ({template.name}):\n{result.stdout}\n{result.stderr}")
-    return time.monotonic() - started
+        (state / "build.toml").unlink(missing_ok=True)
+        raise CheckError(f"sam build failed ({template}):\n{result.stdout}\n{result.stderr}")
+    if (work / arch / "build.toml").exists():
+        shutil.copy2(work / arch / "build.toml", state / "build.toml")
+    return build_dir, time.monotonic() - started
 
 
 def elf_architecture(path: Path) -> str | None:
@@ -337,8 +354,10 @@ def check_native_architecture(build_dir: Path, expected: str) -> int:
     return len(objects)
 
 
-def import_handlers(template: dict[str, Any], build_dir: Path, config_env: str) -> list[str]:
-    parameters = parameter_values(template, config_env)
+def import_handlers(template: dict[str, Any], build_dir: Path, config_envs: list[str]) -> list[str]:
+    """One clean interpreter per function: its settings validated under every samconfig environment, then
+    its handler imported under the last one (usually prod)."""
+    parameters = {config_env: parameter_values(template, config_env) for config_env in config_envs}
     results = []
     for logical_id, properties in functions_of(template).items():
         code_dir = build_dir / logical_id
@@ -346,11 +365,7 @@ def import_handlers(template: dict[str, Any], build_dir: Path, config_env: str) 
         for folder in (code_dir, *layers):
             if not folder.is_dir():
                 raise CheckError(f"{logical_id}: {folder} is missing from the build output")
-        env = {
-            "PATH": "/usr/bin:/bin",
-            "LANG": "C.UTF-8",
-            "PYTHONPATH": os.pathsep.join(str(path) for path in (code_dir, *layers)),
-            "PYTHONDONTWRITEBYTECODE": "1",
+        lambda_env = {
             # What Lambda sets; the credentials are dummies and every AWS endpoint a closed loopback port.
             "AWS_REGION": REGION,
             "AWS_DEFAULT_REGION": REGION,
@@ -363,7 +378,18 @@ def import_handlers(template: dict[str, Any], build_dir: Path, config_env: str) 
             "AWS_EC2_METADATA_DISABLED": "true",
             "AWS_ENDPOINT_URL": "http://127.0.0.1:9",
             "LAMBDA_TASK_ROOT": str(code_dir),
-            **function_environment(template, logical_id, parameters),
+        }
+        environments = {
+            config_env: {**lambda_env, **function_environment(template, logical_id, values)}
+            for config_env, values in parameters.items()
+        }
+        env = {
+            "PATH": "/usr/bin:/bin",
+            "LANG": "C.UTF-8",
+            "PYTHONPATH": os.pathsep.join(str(path) for path in (code_dir, *layers)),
+            "PYTHONDONTWRITEBYTECODE": "1",
+            **environments[config_envs[-1]],
+            "DEPLOY_CHECK_ENVIRONMENTS": json.dumps(environments),
             "DEPLOY_CHECK_HANDLER": properties["Handler"],
             "DEPLOY_CHECK_INLINE": json.dumps(INLINE_SECRETS),
         }
@@ -378,17 +404,22 @@ def import_handlers(template: dict[str, Any], build_dir: Path, config_env: str) 
         )
         if result.returncode != 0:
             raise CheckError(
-                f"{logical_id} [{config_env}]: {properties['Handler']} does not import from the build output:\n"
+                f"{logical_id}: {properties['Handler']} does not import from the build output:\n"
                 f"{result.stdout}{result.stderr}"
             )
-        results.append(f"{logical_id} [{config_env}]: {properties['Handler']} imports")
+        results.append(
+            f"{logical_id}: settings valid under {', '.join(config_envs)}; {properties['Handler']} imports "
+            "from the build output alone"
+        )
     return results
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sam", default=str(ROOT / ".venv-sam" / "bin" / "sam"))
-    parser.add_argument("--config-env", action="append", help="samconfig.toml environments (default dev, prod)")
+    parser.add_argument(
+        "--config-env", action="append", help="samconfig.toml environments (default dev, prod)"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temporary build folder")
     args = parser.parse_args()
     if sys.version_info[:2] != (3, 11):
@@ -398,20 +429,24 @@ def main() -> int:
     arch = template_architecture(template)
     work = Path(tempfile.mkdtemp(prefix="qbo-sam-build-"))
     try:
-        seconds = sam_build(args.sam, TEMPLATE, work / arch, arch)
-        count = check_native_architecture(work / arch, arch)
-        print(f"sam build ({arch}, the template as deployed): {seconds:.0f} s, {count} native objects all {arch}")
-        import_dir = work / arch
-        if HOST_ARCH != arch:
-            copy = work / f"template-{HOST_ARCH}.yaml"
+        build_dir, seconds = sam_build(str(Path(args.sam).absolute()), TEMPLATE, work, arch)
+        count = check_native_architecture(build_dir, arch)
+        print(
+            f"sam build ({arch}, the template as deployed): {seconds:.0f} s, {count} native objects, all {arch}"
+        )
+        import_dir = build_dir
+        if arch != HOST_ARCH:
+            copy = CACHE / HOST_ARCH / "template.yaml"
+            copy.parent.mkdir(parents=True, exist_ok=True)
             host_template_copy(TEMPLATE, copy, HOST_ARCH)
-            seconds = sam_build(args.sam, copy, work / HOST_ARCH, HOST_ARCH)
-            check_native_architecture(work / HOST_ARCH, HOST_ARCH)
-            print(f"sam build ({HOST_ARCH} copy: {arch} extensions do not load on this {HOST_ARCH} host): {seconds:.0f} s")
-            import_dir = work / HOST_ARCH
-        for config_env in args.config_env or ["dev", "prod"]:
-            for line in import_handlers(template, import_dir, config_env):
-                print(line)
+            import_dir, seconds = sam_build(str(Path(args.sam).absolute()), copy, work, HOST_ARCH)
+            check_native_architecture(import_dir, HOST_ARCH)
+            print(
+                f"sam build ({HOST_ARCH} copy of the template for the import: {arch} extensions do not load "
+                f"on this {HOST_ARCH} machine): {seconds:.0f} s"
+            )
+        for line in import_handlers(template, import_dir, args.config_env or ["dev", "prod"]):
+            print(line)
     except CheckError as error:
         print(f"deploy check failed: {error}", file=sys.stderr)
         return 1
