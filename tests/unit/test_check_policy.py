@@ -115,33 +115,15 @@ def test_a_recently_refreshed_and_verified_connection_needs_nothing():
     ],
     ids=["unknown", "long-expired", "expiring-now", "at-the-margin", "inside-the-margin"],
 )
-def test_an_expired_or_nearly_expired_access_token_is_refreshed_before_a_probe(access_expires_at):
-    due_for_a_probe = replace(connection(), last_success_at=NOW - timedelta(days=1))
-    conn = replace(
-        due_for_a_probe, tokens=replace(due_for_a_probe.tokens, access_expires_at=access_expires_at)
-    )
+def test_an_expired_or_nearly_expired_access_token_is_refreshed_first(access_expires_at):
+    plan = plan_check(with_tokens(access_expires_at=access_expires_at), NOW, POLICY)
 
-    plan = plan_check(conn, NOW, POLICY)
-
-    assert plan.refresh is True and plan.probe is True
+    assert plan.refresh is True
     assert plan.reasons == ("access_token_expired",)
 
 
-def test_an_expired_access_token_nothing_needs_is_left_alone():
-    """A duplicate delivery right after a check: no probe due, no refresh due, so no Intuit call."""
-    plan = plan_check(with_tokens(access_expires_at=None), NOW, POLICY)
-
-    assert plan.refresh is False and plan.probe is False
-
-
 def test_an_access_token_just_outside_the_margin_is_not_refreshed():
-    due_for_a_probe = replace(connection(), last_success_at=NOW - timedelta(days=1))
-    conn = replace(
-        due_for_a_probe,
-        tokens=replace(
-            due_for_a_probe.tokens, access_expires_at=NOW + ACCESS_TOKEN_MARGIN + timedelta(seconds=1)
-        ),
-    )
+    conn = with_tokens(access_expires_at=NOW + ACCESS_TOKEN_MARGIN + timedelta(seconds=1))
 
     assert plan_check(conn, NOW, POLICY).refresh is False
 
@@ -171,12 +153,9 @@ def test_a_connection_never_refreshed_is_refreshed():
 
 
 def test_both_reasons_are_reported_together():
-    conn = replace(
-        with_tokens(access_expires_at=NOW - timedelta(days=2), refreshed_at=NOW - timedelta(days=2)),
-        last_success_at=NOW - timedelta(days=2),
-    )
+    conn = with_tokens(access_expires_at=NOW - timedelta(days=2), refreshed_at=NOW - timedelta(days=2))
 
-    assert plan_check(conn, NOW, POLICY).reasons == ("refresh_due", "access_token_expired")
+    assert plan_check(conn, NOW, POLICY).reasons == ("access_token_expired", "refresh_due")
 
 
 def test_refresh_after_comes_from_the_policy():

@@ -93,19 +93,15 @@ class CheckPlan:
 
 
 def plan_check(connection: Connection, now: datetime, policy: CheckPolicy) -> CheckPlan:
-    """Refresh when the refresh token is due to roll (daily keeps the 100-day window alive), or when a
-    probe needs an access token and the stored one is missing or about to expire."""
     tokens = connection.tokens
-    probe = needs_probe(connection, now, policy)
     reasons: list[str] = []
+    if tokens.access_expires_at is None or tokens.access_expires_at - ACCESS_TOKEN_MARGIN <= now:
+        reasons.append("access_token_expired")
     if tokens.refreshed_at is None or now - tokens.refreshed_at >= policy.refresh_after:
         reasons.append("refresh_due")
-    access_usable = (
-        tokens.access_expires_at is not None and tokens.access_expires_at - ACCESS_TOKEN_MARGIN > now
-    )
-    if probe and not access_usable:
-        reasons.append("access_token_expired")
-    return CheckPlan(refresh=bool(reasons), probe=probe, reasons=tuple(reasons))
+    refresh = bool(reasons)
+    probe = needs_probe(connection, now, policy)
+    return CheckPlan(refresh=refresh, probe=probe, reasons=tuple(reasons))
 
 
 def needs_probe(connection: Connection, now: datetime, policy: CheckPolicy) -> bool:

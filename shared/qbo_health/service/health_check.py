@@ -254,10 +254,8 @@ class _Session:
         return CheckOutcome.healthy(probed=True)
 
     def refresh(self) -> None:
-        # The check uses its access token within this invocation only: storing it would triple the item
-        # (Intuit's access tokens are ~1 KB) and every write's DynamoDB units with it.
         self.connection, self.tokens = refresh_and_persist(
-            self.deps, self.connection, self.tokens, owner=self.owner, now=self.now, keep_access_token=False
+            self.deps, self.connection, self.tokens, owner=self.owner, now=self.now
         )
         self.refreshed = True
 
@@ -295,29 +293,19 @@ def open_tokens(deps: CheckDeps, connection: Connection) -> TokenPair:
 
 
 def refresh_and_persist(
-    deps: CheckDeps,
-    connection: Connection,
-    tokens: TokenPair,
-    *,
-    owner: str,
-    now: datetime,
-    keep_access_token: bool = True,
+    deps: CheckDeps, connection: Connection, tokens: TokenPair, *, owner: str, now: datetime
 ) -> tuple[Connection, TokenPair]:
     """Refresh at Intuit and persist the new pair in one conditional write before anything uses it.
 
     The caller holds the connection's lease as ``owner``: Intuit may kill the old refresh token at once,
-    so two refreshes of one connection must never run together. With ``keep_access_token=False`` only the
-    refresh token is stored (the caller uses the access token right away). Raises ``IntuitCallFailed``.
+    so two refreshes of one connection must never run together. Raises ``IntuitCallFailed``.
     """
     assert connection.realm_id is not None
     pair = deps.intuit.refresh(tokens.refresh_token).pair
-    stored_pair = pair if keep_access_token else replace(pair, access_token="")
-    sealed = deps.vault.seal(
-        stored_pair, connection_id=connection.connection_id, realm_id=connection.realm_id
-    )
+    sealed = deps.vault.seal(pair, connection_id=connection.connection_id, realm_id=connection.realm_id)
     rotated = pair.refresh_token != tokens.refresh_token
     times = TokenTimes(
-        access_expires_at=pair.access_expires_at if keep_access_token else None,
+        access_expires_at=pair.access_expires_at,
         refresh_expires_at=pair.refresh_expires_at,
         hard_expires_at=pair.hard_expires_at or connection.tokens.hard_expires_at,
         refreshed_at=now,
