@@ -7,6 +7,7 @@ export PYTHONPATH := shared:.
 STAMP := $(VENV)/.installed
 
 .PHONY: test lint typecheck unit demo bench-checks clean openapi e2e-deps
+.PHONY: bench bench-pipeline bench-cost bench-escalator bench-coldstart
 .PHONY: deploy-checks cfn-lint sam-validate checkov sam-build-check
 
 # Deployability checks (no AWS credentials, no Docker): the SAM CLI (with its cfn-lint) and checkov each in a
@@ -81,6 +82,21 @@ openapi: $(STAMP)
 
 bench-checks: $(STAMP)
 	$(PY) -m bench.check_pipeline
+
+# Benchmarks (bench/README.md): each prints its figures and writes bench/results/<name>.json.
+bench-pipeline: $(STAMP)
+	$(PY) -m bench.pipeline
+
+bench-cost: $(STAMP)
+	$(PY) -m bench.cost
+
+bench-escalator: $(STAMP)
+	$(PY) -m bench.escalator
+
+bench-coldstart: $(STAMP)
+	$(PY) -m bench.coldstart
+
+bench: bench-pipeline bench-cost bench-escalator bench-coldstart
 
 clean:
 	rm -rf $(VENV) $(SAM_VENV) $(CHECKOV_VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache

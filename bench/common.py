@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
 import subprocess
+import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -29,7 +31,9 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 def dynamo_clients() -> list[Any]:
     """The botocore clients PynamoDB uses for our tables (deduplicated)."""
-    clients = [model._get_connection().connection.client for model in (ConnectionModel, HistoryModel, ControlModel)]
+    clients = [
+        model._get_connection().connection.client for model in (ConnectionModel, HistoryModel, ControlModel)
+    ]
     return list({id(client): client for client in clients}.values())
 
 
@@ -89,7 +93,9 @@ class SeededGrant:
     granted: dict[str, Any]
 
 
-def _grant_over_http(base_url: str, connection_id: str, refreshed_days_ago: float, local: threading.local) -> SeededGrant:
+def _grant_over_http(
+    base_url: str, connection_id: str, refreshed_days_ago: float, local: threading.local
+) -> SeededGrant:
     control = getattr(local, "control", None)
     if control is None:  # one HTTP session per thread
         control = local.control = SimulatorControl(base_url)
@@ -129,7 +135,9 @@ def seed_grants(
     base_url = stack.intuit.base_url
     with ThreadPoolExecutor(max_workers=workers) as pool:
         return list(
-            pool.map(lambda cid: _grant_over_http(base_url, cid, refreshed_days_ago, local), ids, chunksize=64)
+            pool.map(
+                lambda cid: _grant_over_http(base_url, cid, refreshed_days_ago, local), ids, chunksize=64
+            )
         )
 
 
@@ -181,6 +189,7 @@ def item_of(connection: Connection, **overrides: Any) -> ConnectionModel:
 
 def batch_write(items: Iterable[ConnectionModel]) -> int:
     """BatchWriteItem, 25 items a request (PynamoDB retries unprocessed items)."""
+    wiring.store_settings()  # binds the models to the stack's tables
     written = 0
     with ConnectionModel.batch_write() as batch:
         for item in items:
@@ -254,6 +263,43 @@ def write_result(name: str, result: dict[str, Any]) -> Path:
     return path
 
 
+class _EmfSink:
+    """Keeps Powertools' EMF lines (JSON with "_aws") off the console and counts their bytes."""
+
+    def __init__(self, stream: Any) -> None:
+        self.stream = stream
+        self.lines = 0
+        self.bytes = 0
+        self._swallow_newline = False
+        self._lock = threading.Lock()
+
+    def write(self, text: str) -> int:
+        if text.startswith('{"_aws"'):
+            with self._lock:
+                self.lines += 1
+                self.bytes += len(text.encode()) + 1
+                self._swallow_newline = True
+            return len(text)
+        if text == "\n" and self._swallow_newline:
+            self._swallow_newline = False
+            return 1
+        return int(self.stream.write(text))
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+
+@contextlib.contextmanager
+def quiet_emf() -> Iterator[_EmfSink]:
+    """Powertools flushes metrics as EMF on stdout (also every 100 values, even with metrics disabled)."""
+    sink = _EmfSink(sys.stdout)
+    previous, sys.stdout = sys.stdout, sink
+    try:
+        yield sink
+    finally:
+        sys.stdout = previous
+
+
 class Stopwatch:
     def __init__(self) -> None:
         self.started = time.perf_counter()
@@ -261,3 +307,108 @@ class Stopwatch:
     @property
     def seconds(self) -> float:
         return time.perf_counter() - self.started
+
+
+# --------------------------------------------------------------------------------------- moto workarounds
+
+_moto_sqs_lock = threading.RLock()
+
+
+def serialize_moto_sqs() -> None:
+    """Serialize moto's SQS receive and delete in this process (moto runs in-process on the embedded stack).
+
+    moto's ``receive_message`` picks visible messages from a snapshot while ``delete_message`` rebuilds
+    ``Queue._messages`` without a lock, so under the runner's concurrent drain threads a message deleted
+    during a receive is handed out again with a new receipt handle that no longer matches any message, and
+    its delete fails with ReceiptHandleIsInvalid (seen 2 runs in 3 at 300 connections, concurrency 16).
+    """
+    from moto.sqs.models import SQSBackend
+
+    for name in ("receive_message", "delete_message", "delete_message_batch", "change_message_visibility"):
+        original = getattr(SQSBackend, name)
+        if getattr(original, "_bench_locked", False):
+            continue
+
+        def locked(self: Any, *args: Any, _original: Any = original, **kwargs: Any) -> Any:
+            with _moto_sqs_lock:
+                return _original(self, *args, **kwargs)
+
+        locked._bench_locked = True  # type: ignore[attr-defined]
+        setattr(SQSBackend, name, locked)
+
+
+def fast_moto_sqs_retention() -> None:
+    """moto checks each received message's retention by computing *all* the queue's attributes, three of
+    which count every message in the queue: a receive costs O(messages^2) (24 of 144 CPU-seconds of a
+    300-connection run; hours at 10,000 queued). Read the one attribute directly instead (same result)."""
+    from moto.core.utils import unix_time
+    from moto.sqs.models import SQSBackend
+
+    if getattr(SQSBackend.is_message_valid_based_on_retention_period, "_bench_fast", False):
+        return
+
+    def is_valid(self: Any, queue_name: str, message: Any) -> bool:
+        retention = int(self.get_queue(queue_name).message_retention_period)
+        return bool(retention + message.sent_timestamp / 1000 > unix_time())
+
+    is_valid._bench_fast = True  # type: ignore[attr-defined]
+    SQSBackend.is_message_valid_based_on_retention_period = is_valid  # type: ignore[method-assign]
+
+
+class MotoProcess:
+    """moto's server in its own process (same interface as ``ThreadedMotoServer``), with the workarounds
+    above applied there: moto's request handling then no longer shares our process's GIL."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        code = (
+            "import logging, sys; from bench.common import patch_moto_for_load; patch_moto_for_load(); "
+            "logging.getLogger('werkzeug').setLevel(logging.WARNING); "
+            "from moto.server import main; main(['-H', '127.0.0.1', '-p', sys.argv[1]])"
+        )
+        root = Path(__file__).resolve().parent.parent
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root / "shared"), str(root)])}
+        self._process = subprocess.Popen(  # noqa: S603
+            [sys.executable, "-c", code, str(self.port)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                import requests
+
+                requests.get(f"http://127.0.0.1:{self.port}/moto-api/", timeout=1)
+                return
+            except OSError:
+                time.sleep(0.1)
+            except Exception:
+                time.sleep(0.1)
+        raise RuntimeError("moto server process did not start")
+
+    def stop(self) -> None:
+        if self._process is not None:
+            self._process.terminate()
+            self._process.wait(timeout=10)
+            self._process = None
+
+
+def stack_with_moto_process() -> EmbeddedStack:
+    """An embedded stack (not started) whose moto runs in a child process instead of a thread."""
+    stack = EmbeddedStack()
+    stack._moto = MotoProcess(stack._moto_port)  # type: ignore[assignment]
+    return stack
+
+
+def patch_moto_for_load() -> list[str]:
+    """Both moto workarounds above; returns what was changed (benchmarks record it in their result)."""
+    serialize_moto_sqs()
+    fast_moto_sqs_retention()
+    return [
+        "moto SQS receive/delete/change-visibility serialized (moto's Queue is not thread-safe)",
+        "moto SQS retention check reads MessageRetentionPeriod directly (was O(n^2) per receive)",
+    ]

@@ -283,3 +283,19 @@ def test_notices_carry_no_token_or_secret(stack, lambdas):
     ):
         assert secret not in email.body and secret not in email.subject
     assert "/reconnect/" in email.body
+
+
+def test_a_revoke_that_fails_briefly_is_retried_and_never_blocks_the_disconnect(stack, lambdas):
+    seeded = seed_connection(stack, "conn-1", refreshed_days_ago=1)
+    stack.intuit.control.set_faults(rate=1.0, kinds=["503"], endpoints=["revoke"], seed=2)
+    from qbo_health.service.disconnect import disconnect_connection
+
+    disconnected = disconnect_connection(
+        "conn-1", DisconnectReason.CUSTOMER_REQUEST, wiring.check_deps(), stack.clock.now()
+    )
+
+    assert disconnected.state is ConnectionState.DISCONNECTED and disconnected.sealed_tokens is None
+    assert stack.intuit.control.stats()["calls"]["revoke"] == 3  # the first try and two retries
+    kinds = [entry["kind"] for entry in wiring.history_log().entries("conn-1")]
+    assert "REVOKE_FAILED" in kinds and "DISCONNECTED" in kinds
+    assert seeded.realm_id

@@ -6,11 +6,13 @@ running check or token refresh never races the deletion.
 
 from __future__ import annotations
 
+import time
 import uuid
 from dataclasses import replace
 from datetime import datetime
 
 from qbo_health.domain.check import ConnectionEvent, EventKind
+from qbo_health.domain.classification import FailureKind, classify
 from qbo_health.domain.model import Connection, ConnectionState, DisconnectReason
 from qbo_health.errors import IntuitCallFailed, TokenDecryptionFailed
 from qbo_health.observability import logger
@@ -73,6 +75,10 @@ def disconnect_connection(
     return stored
 
 
+# Pauses between revoke attempts: a short Intuit hiccup should not leave a grant alive.
+REVOKE_RETRY_PAUSES = (0.2, 1.0)
+
+
 def _revoke(deps: CheckDeps, connection: Connection) -> str | None:
     """Revoke the refresh token; returns a short failure description (never blocks the disconnect)."""
     if connection.sealed_tokens is None or connection.realm_id is None:
@@ -87,18 +93,26 @@ def _revoke(deps: CheckDeps, connection: Connection) -> str | None:
             "tokens could not be opened for revoke", extra={"connection_id": connection.connection_id}
         )
         return "tokens unreadable"
-    try:
-        revoke(tokens.refresh_token)
-    except IntuitCallFailed as error:
-        failure = error.failure
-        logger.warning(
-            "revoke failed",
-            extra={
-                "connection_id": connection.connection_id,
-                "intuit_tid": failure.intuit_tid,
-                "status": failure.status,
-            },
-        )
-        detail = failure.oauth_error or ",".join(failure.codes) or failure.transport or str(failure.status)
-        return f"revoke failed: {detail}; intuit_tid={failure.intuit_tid or '-'}"
+    for attempt, pause in enumerate((*REVOKE_RETRY_PAUSES, None), start=1):
+        try:
+            revoke(tokens.refresh_token)
+            return None
+        except IntuitCallFailed as error:
+            failure = error.failure
+            logger.warning(
+                "revoke failed",
+                extra={
+                    "connection_id": connection.connection_id,
+                    "intuit_tid": failure.intuit_tid,
+                    "status": failure.status,
+                    "attempt": attempt,
+                },
+            )
+            # Only a transient failure is worth another try; the tokens are deleted either way.
+            if pause is None or classify(failure).kind is not FailureKind.TRANSIENT:
+                detail = (
+                    failure.oauth_error or ",".join(failure.codes) or failure.transport or str(failure.status)
+                )
+                return f"revoke failed: {detail}; intuit_tid={failure.intuit_tid or '-'}"
+            time.sleep(pause)
     return None

@@ -1,0 +1,239 @@
+"""Benchmark: cold start (import + init of each function) and deployment artifact sizes.
+
+Each function's ``functions/<name>/app.py`` is imported in a fresh interpreter (subprocess), the median of
+``--runs`` is reported: the import + init time measured inside the child (what Lambda's Init phase spends on
+our code) and the child's whole wall time (interpreter start included). The environment is complete and
+valid (so the cold-start configuration checks pass) but points at nothing real: AWS_ENDPOINT_URL is a closed
+loopback port, so any network call at import would fail the run.
+
+Artifact sizes come from ``sam build`` output (``.aws-sam/build`` or ``--build-dir``) when it exists; else
+each function's code zipped plus the layer built here (``shared/`` + ``pip install --target`` of
+shared/requirements.txt for this host, not arm64 wheels), with and without boto3/botocore (Lambda's Python
+runtime already ships them).
+
+    make bench-coldstart
+    python -m bench.coldstart --runs 5 --build-dir .aws-sam/build
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from pathlib import Path
+from typing import Any
+
+from bench.common import write_result
+from local.template import Intrinsic, function_environment, load_template
+
+ROOT = Path(__file__).resolve().parent.parent
+FUNCTIONS = ("check_scheduler", "check_worker", "escalator", "api")
+INIT_TARGET_MS = 400
+ARTIFACT_TARGET_MB = 15
+RUNTIME_PROVIDED = ("boto3", "botocore", "s3transfer", "jmespath")  # in the Lambda Python runtime
+
+_CHILD = """
+import time, sys, importlib.util
+started = time.perf_counter()
+spec = importlib.util.spec_from_file_location("lambda_app", sys.argv[1])
+module = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(module)
+assert callable(module.handler)
+print(round((time.perf_counter() - started) * 1000, 1))
+"""
+
+
+def cold_environment() -> dict[str, str]:
+    """The functions' Globals environment with every reference replaced by a plausible value."""
+    fake = {
+        "ConnectionsTable": "qbo-health-connections",
+        "HistoryTable": "qbo-health-history",
+        "ControlTable": "qbo-health-control",
+        "OAuthStatesTable": "qbo-health-oauth-states",
+        "CheckQueue": "https://sqs.us-east-1.amazonaws.com/123456789012/qbo-health-checks",
+        "TokenKey": "arn:aws:kms:us-east-1:123456789012:key/00000000-0000-0000-0000-000000000000",
+        "EventBus": "qbo-health-events",
+    }
+    environment: dict[str, str] = {}
+    template = load_template()
+    for name, value in function_environment(template).items():
+        if isinstance(value, Intrinsic):
+            ref = value.value if isinstance(value.value, str) else str(value.value)
+            ref = ref.split(".", 1)[0]
+            if ref in fake:
+                environment[name] = fake[ref]
+            elif ref in template.get("Parameters", {}):
+                default = template["Parameters"][ref].get("Default", "")
+                environment[name] = str(default) if default != "" else f"placeholder-{ref.lower()}"
+            else:
+                environment[name] = f"arn:aws:secretsmanager:us-east-1:123456789012:secret:{ref}"
+        else:
+            environment[name] = str(value)
+    environment.update(
+        {
+            "AWS_REGION": "us-east-1",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_ACCESS_KEY_ID": "cold",
+            "AWS_SECRET_ACCESS_KEY": "cold",
+            "AWS_ENDPOINT_URL": "http://127.0.0.1:9",  # closed: a network call at import fails the run
+            "AWS_LAMBDA_FUNCTION_NAME": "cold-start-bench",
+            "INTUIT_ENVIRONMENT": "sandbox",
+            "INTUIT_CLIENT_ID": "cold-client-id",
+            "INTUIT_CLIENT_SECRET": "cold-client-secret",
+            "SENDER_EMAIL": "notices@example.com",
+            "PUBLIC_BASE_URL": "https://connect.example.com",
+            "LINK_SIGNING_KEY": "cold-start-link-signing-key-0123456789abcdef",
+            "POWERTOOLS_TRACE_DISABLED": "true",
+            "PYTHONPATH": os.pathsep.join([str(ROOT / "shared"), str(ROOT)]),
+            "PATH": os.environ.get("PATH", ""),
+            "PYTHONDONTWRITEBYTECODE": "1",
+        }
+    )
+    return environment
+
+
+def measure_init(function: str, runs: int, environment: dict[str, str]) -> dict[str, Any]:
+    app = ROOT / "functions" / function / "app.py"
+    inside, wall = [], []
+    for _ in range(runs):
+        started = time.perf_counter()
+        done = subprocess.run(  # noqa: S603
+            [sys.executable, "-c", _CHILD, str(app)],
+            env=environment,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+            cwd=tempfile.gettempdir(),
+        )
+        wall.append((time.perf_counter() - started) * 1000)
+        if done.returncode != 0:
+            raise RuntimeError(f"{function} failed its cold start:\n{done.stderr[-2000:]}")
+        inside.append(float(done.stdout.strip().splitlines()[-1]))
+    return {
+        "import_init_ms_median": round(statistics.median(inside), 1),
+        "import_init_ms_all": inside,
+        "process_wall_ms_median": round(statistics.median(wall), 1),
+        "meets_target": statistics.median(inside) < INIT_TARGET_MS,
+    }
+
+
+def _dir_sizes(path: Path, skip: tuple[str, ...] = ()) -> tuple[int, int]:
+    """(unzipped bytes, zipped bytes) of a directory, as a deployment zip would hold it."""
+    buffer = io.BytesIO()
+    raw = 0
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for file in sorted(path.rglob("*")):
+            relative = file.relative_to(path)
+            if not file.is_file() or "__pycache__" in relative.parts:
+                continue
+            if relative.parts and any(relative.parts[0].lower().startswith(s) for s in skip):
+                continue
+            raw += file.stat().st_size
+            archive.write(file, relative)
+    return raw, len(buffer.getvalue())
+
+
+def _mb(size: int) -> float:
+    return round(size / 1024 / 1024, 2)
+
+
+def artifact_sizes(build_dir: Path | None) -> dict[str, Any]:
+    candidates = [build_dir] if build_dir else [ROOT / ".aws-sam" / "build"]
+    found = next((c for c in candidates if c is not None and c.is_dir()), None)
+    if found is not None:
+        sizes = {}
+        for artifact in sorted(p for p in found.iterdir() if p.is_dir()):
+            raw, zipped = _dir_sizes(artifact)
+            sizes[artifact.name] = {"unzipped_mb": _mb(raw), "zipped_mb": _mb(zipped)}
+        return {"source": f"sam build output at {found}", "artifacts": sizes}
+
+    with tempfile.TemporaryDirectory() as tmp:
+        layer = Path(tmp) / "python"
+        subprocess.run(  # noqa: S603
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                "--target",
+                str(layer),
+                "-r",
+                str(ROOT / "shared" / "requirements.txt"),
+            ],
+            check=True,
+            timeout=600,
+        )
+        shutil.copytree(
+            ROOT / "shared" / "qbo_health", layer / "qbo_health", ignore=shutil.ignore_patterns("__pycache__")
+        )
+        with_boto = _dir_sizes(Path(tmp))
+        without_boto = _dir_sizes(layer, skip=RUNTIME_PROVIDED)
+        functions = {}
+        for function in FUNCTIONS:
+            raw, zipped = _dir_sizes(ROOT / "functions" / function)
+            functions[function] = {"unzipped_mb": _mb(raw), "zipped_mb": _mb(zipped)}
+    return {
+        "source": "no sam build output found: function dirs zipped here, layer = shared/ + pip install --target "
+        f"for this host ({sys.platform}, {os.uname().machine}; arm64 wheels differ slightly)",
+        "functions": functions,
+        "layer_with_boto3": {"unzipped_mb": _mb(with_boto[0]), "zipped_mb": _mb(with_boto[1])},
+        "layer_without_boto3": {"unzipped_mb": _mb(without_boto[0]), "zipped_mb": _mb(without_boto[1])},
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument("--build-dir", type=Path, default=None)
+    args = parser.parse_args()
+
+    environment = cold_environment()
+    inits = {}
+    for function in FUNCTIONS:
+        inits[function] = measure_init(function, args.runs, environment)
+        print(
+            f"{function:<16} import+init {inits[function]['import_init_ms_median']:>6.0f} ms (median of {args.runs}), "
+            f"process {inits[function]['process_wall_ms_median']:>6.0f} ms  (target < {INIT_TARGET_MS} ms)"
+        )
+    sizes = artifact_sizes(args.build_dir)
+    print(f"artifacts ({sizes['source']}):")
+    print(json.dumps({k: v for k, v in sizes.items() if k != "source"}, indent=1))
+    layer_zip = sizes.get("layer_with_boto3", {}).get("zipped_mb")
+    recommendation = None
+    if layer_zip is not None:
+        slim = sizes["layer_without_boto3"]["zipped_mb"]
+        recommendation = (
+            f"The layer is {layer_zip} MB zipped with boto3/botocore and {slim} MB without: Lambda's python3.11 "
+            "runtime ships boto3, so leave it out of the layer (keep it in requirements-dev for local runs) unless "
+            "a pinned newer boto3 is needed; the import cost is the same either way."
+        )
+        print(recommendation)
+    path = write_result(
+        "coldstart",
+        {
+            "runs": args.runs,
+            "init": inits,
+            "init_target_ms": INIT_TARGET_MS,
+            "artifact_target_mb": ARTIFACT_TARGET_MB,
+            "artifacts": sizes,
+            "recommendation": recommendation,
+        },
+    )
+    print(f"written to {path}")
+
+
+if __name__ == "__main__":
+    main()
