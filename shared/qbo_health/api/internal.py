@@ -10,6 +10,7 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Path
 from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
+from pydantic import BaseModel
 
 from qbo_health import clock, wiring
 from qbo_health.api.models import (
@@ -34,6 +35,12 @@ from qbo_health.service.health_check import CheckResult
 from qbo_health.service.links import CONNECTION_ID_PATTERN
 
 ConnectionIdPath = Annotated[str, Path(pattern=CONNECTION_ID_PATTERN, max_length=128)]
+
+
+def _ok(description: str, model: type[BaseModel]) -> OpenAPIResponse:
+    """The success response: routes that list their errors must list it too, or OpenAPI loses it."""
+    return {"description": description, "content": {"application/json": {"model": model}}}
+
 
 _ERRORS: dict[int, OpenAPIResponse] = {
     400: {"description": "Invalid request", "content": {"application/json": {"model": ErrorResponse}}},
@@ -145,7 +152,7 @@ def internal_router() -> Router:
     @router.get(
         "/connections/<connection_id>",
         summary="Health of one connection, with the wording for the product's UI",
-        responses=_ERRORS,
+        responses={200: _ok("The connection's health", ConnectionStatus), **_ERRORS},
         tags=["internal"],
     )
     def get_status(connection_id: ConnectionIdPath) -> ConnectionStatus:
@@ -154,7 +161,7 @@ def internal_router() -> Router:
     @router.post(
         "/connections/<connection_id>/access-token",
         summary="A valid access token (refreshed under the lease when needed)",
-        responses=_ERRORS,
+        responses={200: _ok("A valid access token", AccessTokenResponse), **_ERRORS},
         tags=["internal"],
     )
     def access_token(connection_id: ConnectionIdPath) -> AccessTokenResponse:
@@ -166,7 +173,7 @@ def internal_router() -> Router:
     @router.post(
         "/connections/<connection_id>/problems",
         summary="Report an Intuit error the product saw; answered with an immediate check",
-        responses=_ERRORS,
+        responses={200: _ok("The report, classified and re-checked", ProblemResponse), **_ERRORS},
         tags=["internal"],
     )
     def report_problem(connection_id: ConnectionIdPath, request: ProblemRequest) -> ProblemResponse:
@@ -189,7 +196,7 @@ def internal_router() -> Router:
     @router.post(
         "/connections/<connection_id>/checks",
         summary="Check now",
-        responses=_ERRORS,
+        responses={200: _ok("The check's outcome", CheckResponse), **_ERRORS},
         tags=["internal"],
     )
     def check(connection_id: ConnectionIdPath) -> CheckResponse:
@@ -199,7 +206,7 @@ def internal_router() -> Router:
     @router.post(
         "/connections/<connection_id>/hold",
         summary="Hold: no notices, no disconnect (ops)",
-        responses=_ERRORS,
+        responses={200: _ok("On hold", ConnectionStatus), **_ERRORS},
         tags=["internal"],
     )
     def hold(connection_id: ConnectionIdPath) -> ConnectionStatus:
@@ -209,7 +216,7 @@ def internal_router() -> Router:
     @router.delete(
         "/connections/<connection_id>/hold",
         summary="Release the hold",
-        responses=_ERRORS,
+        responses={200: _ok("Released", ConnectionStatus), **_ERRORS},
         tags=["internal"],
     )
     def release(connection_id: ConnectionIdPath) -> ConnectionStatus:
@@ -219,7 +226,7 @@ def internal_router() -> Router:
     @router.delete(
         "/connections/<connection_id>",
         summary="Disconnect at the customer's request (revoke at Intuit, delete the tokens)",
-        responses=_ERRORS,
+        responses={200: _ok("Disconnected", ConnectionStatus), **_ERRORS},
         tags=["internal"],
     )
     def disconnect(connection_id: ConnectionIdPath) -> ConnectionStatus:
