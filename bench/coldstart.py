@@ -182,7 +182,7 @@ def artifact_sizes(build_dir: Path | None) -> dict[str, Any]:
         functions = {}
         for function in FUNCTIONS:
             raw, zipped = _dir_sizes(ROOT / "functions" / function)
-            functions[function] = {"unzipped_mb": _mb(raw), "zipped_mb": _mb(zipped)}
+            functions[function] = {"unzipped_kb": round(raw / 1024, 1), "zipped_kb": round(zipped / 1024, 1)}
     return {
         "source": "no sam build output found: function dirs zipped here, layer = shared/ + pip install --target "
         f"for this host ({sys.platform}, {os.uname().machine}; arm64 wheels differ slightly)",
