@@ -22,6 +22,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from botocore.exceptions import ClientError
+
 from local.stack import ACCOUNT_ID, REGION, EmbeddedStack
 from qbo_health.observability import metrics
 
@@ -181,12 +183,17 @@ class LocalLambda:
             except Exception:  # a failed invocation returns the whole batch to the queue, as Lambda does
                 failed_ids = {message["MessageId"] for message in due}
             for message in due:
-                if message["MessageId"] in failed_ids:
-                    sqs.change_message_visibility(
-                        QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
-                    )
-                else:
-                    sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+                try:
+                    if message["MessageId"] in failed_ids:
+                        sqs.change_message_visibility(
+                            QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
+                        )
+                    else:
+                        sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+                except ClientError:
+                    # moto's queue is not thread-safe: a concurrent receive may have handed this message out
+                    # again. Like a late delete on AWS, it is then processed once more (checks are idempotent).
+                    pass
             with stats.lock:
                 stats.batches += 1
                 stats.processed += len(due) - len(failed_ids)
