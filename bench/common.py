@@ -14,17 +14,18 @@ from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from local.intuit_sim import SimulatorControl
 from local.intuit_sim.control import DEFAULT_CLIENT_ID
+from local.seed import connection_of_grant
 from local.stack import EmbeddedStack
 from qbo_health import wiring
 from qbo_health.adapters.connection_store import _attributes
 from qbo_health.adapters.dynamo_models import ConnectionModel, ControlModel, HistoryModel
-from qbo_health.domain.model import Authorizer, Connection, ConnectionState, TokenPair, TokenTimes
+from qbo_health.domain.model import Authorizer, Connection
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -150,34 +151,15 @@ def connection_for(
     contacts: tuple[str, ...] = ("owner@example.com",),
 ) -> Connection:
     """The stored connection of a seeded grant (tokens sealed by the real vault), as ``local.seed`` makes it."""
-    now = stack.clock.now()
-    refreshed_at = now - timedelta(days=refreshed_days_ago)
-    granted = grant.granted
-    pair = TokenPair(
-        access_token=granted["access_token"],
-        refresh_token=granted["refresh_token"],
-        access_expires_at=refreshed_at + timedelta(seconds=int(granted["expires_in"])),
-        refresh_expires_at=now + timedelta(seconds=int(granted["x_refresh_token_expires_in"])),
-        hard_expires_at=now + timedelta(seconds=int(granted["x_refresh_token_hard_expires_in"])),
-    )
-    sealed = wiring.token_vault().seal(pair, connection_id=grant.connection_id, realm_id=grant.realm_id)
-    return Connection(
-        connection_id=grant.connection_id,
-        tenant_id=tenant_id,
+    return connection_of_grant(
+        stack,
+        grant.connection_id,
         realm_id=grant.realm_id,
-        state=ConnectionState.HEALTHY,
+        tenant_id=tenant_id,
+        granted=grant.granted,
+        authorizer=Authorizer(grant.user_id, f"admin.{grant.connection_id}@example.com"),
+        refreshed_days_ago=refreshed_days_ago,
         contacts=contacts,
-        authorized_by=Authorizer(grant.user_id, f"admin.{grant.connection_id}@example.com"),
-        tokens=TokenTimes(
-            access_expires_at=pair.access_expires_at,
-            refresh_expires_at=pair.refresh_expires_at,
-            hard_expires_at=pair.hard_expires_at,
-            refreshed_at=refreshed_at,
-            rotated_at=refreshed_at,
-        ),
-        sealed_tokens=sealed,
-        created_at=refreshed_at,
-        last_success_at=refreshed_at,
     )
 
 

@@ -60,6 +60,33 @@ def store_connection(
     contacts: tuple[str, ...],
     state: ConnectionState,
 ) -> Connection:
+    connection = connection_of_grant(
+        stack,
+        connection_id,
+        realm_id=realm_id,
+        tenant_id=tenant_id,
+        granted=granted,
+        authorizer=authorizer,
+        refreshed_days_ago=refreshed_days_ago,
+        contacts=contacts,
+        state=state,
+    )
+    return wiring.connection_store().create(connection)
+
+
+def connection_of_grant(
+    stack: EmbeddedStack,
+    connection_id: str,
+    *,
+    realm_id: str,
+    tenant_id: str,
+    granted: dict[str, Any],
+    authorizer: Authorizer,
+    refreshed_days_ago: float,
+    contacts: tuple[str, ...],
+    state: ConnectionState = ConnectionState.HEALTHY,
+) -> Connection:
+    """The connection a grant from the token endpoint makes, tokens sealed by the real vault (not stored)."""
     now = stack.clock.now()
     refreshed_at = now - timedelta(days=refreshed_days_ago)
     pair = TokenPair(
@@ -70,7 +97,7 @@ def store_connection(
         hard_expires_at=now + timedelta(seconds=int(granted["x_refresh_token_hard_expires_in"])),
     )
     sealed = wiring.token_vault().seal(pair, connection_id=connection_id, realm_id=realm_id)
-    connection = Connection(
+    return Connection(
         connection_id=connection_id,
         tenant_id=tenant_id,
         realm_id=realm_id,
@@ -88,7 +115,6 @@ def store_connection(
         created_at=refreshed_at,
         last_success_at=refreshed_at,
     )
-    return wiring.connection_store().create(connection)
 
 
 def open_tokens(connection: Connection) -> TokenPair:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -36,7 +36,7 @@ class BatchContext:
     control: RunControl
     thresholds: OutageThresholds
     now: Callable[[], datetime]
-    last_beat: list[datetime] = field(default_factory=list)
+    last_beat: datetime | None = None
 
 
 def process_check_batch(event: dict[str, Any], lambda_context: Any, ctx: BatchContext) -> dict[str, Any]:
@@ -130,7 +130,7 @@ def _heartbeat(results: list[tuple[CheckRequest, CheckResult]], ctx: BatchContex
     if not completed:
         return
     now = ctx.now()
-    if ctx.last_beat and (now - ctx.last_beat[-1]).total_seconds() < HEARTBEAT_EVERY_SECONDS:
+    if ctx.last_beat is not None and (now - ctx.last_beat).total_seconds() < HEARTBEAT_EVERY_SECONDS:
         return
     ctx.control.beat(now)
-    ctx.last_beat[:] = [now]
+    ctx.last_beat = now
