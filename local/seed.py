@@ -8,7 +8,14 @@ from typing import Any
 
 from local.stack import EmbeddedStack
 from qbo_health import wiring
-from qbo_health.domain.model import Authorizer, Connection, ConnectionState, TokenPair, TokenTimes
+from qbo_health.domain.model import (
+    Authorizer,
+    Connection,
+    ConnectionState,
+    StoredAccessToken,
+    TokenPair,
+    TokenTimes,
+)
 
 
 @dataclass(frozen=True)
@@ -71,7 +78,17 @@ def store_connection(
         contacts=contacts,
         state=state,
     )
-    return wiring.connection_store().create(connection)
+    stored = wiring.connection_store().create(connection)
+    issued_at = stack.clock.now() - timedelta(days=refreshed_days_ago)
+    access_expires_at = issued_at + timedelta(seconds=int(granted["expires_in"]))
+    if access_expires_at > stack.clock.now():  # still valid: kept for the product, as a callback keeps it
+        sealed = wiring.token_vault().seal_access(
+            granted["access_token"], connection_id=connection_id, realm_id=realm_id
+        )
+        wiring.access_token_cache().put(
+            connection_id, StoredAccessToken(sealed, access_expires_at), stack.clock.now()
+        )
+    return stored
 
 
 def connection_of_grant(
@@ -96,7 +113,9 @@ def connection_of_grant(
         refresh_expires_at=now + timedelta(seconds=int(granted["x_refresh_token_expires_in"])),
         hard_expires_at=now + timedelta(seconds=int(granted["x_refresh_token_hard_expires_in"])),
     )
-    sealed = wiring.token_vault().seal(pair, connection_id=connection_id, realm_id=realm_id)
+    sealed = wiring.token_vault().seal(
+        pair.without_access_token(), connection_id=connection_id, realm_id=realm_id
+    )
     return Connection(
         connection_id=connection_id,
         tenant_id=tenant_id,
@@ -105,7 +124,6 @@ def connection_of_grant(
         contacts=contacts,
         authorized_by=authorizer,
         tokens=TokenTimes(
-            access_expires_at=pair.access_expires_at,
             refresh_expires_at=pair.refresh_expires_at,
             hard_expires_at=pair.hard_expires_at,
             refreshed_at=refreshed_at,

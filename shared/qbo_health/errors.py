@@ -23,6 +23,10 @@ class ConcurrentUpdate(QboHealthError):
     """An optimistic-lock condition failed: someone else wrote the connection first."""
 
 
+class AccessWanted(ConcurrentUpdate):
+    """A write that releases the lease was refused because an API caller is waiting for an access token."""
+
+
 class LeaseHeld(QboHealthError):
     """Another worker holds the connection's lease."""
 

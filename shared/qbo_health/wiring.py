@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import json
+import threading
 from datetime import datetime, timedelta
 from functools import cache
 from typing import Any
-
-import boto3
 
 from qbo_health import clock
 from qbo_health.adapters.check_queue import CheckQueue
 from qbo_health.adapters.connection_store import ConnectionStore
 from qbo_health.adapters.control import ControlStore
 from qbo_health.adapters.dynamo_models import bind_tables
-from qbo_health.adapters.history import HistoryLog, TokenRecoveryLog
+from qbo_health.adapters.history import AccessTokenCache, HistoryLog, TokenRecoveryLog
 from qbo_health.adapters.intuit import IntuitClient, IntuitEndpoints
 from qbo_health.adapters.notice_channels import EmailChannel, EventChannel, NoticeClaims
 from qbo_health.adapters.oauth_states import OAuthStateStore
@@ -57,7 +56,29 @@ def check_settings() -> CheckSettings:
 
 @cache
 def aws_client(service: str) -> Any:
-    return boto3.client(service, region_name=store_settings().aws_region)  # type: ignore[call-overload]
+    return LazyClient(service, store_settings().aws_region)
+
+
+class LazyClient:
+    """A boto3 client made on first use. Building one loads its service model (tens of ms each), and most
+    invocations never touch most clients: a healthy check sends no e-mail, no event and no SQS message."""
+
+    def __init__(self, service: str, region: str) -> None:
+        self._service, self._region = service, region
+        self._client: Any = None
+        self._lock = threading.Lock()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._made(), name)
+
+    def _made(self) -> Any:
+        if self._client is None:
+            with self._lock:
+                if self._client is None:
+                    import boto3  # importing boto3 alone costs ~100 ms: paid only when a client is needed
+
+                    self._client = boto3.client(self._service, region_name=self._region)  # type: ignore[call-overload]
+        return self._client
 
 
 @cache
@@ -129,6 +150,12 @@ def history_log() -> HistoryLog:
 
 
 @cache
+def access_token_cache() -> AccessTokenCache:
+    store_settings()
+    return AccessTokenCache()
+
+
+@cache
 def check_queue() -> CheckQueue:
     settings = check_settings()
     return CheckQueue(
@@ -163,6 +190,7 @@ def check_deps() -> CheckDeps:
         history=history_log(),
         queue=check_queue(),
         recovery=TokenRecoveryLog(),
+        access_tokens=access_token_cache(),
         notifier=notices(),
         policy=check_policy(settings),
         lease_seconds=settings.lease_seconds,
@@ -311,6 +339,7 @@ def reset() -> None:
         connection_store,
         control_store,
         history_log,
+        access_token_cache,
         check_queue,
         check_deps,
         check_batch_context,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from datetime import timedelta
 from urllib.parse import parse_qs, urlencode, urlsplit
 
@@ -405,3 +406,54 @@ def test_the_link_key_comes_from_secrets_manager_when_not_inline(stack, api_clie
     finally:
         monkeypatch.undo()
         wiring.reset()
+
+
+# ------------------------------------------------------------------ where access tokens are kept
+
+
+def test_a_daily_check_keeps_no_access_token_and_the_first_request_refreshes_once(stack, api_client):
+    seed_connection(stack, "conn-1", refreshed_days_ago=1)
+    check_connection(CheckRequest(connection_id="conn-1"), wiring.check_deps(), stack.clock.now())
+    assert open_tokens(stored("conn-1")).access_token == ""  # the connection item stays small
+    assert wiring.access_token_cache().get("conn-1", stack.clock.now()) is None
+    stack.intuit.control.reset_stats()
+
+    first = api_client.access_token("conn-1")
+    second = api_client.access_token("conn-1")
+
+    assert stack.intuit.control.stats()["refresh_grants"] == 1
+    assert second.access_token == first.access_token  # kept apart, handed out again without Intuit
+    assert wiring.access_token_cache().get("conn-1", stack.clock.now()) is not None
+
+
+def test_a_caller_waiting_on_a_running_check_gets_the_checks_token(stack, api_client):
+    seeded = seed_connection(stack, "conn-1", refreshed_days_ago=1.5)
+    stack.intuit.control.set_latency(300)  # the check holds the lease for refresh + probe
+    stack.intuit.control.reset_stats()
+    worker = threading.Thread(
+        target=check_connection,
+        args=(CheckRequest(connection_id="conn-1"), wiring.check_deps(), stack.clock.now()),
+    )
+    worker.start()
+    deadline = time.monotonic() + 10
+    while wiring.connection_store().get("conn-1").version == 0:  # until the check has refreshed
+        assert time.monotonic() < deadline, "the check never refreshed"
+    try:
+        token = api_client.access_token("conn-1")
+    finally:
+        worker.join()
+        stack.intuit.control.set_latency(0)
+
+    assert stack.intuit.control.stats()["refresh_grants"] == 1  # the caller did not refresh again
+    assert wiring.intuit_client().company_info(seeded.realm_id, token.access_token).company_name
+    assert stored("conn-1").access_wanted is False
+
+
+def test_a_disconnect_forgets_the_kept_access_token(stack, api_client):
+    seed_connection(stack, "conn-1")
+    api_client.access_token("conn-1")
+    assert wiring.access_token_cache().get("conn-1", stack.clock.now()) is not None
+
+    api_client.disconnect("conn-1")
+
+    assert wiring.access_token_cache().get("conn-1", stack.clock.now()) is None

@@ -20,7 +20,7 @@ from qbo_health.domain.model import (
     TokenTimes,
 )
 from qbo_health.domain.schedule import check_slot
-from qbo_health.errors import ConcurrentUpdate, ConnectionNotFound, LeaseHeld
+from qbo_health.errors import AccessWanted, ConcurrentUpdate, ConnectionNotFound, LeaseHeld
 
 LEASE = 120
 T0 = datetime(2026, 1, 5, 6, 0, tzinfo=UTC)
@@ -109,7 +109,9 @@ def test_every_field_of_a_connection_survives_create_and_get(store):
     untouched = [
         f.name
         for f in fields(Connection)
-        if f.name not in ("version",) and getattr(connection, f.name) == getattr(defaults, f.name)
+        # access_wanted is the lease's companion flag, set only by request_access (tested below)
+        if f.name not in ("version", "access_wanted")
+        and getattr(connection, f.name) == getattr(defaults, f.name)
     ]
     assert untouched == [], "the fixture must set every field to prove it is stored"
 
@@ -427,3 +429,72 @@ def test_ids_for_realm_finds_every_connection_to_that_company(store):
     assert sorted(store.ids_for_realm("realm-1")) == ["conn-a", "conn-b"]
     assert store.ids_for_realm("realm-2") == ["conn-c"]
     assert store.ids_for_realm("realm-unknown") == []
+
+
+# ---------------------------------------------------------------------------------------------- access flag
+
+
+def test_access_can_be_requested_only_while_a_lease_is_held(stack, store):
+    store.create(new("conn-1"))
+    assert store.request_access("conn-1", stack.clock.now()) is False  # nobody to ask
+    assert store.get("conn-1").access_wanted is False
+
+    store.acquire_lease("conn-1", "worker-a", stack.clock.now(), LEASE)
+    assert store.request_access("conn-1", stack.clock.now()) is True
+    assert store.get("conn-1").access_wanted is True
+
+    stack.clock.advance(timedelta(seconds=LEASE + 1))  # the holder died: its lease ran out
+    assert store.request_access("conn-1", stack.clock.now()) is False
+
+
+def test_a_release_that_must_not_miss_a_waiting_caller_is_refused_and_changes_nothing(stack, store):
+    store.create(new("conn-1"))
+    leased = store.acquire_lease("conn-1", "worker-a", stack.clock.now(), LEASE)
+    store.request_access("conn-1", stack.clock.now())
+
+    with pytest.raises(AccessWanted):
+        store.save(
+            replace(leased, transient_failures=2),
+            lease_owner="worker-a",
+            release_lease=True,
+            unless_access_wanted=True,
+        )
+    assert store.get("conn-1").transient_failures == 0
+    with pytest.raises(LeaseHeld):  # still ours
+        store.acquire_lease("conn-1", "worker-b", stack.clock.now(), LEASE)
+
+    saved = store.save(replace(leased, transient_failures=2), lease_owner="worker-a", release_lease=True)
+    assert saved.access_wanted is False
+    assert store.get("conn-1") == saved  # flag gone with the lease
+    store.acquire_lease("conn-1", "worker-b", stack.clock.now(), LEASE)
+
+
+def test_without_a_waiting_caller_the_guarded_release_is_a_plain_release(stack, store):
+    store.create(new("conn-1"))
+    leased = store.acquire_lease("conn-1", "worker-a", stack.clock.now(), LEASE)
+
+    store.save(leased, lease_owner="worker-a", release_lease=True, unless_access_wanted=True)
+
+    assert store.acquire_lease("conn-1", "worker-b", stack.clock.now(), LEASE).version == 1
+
+
+def test_a_guarded_release_by_a_late_worker_is_a_plain_conflict(stack, store):
+    store.create(new("conn-1"))
+    slow = store.acquire_lease("conn-1", "worker-a", stack.clock.now(), LEASE)
+    stack.clock.advance(timedelta(seconds=LEASE + 1))
+    store.acquire_lease("conn-1", "worker-b", stack.clock.now(), LEASE)
+    store.request_access("conn-1", stack.clock.now())
+
+    with pytest.raises(ConcurrentUpdate) as refused:
+        store.save(slow, lease_owner="worker-a", release_lease=True, unless_access_wanted=True)
+    assert not isinstance(refused.value, AccessWanted)  # the token is not ours to hand over
+
+
+def test_releasing_the_lease_clears_the_access_flag(stack, store):
+    store.create(new("conn-1"))
+    store.acquire_lease("conn-1", "api-a", stack.clock.now(), LEASE)
+    store.request_access("conn-1", stack.clock.now())
+
+    store.release_lease("conn-1", "api-a")
+
+    assert store.get("conn-1").access_wanted is False

@@ -274,13 +274,11 @@ def test_notices_carry_no_token_or_secret(stack, lambdas):
     escalate(lambdas)
 
     [email] = sent_emails_for("owner@example.com")
-    tokens = open_tokens(wiring.connection_store().get("broken"))
-    for secret in (
-        tokens.access_token,
-        tokens.refresh_token,
-        "sim-client-secret",
-        os.environ["LINK_SIGNING_KEY"],
-    ):
+    state = stack.intuit.state  # every token and code the simulator ever issued
+    secrets = {*state.refresh_index, *state.access_index, *state.codes, "sim-client-secret"}
+    secrets.add(os.environ["LINK_SIGNING_KEY"])
+    assert open_tokens(wiring.connection_store().get("broken")).refresh_token in secrets
+    for secret in secrets:
         assert secret not in email.body and secret not in email.subject
     assert "/reconnect/" in email.body
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 
@@ -174,7 +174,7 @@ def test_thirty_percent_faults_for_five_days_open_no_issue_and_every_day_is_chec
     for connection_id in ids:
         seed_connection(stack, connection_id)
     stack.intuit.control.set_faults(rate=0.3, kinds=["500", "503", "429", "reset"], seed=7)
-    checked_days: dict[str, set[int]] = {connection_id: set() for connection_id in ids}
+    completed: dict[str, set[datetime]] = {connection_id: set() for connection_id in ids}
     start = stack.clock.now()
 
     def note_completed_checks(_now):
@@ -182,7 +182,7 @@ def test_thirty_percent_faults_for_five_days_open_no_issue_and_every_day_is_chec
         for connection_id in ids:
             connection = stored(connection_id)
             if connection.last_check_at and connection.transient_failures == 0:
-                checked_days[connection_id].add((connection.last_check_at - start).days)
+                completed[connection_id].add(connection.last_check_at)
 
     lambdas.run_for(timedelta(days=5), every_hour=note_completed_checks)
 
@@ -190,4 +190,8 @@ def test_thirty_percent_faults_for_five_days_open_no_issue_and_every_day_is_chec
     for connection_id in ids:
         connection = stored(connection_id)
         assert connection.state is ConnectionState.HEALTHY and connection.suspect is None
-        assert checked_days[connection_id] >= {0, 1, 2, 3, 4}, connection_id
+        # One completed check per daily slot (5 in 5 days), none more than a day plus retries apart.
+        times = sorted(completed[connection_id])
+        assert len(times) >= 5, connection_id
+        gaps = [later - earlier for earlier, later in zip([start, *times], times, strict=False)]
+        assert max(gaps) <= timedelta(hours=32), (connection_id, max(gaps))

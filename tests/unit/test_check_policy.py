@@ -104,6 +104,11 @@ def test_a_recently_refreshed_and_verified_connection_needs_nothing():
     assert plan.reasons == ()
 
 
+def probe_due(**times) -> Connection:
+    """Refreshed an hour ago, but last verified a day ago: a CompanyInfo probe is due."""
+    return replace(with_tokens(**times), last_success_at=NOW - timedelta(days=1))
+
+
 @pytest.mark.parametrize(
     "access_expires_at",
     [
@@ -113,19 +118,30 @@ def test_a_recently_refreshed_and_verified_connection_needs_nothing():
         NOW + ACCESS_TOKEN_MARGIN,
         NOW + timedelta(minutes=4),
     ],
-    ids=["unknown", "long-expired", "expiring-now", "at-the-margin", "inside-the-margin"],
+    ids=["none-kept", "long-expired", "expiring-now", "at-the-margin", "inside-the-margin"],
 )
-def test_an_expired_or_nearly_expired_access_token_is_refreshed_first(access_expires_at):
-    plan = plan_check(with_tokens(access_expires_at=access_expires_at), NOW, POLICY)
+def test_a_probe_without_a_usable_access_token_refreshes_first(access_expires_at):
+    plan = plan_check(probe_due(access_expires_at=access_expires_at), NOW, POLICY)
 
+    assert plan.probe is True
     assert plan.refresh is True
     assert plan.reasons == ("access_token_expired",)
 
 
-def test_an_access_token_just_outside_the_margin_is_not_refreshed():
-    conn = with_tokens(access_expires_at=NOW + ACCESS_TOKEN_MARGIN + timedelta(seconds=1))
+def test_a_probe_with_an_access_token_just_outside_the_margin_uses_it():
+    conn = probe_due(access_expires_at=NOW + ACCESS_TOKEN_MARGIN + timedelta(seconds=1))
 
-    assert plan_check(conn, NOW, POLICY).refresh is False
+    plan = plan_check(conn, NOW, POLICY)
+    assert plan.probe is True
+    assert plan.refresh is False
+
+
+def test_without_a_probe_a_missing_access_token_is_no_reason_to_refresh():
+    # The connection keeps no access token; refreshing only for one would rotate the refresh token for nothing.
+    plan = plan_check(with_tokens(access_expires_at=None), NOW, POLICY)
+
+    assert plan.probe is False
+    assert plan.refresh is False
 
 
 @pytest.mark.parametrize(
@@ -153,7 +169,7 @@ def test_a_connection_never_refreshed_is_refreshed():
 
 
 def test_both_reasons_are_reported_together():
-    conn = with_tokens(access_expires_at=NOW - timedelta(days=2), refreshed_at=NOW - timedelta(days=2))
+    conn = probe_due(access_expires_at=NOW - timedelta(days=2), refreshed_at=NOW - timedelta(days=2))
 
     assert plan_check(conn, NOW, POLICY).reasons == ("access_token_expired", "refresh_due")
 

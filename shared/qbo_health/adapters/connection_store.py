@@ -23,7 +23,13 @@ from qbo_health.domain.model import (
     TokenTimes,
 )
 from qbo_health.domain.schedule import slot_of
-from qbo_health.errors import ConcurrentUpdate, ConnectionNotFound, LeaseHeld
+from qbo_health.errors import AccessWanted, ConcurrentUpdate, ConnectionNotFound, LeaseHeld
+
+_RELEASE: list[Action] = [
+    ConnectionModel.lease_owner.remove(),
+    ConnectionModel.lease_expires_at.remove(),
+    ConnectionModel.access_wanted.remove(),
+]
 
 
 class SlotMember(NamedTuple):
@@ -82,12 +88,26 @@ class ConnectionStore:
     def release_lease(self, connection_id: str, owner: str) -> None:
         try:
             ConnectionModel(connection_id).update(
-                actions=[ConnectionModel.lease_owner.remove(), ConnectionModel.lease_expires_at.remove()],
-                condition=ConnectionModel.lease_owner == owner,
+                actions=_RELEASE, condition=ConnectionModel.lease_owner == owner
             )
         except UpdateError as error:
             if not _condition_failed(error):
                 raise
+
+    def request_access(self, connection_id: str, now: datetime) -> bool:
+        """Ask the current lease holder to leave its fresh access token behind when it releases.
+
+        Only while a lease is held: a flag set after the release would wait for nobody."""
+        try:
+            ConnectionModel(connection_id).update(
+                actions=[ConnectionModel.access_wanted.set(True)],
+                condition=ConnectionModel.lease_expires_at >= int(now.timestamp()),
+            )
+        except UpdateError as error:
+            if not _condition_failed(error):
+                raise
+            return False
+        return True
 
     def save(
         self,
@@ -96,26 +116,39 @@ class ConnectionStore:
         changed_from: Connection | None = None,
         lease_owner: str | None = None,
         release_lease: bool = False,
+        unless_access_wanted: bool = False,
     ) -> Connection:
         """Write ``connection`` in one conditional write: every field, or only those that differ from
         ``changed_from`` (the version it was read as; smaller writes are cheaper to send and to apply).
 
         The write succeeds only if the stored version is still ``connection.version`` (and, with
         ``lease_owner``, only while that owner holds the lease). Returns the connection at its new version.
+        With ``unless_access_wanted`` it raises ``AccessWanted`` instead while an API caller waits for a token.
         """
         condition = ConnectionModel.version == connection.version
         if lease_owner is not None:
             condition &= ConnectionModel.lease_owner == lease_owner
+        if unless_access_wanted:
+            condition &= ConnectionModel.access_wanted.does_not_exist()
         actions = _set_actions(connection, changed_from, version=connection.version + 1)
         if release_lease:
-            actions += [ConnectionModel.lease_owner.remove(), ConnectionModel.lease_expires_at.remove()]
+            actions += _RELEASE
         try:
             ConnectionModel(connection.connection_id).update(actions=actions, condition=condition)
         except UpdateError as error:
-            if _condition_failed(error):
-                raise ConcurrentUpdate(f"connection {connection.connection_id} changed underneath") from error
-            raise
-        return replace(connection, version=connection.version + 1)
+            if not _condition_failed(error):
+                raise
+            if unless_access_wanted and self._access_wanted_only(connection, lease_owner):
+                raise AccessWanted(connection.connection_id) from error
+            raise ConcurrentUpdate(f"connection {connection.connection_id} changed underneath") from error
+        wanted = connection.access_wanted and not release_lease
+        return replace(connection, version=connection.version + 1, access_wanted=wanted)
+
+    def _access_wanted_only(self, connection: Connection, lease_owner: str | None) -> bool:
+        """Whether the access flag alone refused a write (a rare path, so one consistent read is fine)."""
+        item = ConnectionModel.get(connection.connection_id, consistent_read=True)
+        owner_ok = lease_owner is None or item.lease_owner == lease_owner
+        return bool(item.access_wanted) and int(item.version or 0) == connection.version and owner_ok
 
     def scan_segment(self, segment: int, total_segments: int) -> Iterator[Connection]:
         for item in ConnectionModel.scan(segment=segment, total_segments=total_segments):
@@ -259,4 +292,5 @@ def to_domain(item: ConnectionModel) -> Connection:
         reauth_due_warned_at=item.reauth_due_warned_at,
         disconnect_reason=DisconnectReason(item.disconnect_reason) if item.disconnect_reason else None,
         disconnected_at=item.disconnected_at,
+        access_wanted=bool(item.access_wanted),
     )

@@ -94,6 +94,8 @@ class ConnectionModel(Model):
     # Owner-checked lease: one worker (or API call) at a time may refresh.
     lease_owner = UnicodeAttribute(null=True)
     lease_expires_at = NumberAttribute(null=True)
+    # Set by an API caller waiting on the lease holder for an access token; removed with the lease.
+    access_wanted = BooleanAttribute(null=True)
 
     by_realm = RealmIndex()
     open_issues = OpenIssueIndex()

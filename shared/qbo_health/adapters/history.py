@@ -14,7 +14,7 @@ from pynamodb.exceptions import DoesNotExist
 from qbo_health import clock
 from qbo_health.adapters.dynamo_models import HistoryModel
 from qbo_health.domain.check import ConnectionEvent
-from qbo_health.domain.model import SealedTokens, TokenTimes
+from qbo_health.domain.model import SealedTokens, StoredAccessToken, TokenTimes
 
 # Audit entries live two years; DynamoDB's TTL removes them after.
 RETENTION_SECONDS = 2 * 365 * 24 * 3600
@@ -46,7 +46,24 @@ class HistoryLog:
                 "detail": json.loads(item.detail) if item.detail else {},
             }
             for item in HistoryModel.query(connection_id)
+            if item.kind not in _NOT_AUDIT
         ]
+
+
+def _sealed_detail(sealed: SealedTokens) -> dict[str, str]:
+    return {
+        "ciphertext": base64.b64encode(sealed.ciphertext).decode(),
+        "data_key": base64.b64encode(sealed.encrypted_data_key).decode(),
+        "key_id": sealed.key_id,
+    }
+
+
+def _sealed_of(data: dict[str, str]) -> SealedTokens:
+    return SealedTokens(
+        ciphertext=base64.b64decode(data["ciphertext"]),
+        encrypted_data_key=base64.b64decode(data["data_key"]),
+        key_id=data["key_id"],
+    )
 
 
 def _event_detail(event: ConnectionEvent) -> dict[str, str]:
@@ -69,9 +86,7 @@ class TokenRecoveryLog:
 
     def stash(self, connection_id: str, sealed: SealedTokens, times: TokenTimes, now: datetime) -> None:
         detail = {
-            "ciphertext": base64.b64encode(sealed.ciphertext).decode(),
-            "data_key": base64.b64encode(sealed.encrypted_data_key).decode(),
-            "key_id": sealed.key_id,
+            **_sealed_detail(sealed),
             "times": {name: value.isoformat() for name, value in asdict(times).items() if value is not None},
         }
         HistoryModel(
@@ -91,13 +106,47 @@ class TokenRecoveryLog:
         if item.expires_at is not None and item.at + self.KEEP <= clock.now():
             return None
         data = json.loads(item.detail or "{}")
-        sealed = SealedTokens(
-            ciphertext=base64.b64decode(data["ciphertext"]),
-            encrypted_data_key=base64.b64decode(data["data_key"]),
-            key_id=data["key_id"],
-        )
+        sealed = _sealed_of(data)
         times = TokenTimes(**{name: datetime.fromisoformat(value) for name, value in data["times"].items()})
         return sealed, times
 
     def clear(self, connection_id: str) -> None:
         HistoryModel(connection_id, self.ENTRY).delete()
+
+
+class AccessTokenCache:
+    """The connection's current access token (sealed), kept in the history table until it expires.
+
+    Written only when someone hands a token out (the API, or a check an API caller is waiting on), never by
+    a plain daily check; DynamoDB's TTL removes it after expiry (and it reads as absent from then on).
+    """
+
+    ENTRY = "ACCESS_TOKEN"
+
+    def put(self, connection_id: str, token: StoredAccessToken, now: datetime) -> None:
+        HistoryModel(
+            connection_id,
+            self.ENTRY,
+            at=now,
+            kind=self.ENTRY,
+            detail=json.dumps({**_sealed_detail(token.sealed), "expires_at": token.expires_at.isoformat()}),
+            expires_at=int(token.expires_at.timestamp()),
+        ).save()
+
+    def get(self, connection_id: str, now: datetime) -> StoredAccessToken | None:
+        try:
+            item = HistoryModel.get(connection_id, self.ENTRY, consistent_read=True)
+        except DoesNotExist:
+            return None
+        data = json.loads(item.detail or "{}")
+        expires_at = datetime.fromisoformat(data["expires_at"])
+        if expires_at <= now:
+            return None
+        return StoredAccessToken(_sealed_of(data), expires_at)
+
+    def delete(self, connection_id: str) -> None:
+        HistoryModel(connection_id, self.ENTRY).delete()
+
+
+# Working records kept beside the audit trail, not part of it.
+_NOT_AUDIT = frozenset({TokenRecoveryLog.ENTRY, AccessTokenCache.ENTRY})

@@ -65,19 +65,31 @@ class TokenVault:
         self._lock = threading.Lock()
 
     def seal(self, pair: TokenPair, *, connection_id: str, realm_id: str) -> SealedTokens:
-        key = self._encryption_key()
-        nonce = os.urandom(_NONCE_BYTES)
-        sealed = AESGCM(key.plaintext).encrypt(nonce, _serialize(pair), _binding(connection_id, realm_id))
-        return SealedTokens(ciphertext=nonce + sealed, encrypted_data_key=key.encrypted, key_id=key.key_id)
+        return self._seal(_serialize(pair), _binding(connection_id, realm_id))
 
     def open(self, sealed: SealedTokens, *, connection_id: str, realm_id: str) -> TokenPair:
+        return _deserialize(self._open(sealed, _binding(connection_id, realm_id), connection_id))
+
+    def seal_access(self, access_token: str, *, connection_id: str, realm_id: str) -> SealedTokens:
+        """An access token alone, bound so that it never opens as (or in place of) a token pair."""
+        return self._seal(access_token.encode(), _binding(connection_id, realm_id, kind="access"))
+
+    def open_access(self, sealed: SealedTokens, *, connection_id: str, realm_id: str) -> str:
+        return self._open(sealed, _binding(connection_id, realm_id, kind="access"), connection_id).decode()
+
+    def _seal(self, clear: bytes, binding: bytes) -> SealedTokens:
+        key = self._encryption_key()
+        nonce = os.urandom(_NONCE_BYTES)
+        sealed = AESGCM(key.plaintext).encrypt(nonce, clear, binding)
+        return SealedTokens(ciphertext=nonce + sealed, encrypted_data_key=key.encrypted, key_id=key.key_id)
+
+    def _open(self, sealed: SealedTokens, binding: bytes, connection_id: str) -> bytes:
         plaintext_key = self._decryption_key(sealed.encrypted_data_key)
         nonce, body = sealed.ciphertext[:_NONCE_BYTES], sealed.ciphertext[_NONCE_BYTES:]
         try:
-            clear = AESGCM(plaintext_key).decrypt(nonce, body, _binding(connection_id, realm_id))
+            return AESGCM(plaintext_key).decrypt(nonce, body, binding)
         except InvalidTag as error:
             raise TokenDecryptionFailed(f"tokens of {connection_id} do not open here") from error
-        return _deserialize(clear)
 
     def _encryption_key(self) -> _DataKey:
         now = self._clock.now()
@@ -121,8 +133,11 @@ class TokenVault:
         return (now - since).total_seconds() >= self._max_age_seconds
 
 
-def _binding(connection_id: str, realm_id: str) -> bytes:
-    return json.dumps({"connection_id": connection_id, "realm_id": realm_id}, sort_keys=True).encode()
+def _binding(connection_id: str, realm_id: str, *, kind: str | None = None) -> bytes:
+    bound = {"connection_id": connection_id, "realm_id": realm_id}
+    if kind is not None:  # token pairs predate kinds: their binding stays as it was
+        bound["kind"] = kind
+    return json.dumps(bound, sort_keys=True).encode()
 
 
 def _serialize(pair: TokenPair) -> bytes:

@@ -94,13 +94,14 @@ class CheckPlan:
 
 def plan_check(connection: Connection, now: datetime, policy: CheckPolicy) -> CheckPlan:
     tokens = connection.tokens
+    probe = needs_probe(connection, now, policy)
     reasons: list[str] = []
-    if tokens.access_expires_at is None or tokens.access_expires_at - ACCESS_TOKEN_MARGIN <= now:
+    # A probe needs an access token; the connection normally keeps none, so probing means refreshing.
+    if probe and (tokens.access_expires_at is None or tokens.access_expires_at - ACCESS_TOKEN_MARGIN <= now):
         reasons.append("access_token_expired")
     if tokens.refreshed_at is None or now - tokens.refreshed_at >= policy.refresh_after:
         reasons.append("refresh_due")
     refresh = bool(reasons)
-    probe = needs_probe(connection, now, policy)
     return CheckPlan(refresh=refresh, probe=probe, reasons=tuple(reasons))
 
 

@@ -1,9 +1,10 @@
 """A valid access token for the product, refreshed under the same lease the check worker uses.
 
 Intuit may kill a refresh token the moment it rotates it, so only one refresh per connection may run at a
-time. A token with more than five minutes left is handed out as stored (no Intuit call, no lease). Otherwise
-the caller takes the lease and refreshes; when someone else holds it (a worker check, another API call), it
-waits with a short backoff and reads again: the other holder has most likely refreshed already.
+time. The last access token handed out is kept (sealed) apart from the connection; with more than five
+minutes left it is handed out again (no Intuit call, no lease). Otherwise the caller takes the lease and
+refreshes; when someone else holds it (a worker check, another API call), it flags the connection so the
+holder leaves its fresh access token behind, and waits with a short backoff before reading again.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from qbo_health.errors import (
 from qbo_health.messages import CheckRequest
 from qbo_health.observability import logger
 from qbo_health.service.api_deps import ApiDeps
-from qbo_health.service.health_check import open_tokens, refresh_and_persist
+from qbo_health.service.health_check import open_tokens, refresh_and_persist, share_access_token
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,7 @@ class AccessToken:
 def get_access_token(connection_id: str, deps: ApiDeps, now: datetime) -> AccessToken:
     deadline = deps.monotonic() + deps.access_token_wait_seconds
     delay = 0.05
+    asked = False
     while True:
         connection = deps.store.get(connection_id)
         _refuse_unusable(connection)
@@ -52,6 +54,8 @@ def get_access_token(connection_id: str, deps: ApiDeps, now: datetime) -> Access
         try:
             leased = deps.store.acquire_lease(connection_id, owner, now, deps.check.lease_seconds)
         except LeaseHeld:
+            if not asked:  # a running check refreshes anyway: have it leave its access token for us
+                asked = deps.store.request_access(connection_id, now)
             if deps.monotonic() >= deadline:
                 raise ConnectionBusy("The connection is being refreshed; try again shortly.") from None
             deps.sleep(delay)
@@ -75,14 +79,14 @@ def _refuse_unusable(connection: Connection) -> None:
 
 
 def _fresh(deps: ApiDeps, connection: Connection, now: datetime) -> AccessToken | None:
-    expires = connection.tokens.access_expires_at
-    if expires is None or expires - ACCESS_TOKEN_MARGIN <= now:
+    stored = deps.check.access_tokens.get(connection.connection_id, now)
+    if stored is None or stored.expires_at - ACCESS_TOKEN_MARGIN <= now:
         return None
     assert connection.realm_id is not None
-    pair = open_tokens(deps.check, connection)
-    if not pair.access_token:  # an imported connection carries no access token until its first refresh
-        return None
-    return AccessToken(pair.access_token, pair.access_expires_at, connection.realm_id)
+    value = deps.check.vault.open_access(
+        stored.sealed, connection_id=connection.connection_id, realm_id=connection.realm_id
+    )
+    return AccessToken(value, stored.expires_at, connection.realm_id)
 
 
 def _refresh_holding_lease(deps: ApiDeps, leased: Connection, owner: str, now: datetime) -> AccessToken:
@@ -110,4 +114,5 @@ def _refresh_holding_lease(deps: ApiDeps, leased: Connection, owner: str, now: d
                 issue=verdict.issue.value if verdict.issue else None,
             ) from None
         raise IntuitUnavailable("QuickBooks could not be reached; try again shortly.") from None
+    share_access_token(deps.check, leased, pair, now)  # before the lease goes: waiting callers read it
     return AccessToken(pair.access_token, pair.access_expires_at, leased.realm_id)

@@ -54,6 +54,7 @@ def disconnect_connection(
         revoke_failure = _revoke(deps, leased)
         if revoke_failure is not None:
             events.append(ConnectionEvent(EventKind.REVOKE_FAILED, now, detail=revoke_failure))
+        deps.access_tokens.delete(connection_id)  # first: no token is handed out once we say disconnected
         stored = deps.store.save(disconnected, changed_from=leased, lease_owner=owner, release_lease=True)
         saved = True
     finally:

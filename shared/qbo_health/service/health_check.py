@@ -7,6 +7,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Literal, Protocol
 
 from qbo_health.domain.check import (
@@ -24,10 +25,11 @@ from qbo_health.domain.model import (
     ConnectionState,
     IntuitFailure,
     SealedTokens,
+    StoredAccessToken,
     TokenPair,
     TokenTimes,
 )
-from qbo_health.errors import ConnectionBusy, ConnectionNotFound, IntuitCallFailed, LeaseHeld
+from qbo_health.errors import AccessWanted, ConnectionBusy, ConnectionNotFound, IntuitCallFailed, LeaseHeld
 from qbo_health.messages import CheckReason, CheckRequest
 from qbo_health.observability import logger
 
@@ -46,6 +48,7 @@ class ConnectionRepository(Protocol):
         changed_from: Connection | None = None,
         lease_owner: str | None = None,
         release_lease: bool = False,
+        unless_access_wanted: bool = False,
     ) -> Connection: ...
 
     def release_lease(self, connection_id: str, owner: str) -> None: ...
@@ -55,6 +58,20 @@ class Vault(Protocol):
     def seal(self, pair: TokenPair, *, connection_id: str, realm_id: str) -> SealedTokens: ...
 
     def open(self, sealed: SealedTokens, *, connection_id: str, realm_id: str) -> TokenPair: ...
+
+    def seal_access(self, access_token: str, *, connection_id: str, realm_id: str) -> SealedTokens: ...
+
+    def open_access(self, sealed: SealedTokens, *, connection_id: str, realm_id: str) -> str: ...
+
+
+class AccessTokens(Protocol):
+    """Where a handed-out access token waits for the product's next request (apart from the connection)."""
+
+    def put(self, connection_id: str, token: StoredAccessToken, now: datetime) -> None: ...
+
+    def get(self, connection_id: str, now: datetime) -> StoredAccessToken | None: ...
+
+    def delete(self, connection_id: str) -> None: ...
 
 
 class Granted(Protocol):
@@ -109,6 +126,7 @@ class CheckDeps:
     history: AuditTrail
     queue: Requeue
     recovery: TokenRecovery
+    access_tokens: AccessTokens
     notifier: Notifier = field(default_factory=NoNotifier)
     policy: CheckPolicy = field(default_factory=CheckPolicy)
     lease_seconds: int = 120
@@ -150,9 +168,7 @@ def check_connection(request: CheckRequest, deps: CheckDeps, now: datetime) -> C
             new_episode_id=deps.new_id(),
             attempt=request.attempt if request.reason == "retry" else 0,
         )
-        deps.store.save(
-            transition.connection, changed_from=session.connection, lease_owner=owner, release_lease=True
-        )
+        session.save_and_release(transition.connection)
         released = True
         _follow_up(deps, request, transition, now)
         return CheckResult(request.connection_id, "checked", outcome, session.refreshed, transition)
@@ -259,6 +275,23 @@ class _Session:
         )
         self.refreshed = True
 
+    def save_and_release(self, checked: Connection) -> None:
+        """Record the outcome and release the lease in one write. An API caller that asked for an access
+        token while we held the lease gets ours (stored before the release) instead of refreshing again."""
+        wanted = self.connection.access_wanted
+        if wanted:
+            self.share_access_token()
+        save = partial(self.deps.store.save, checked, changed_from=self.connection, lease_owner=self.owner)
+        try:
+            save(release_lease=True, unless_access_wanted=not wanted)
+        except AccessWanted:
+            self.share_access_token()
+            save(release_lease=True)
+
+    def share_access_token(self) -> None:
+        if self.refreshed and self.tokens.access_token:
+            share_access_token(self.deps, self.connection, self.tokens, self.now)
+
 
 def acquire_lease_waiting(
     deps: CheckDeps,
@@ -302,10 +335,12 @@ def refresh_and_persist(
     """
     assert connection.realm_id is not None
     pair = deps.intuit.refresh(tokens.refresh_token).pair
-    sealed = deps.vault.seal(pair, connection_id=connection.connection_id, realm_id=connection.realm_id)
+    sealed = deps.vault.seal(
+        pair.without_access_token(), connection_id=connection.connection_id, realm_id=connection.realm_id
+    )
     rotated = pair.refresh_token != tokens.refresh_token
     times = TokenTimes(
-        access_expires_at=pair.access_expires_at,
+        access_expires_at=None,  # the connection keeps no access token (see ``share_access_token``)
         refresh_expires_at=pair.refresh_expires_at,
         hard_expires_at=pair.hard_expires_at or connection.tokens.hard_expires_at,
         refreshed_at=now,
@@ -325,6 +360,15 @@ def refresh_and_persist(
         raise
     logger.debug("token refreshed", extra={"rotated": rotated})
     return saved, pair
+
+
+def share_access_token(deps: CheckDeps, connection: Connection, pair: TokenPair, now: datetime) -> None:
+    """Keep ``pair``'s access token (sealed, apart from the connection) for the product's next request."""
+    assert connection.realm_id is not None
+    sealed = deps.vault.seal_access(
+        pair.access_token, connection_id=connection.connection_id, realm_id=connection.realm_id
+    )
+    deps.access_tokens.put(connection.connection_id, StoredAccessToken(sealed, pair.access_expires_at), now)
 
 
 def _outcome_of(failure: IntuitFailure, *, after_fresh_refresh: bool) -> CheckOutcome:

@@ -50,7 +50,7 @@ from qbo_health.errors import (
 )
 from qbo_health.observability import logger
 from qbo_health.service.api_deps import ApiDeps
-from qbo_health.service.health_check import acquire_lease_waiting
+from qbo_health.service.health_check import acquire_lease_waiting, share_access_token
 
 MAX_CODE_LENGTH = 512  # Intuit: codes are at most 512 characters
 MAX_STATE_LENGTH = 200
@@ -233,7 +233,9 @@ def _store_new_grant(
     try:
         if leased.realm_id is not None and leased.realm_id != realm_id:  # changed while we talked to Intuit
             raise RealmMismatch("This connection now uses a different QuickBooks company.")
-        sealed = deps.check.vault.seal(pair, connection_id=connection_id, realm_id=realm_id)
+        sealed = deps.check.vault.seal(
+            pair.without_access_token(), connection_id=connection_id, realm_id=realm_id
+        )
         updated = replace(
             leased,
             realm_id=realm_id,
@@ -243,7 +245,6 @@ def _store_new_grant(
             suspect=None,
             sealed_tokens=sealed,
             tokens=TokenTimes(
-                access_expires_at=pair.access_expires_at,
                 refresh_expires_at=pair.refresh_expires_at,
                 hard_expires_at=pair.hard_expires_at,
                 refreshed_at=now,
@@ -256,6 +257,8 @@ def _store_new_grant(
             disconnect_reason=None,
             disconnected_at=None,
         )
+        # The new grant's access token replaces any kept for the previous one, before the lease goes.
+        share_access_token(deps.check, updated, pair, now)
         stored = deps.store.save(updated, changed_from=leased, lease_owner=owner, release_lease=True)
         saved = True
     finally:
