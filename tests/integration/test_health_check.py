@@ -195,3 +195,22 @@ def test_thirty_percent_faults_for_five_days_open_no_issue_and_every_day_is_chec
         assert len(times) >= 5, connection_id
         gaps = [later - earlier for earlier, later in zip([start, *times], times, strict=False)]
         assert max(gaps) <= timedelta(hours=32), (connection_id, max(gaps))
+
+
+def test_a_checked_connection_stays_under_one_kilobyte_so_each_write_costs_one_unit(stack):
+    from bench.cost import item_size  # DynamoDB's documented item size rules
+
+    seed_connection(stack, "conn-with-a-rather-long-identifier-0001", refreshed_days_ago=1)
+    check_connection(
+        CheckRequest(connection_id="conn-with-a-rather-long-identifier-0001"),
+        wiring.check_deps(),
+        stack.clock.now(),
+    )
+
+    item = stack.client("dynamodb").get_item(
+        TableName=stack.resources["ConnectionsTable"].ref,
+        Key={"connection_id": {"S": "conn-with-a-rather-long-identifier-0001"}},
+        ConsistentRead=True,
+    )["Item"]
+    assert stored("conn-with-a-rather-long-identifier-0001").last_success_at == stack.clock.now()
+    assert item_size(item) <= 1024, item_size(item)

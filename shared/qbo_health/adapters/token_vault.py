@@ -13,7 +13,7 @@ import os
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from cryptography.exceptions import InvalidTag
@@ -25,7 +25,7 @@ from qbo_health.errors import TokenDecryptionFailed
 
 KMS_CONTEXT = {"service": "qbo-connection-health", "purpose": "oauth-tokens"}
 _NONCE_BYTES = 12
-_FORMAT = 1
+_FORMAT = 2
 
 
 class KmsClient(Protocol):
@@ -141,25 +141,44 @@ def _binding(connection_id: str, realm_id: str, *, kind: str | None = None) -> b
 
 
 def _serialize(pair: TokenPair) -> bytes:
-    return json.dumps(
-        {
-            "v": _FORMAT,
-            "access_token": pair.access_token,
-            "refresh_token": pair.refresh_token,
-            "access_expires_at": pair.access_expires_at.isoformat(),
-            "refresh_expires_at": pair.refresh_expires_at.isoformat(),
-            "hard_expires_at": pair.hard_expires_at.isoformat() if pair.hard_expires_at else None,
-        }
-    ).encode()
+    """Compact (epoch seconds, short keys): the sealed pair is most of the connection item, which must stay
+    under 1 KB for each write to cost one write unit."""
+    compact: dict[str, object] = {
+        "v": _FORMAT,
+        "r": pair.refresh_token,
+        "ae": _epoch(pair.access_expires_at),
+        "re": _epoch(pair.refresh_expires_at),
+    }
+    if pair.access_token:
+        compact["a"] = pair.access_token
+    if pair.hard_expires_at is not None:
+        compact["he"] = _epoch(pair.hard_expires_at)
+    return json.dumps(compact, separators=(",", ":")).encode()
 
 
 def _deserialize(clear: bytes) -> TokenPair:
     data = json.loads(clear)
-    hard = data.get("hard_expires_at")
+    if data.get("v") == 1:  # the first, verbose format
+        hard = data.get("hard_expires_at")
+        return TokenPair(
+            access_token=data["access_token"],
+            refresh_token=data["refresh_token"],
+            access_expires_at=datetime.fromisoformat(data["access_expires_at"]),
+            refresh_expires_at=datetime.fromisoformat(data["refresh_expires_at"]),
+            hard_expires_at=datetime.fromisoformat(hard) if hard else None,
+        )
     return TokenPair(
-        access_token=data["access_token"],
-        refresh_token=data["refresh_token"],
-        access_expires_at=datetime.fromisoformat(data["access_expires_at"]),
-        refresh_expires_at=datetime.fromisoformat(data["refresh_expires_at"]),
-        hard_expires_at=datetime.fromisoformat(hard) if hard else None,
+        access_token=data.get("a", ""),
+        refresh_token=data["r"],
+        access_expires_at=_moment(data["ae"]),
+        refresh_expires_at=_moment(data["re"]),
+        hard_expires_at=_moment(data["he"]) if "he" in data else None,
     )
+
+
+def _epoch(moment: datetime) -> int:
+    return int(moment.timestamp())
+
+
+def _moment(epoch: int) -> datetime:
+    return datetime.fromtimestamp(epoch, UTC)
