@@ -6,10 +6,10 @@ our code) and the child's whole wall time (interpreter start included). The envi
 valid (so the cold-start configuration checks pass) but points at nothing real: AWS_ENDPOINT_URL is a closed
 loopback port, so any network call at import would fail the run.
 
-Artifact sizes come from ``sam build`` output (``.aws-sam/build`` or ``--build-dir``) when it exists; else
-each function's code zipped plus the layer built here (``shared/`` + ``pip install --target`` of
-shared/requirements.txt for this host, not arm64 wheels), with and without boto3/botocore (Lambda's Python
-runtime already ships them).
+Init is measured as deployed by default (``TraceSubsegments=false``: no X-Ray SDK) and again with X-Ray
+subsegments on. Artifact sizes come from ``sam build`` output (``.aws-sam/build`` or ``--build-dir``) when it
+exists; else each function's code zipped plus the layer built by ``shared/Makefile`` as ``sam build`` runs it
+(arm64 wheels, without the boto3/botocore Lambda's Python runtime ships).
 
     make bench-coldstart
     python -m bench.coldstart --runs 5 --build-dir .aws-sam/build
@@ -38,7 +38,6 @@ ROOT = Path(__file__).resolve().parent.parent
 FUNCTIONS = ("check_scheduler", "check_worker", "escalator", "api")
 INIT_TARGET_MS = 400
 ARTIFACT_TARGET_MB = 15
-RUNTIME_PROVIDED = ("boto3", "botocore", "s3transfer", "jmespath")  # in the Lambda Python runtime
 
 _CHILD = """
 import time, sys, importlib.util
@@ -157,38 +156,23 @@ def artifact_sizes(build_dir: Path | None) -> dict[str, Any]:
         return {"source": f"sam build output at {found}", "artifacts": sizes}
 
     with tempfile.TemporaryDirectory() as tmp:
-        layer = Path(tmp) / "python"
+        # The layer exactly as `sam build` makes it (shared/Makefile: arm64 wheels, no runtime-provided SDK).
         subprocess.run(  # noqa: S603
-            [
-                sys.executable,
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "--disable-pip-version-check",
-                "--target",
-                str(layer),
-                "-r",
-                str(ROOT / "shared" / "requirements.txt"),
-            ],
+            [shutil.which("make") or "make", "-s", "-C", str(ROOT / "shared"), "build-SharedLayer", f"ARTIFACTS_DIR={tmp}"],
+            env={**os.environ, "PYTHON": sys.executable, "LAYER_ARCH": "arm64"},
             check=True,
             timeout=600,
         )
-        shutil.copytree(
-            ROOT / "shared" / "qbo_health", layer / "qbo_health", ignore=shutil.ignore_patterns("__pycache__")
-        )
-        with_boto = _dir_sizes(Path(tmp))
-        without_boto = _dir_sizes(layer, skip=RUNTIME_PROVIDED)
+        layer = _dir_sizes(Path(tmp))
         functions = {}
         for function in FUNCTIONS:
             raw, zipped = _dir_sizes(ROOT / "functions" / function)
             functions[function] = {"unzipped_kb": round(raw / 1024, 1), "zipped_kb": round(zipped / 1024, 1)}
     return {
-        "source": "no sam build output found: function dirs zipped here, layer = shared/ + pip install --target "
-        f"for this host ({sys.platform}, {os.uname().machine}; arm64 wheels differ slightly)",
+        "source": "no sam build output found: function dirs zipped here, the layer built by shared/Makefile "
+        "(arm64 wheels, without the boto3/botocore the runtime ships)",
         "functions": functions,
-        "layer_with_boto3": {"unzipped_mb": _mb(with_boto[0]), "zipped_mb": _mb(with_boto[1])},
-        "layer_without_boto3": {"unzipped_mb": _mb(without_boto[0]), "zipped_mb": _mb(without_boto[1])},
+        "layer": {"unzipped_mb": _mb(layer[0]), "zipped_mb": _mb(layer[1])},
     }
 
 
@@ -201,35 +185,30 @@ def main() -> None:
     args = parser.parse_args()
 
     environment = cold_environment()
-    inits = {}
+    inits, traced = {}, {}
     for function in FUNCTIONS:
         inits[function] = measure_init(function, args.runs, environment)
         print(
             f"{function:<16} import+init {inits[function]['import_init_ms_median']:>6.0f} ms (median of {args.runs}), "
             f"process {inits[function]['process_wall_ms_median']:>6.0f} ms  (target < {INIT_TARGET_MS} ms)"
         )
+    # With TraceSubsegments=true the Powertools Tracer loads the X-Ray SDK and patches botocore and requests.
+    tracing = {**environment, "POWERTOOLS_TRACE_DISABLED": "false", "LAMBDA_TASK_ROOT": str(ROOT / "functions")}
+    for function in FUNCTIONS:
+        traced[function] = measure_init(function, args.runs, tracing)
+        print(f"{function:<16} with X-Ray subsegments: {traced[function]['import_init_ms_median']:>6.0f} ms")
     sizes = artifact_sizes(args.build_dir)
     print(f"artifacts ({sizes['source']}):")
     print(json.dumps({k: v for k, v in sizes.items() if k != "source"}, indent=1))
-    layer_zip = sizes.get("layer_with_boto3", {}).get("zipped_mb")
-    recommendation = None
-    if layer_zip is not None:
-        slim = sizes["layer_without_boto3"]["zipped_mb"]
-        recommendation = (
-            f"The layer is {layer_zip} MB zipped with boto3/botocore and {slim} MB without: Lambda's python3.11 "
-            "runtime ships boto3, so leave it out of the layer (keep it in requirements-dev for local runs) unless "
-            "a pinned newer boto3 is needed; the import cost is the same either way."
-        )
-        print(recommendation)
     path = write_result(
         "coldstart",
         {
             "runs": args.runs,
             "init": inits,
+            "init_with_trace_subsegments": traced,
             "init_target_ms": INIT_TARGET_MS,
             "artifact_target_mb": ARTIFACT_TARGET_MB,
             "artifacts": sizes,
-            "recommendation": recommendation,
         },
     )
     print(f"written to {path}")

@@ -182,24 +182,35 @@ class LocalLambda:
                 failed_ids = {item["itemIdentifier"] for item in response.get("batchItemFailures", [])}
             except Exception:  # a failed invocation returns the whole batch to the queue, as Lambda does
                 failed_ids = {message["MessageId"] for message in due}
-            for message in due:
-                try:
-                    if message["MessageId"] in failed_ids:
-                        sqs.change_message_visibility(
-                            QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
-                        )
-                    else:
-                        sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
-                except ClientError:
-                    # moto's queue is not thread-safe: a concurrent receive may have handed this message out
-                    # again. Like a late delete on AWS, it is then processed once more (checks are idempotent).
-                    pass
+            self._settle(sqs, queue_url, due, failed_ids)
             with stats.lock:
                 stats.batches += 1
                 stats.processed += len(due) - len(failed_ids)
                 stats.failed += len(failed_ids)
             if on_batch:
                 on_batch(stats)
+
+    @staticmethod
+    def _settle(sqs: Any, queue_url: str, due: list[dict[str, Any]], failed_ids: set[str]) -> None:
+        """As Lambda's poller: failed messages become visible again, the rest go in one DeleteMessageBatch."""
+        done = [
+            {"Id": str(n), "ReceiptHandle": message["ReceiptHandle"]}
+            for n, message in enumerate(due)
+            if message["MessageId"] not in failed_ids
+        ]
+        try:
+            for message in due:
+                if message["MessageId"] in failed_ids:
+                    sqs.change_message_visibility(
+                        QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
+                    )
+            if done:
+                # Entries moto refuses (see below) come back as Failed, not as an error.
+                sqs.delete_message_batch(QueueUrl=queue_url, Entries=done)
+        except ClientError:
+            # moto's queue is not thread-safe: a concurrent receive may have handed a message out again. Like a
+            # late delete on AWS, it is then processed once more (checks are idempotent).
+            pass
 
 
 def _is_due(message: dict[str, Any], now: datetime) -> bool:

@@ -7,8 +7,9 @@ What it proves, with no AWS credentials and no Docker:
    the layer really is an aarch64 ELF object.
 2. Each function's handler imports from the build output alone, in a fresh interpreter (``python -S``: no
    site-packages, so nothing from the repository's virtualenv can stand in for a missing layer package),
-   with ``PYTHONPATH`` = the built function folder + the built layer's ``python/`` folder, as Lambda lays them
-   out (/var/task, then /opt/python). arm64 extensions do not load on an x86_64 machine, so there the import
+   with ``PYTHONPATH`` = the built function folder + the built layer's ``python/`` folder + a stand-in for
+   the runtime's boto3 (tools/requirements-lambda-runtime.txt), as Lambda lays them out (/var/task, then
+   /opt/python, then /var/runtime). The layer leaves boto3 and botocore out: the runtime ships them. arm64 extensions do not load on an x86_64 machine, so there the import
    runs against a second build of a temporary copy of the template whose only change is the architecture;
    the real template is never touched.
 3. The environment of each function is the template's own (Globals plus the function's variables), its
@@ -45,6 +46,7 @@ from local.template import Intrinsic, load_template  # noqa: E402 - after the pa
 
 TEMPLATE = ROOT / "template.yaml"
 SAMCONFIG = ROOT / "samconfig.toml"
+RUNTIME_SDK = ROOT / "tools" / "requirements-lambda-runtime.txt"
 CACHE = ROOT / ".aws-sam" / "check-cache"
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
@@ -227,7 +229,33 @@ def resolve(value: Any, template: dict[str, Any], parameters: dict[str, str]) ->
             return ref(token)
 
         return re.sub(r"\$\{([^}!]+)\}", substitute, text)
+    if value.name == "Fn::If":
+        condition, when_true, when_false = value.value
+        chosen = when_true if condition_holds(condition, template, parameters) else when_false
+        return resolve(chosen, template, parameters)
     raise CheckError(f"the deploy check cannot resolve {value.name} (extend tools/deploy_check.py)")
+
+
+def condition_holds(name: str, template: dict[str, Any], parameters: dict[str, str]) -> bool:
+    """A named condition of the template (Fn::Equals, Fn::Not, Fn::And, Fn::Or, Condition)."""
+
+    def holds(expression: Any) -> bool:
+        if not isinstance(expression, Intrinsic):
+            raise CheckError(f"condition {name}: {expression!r} is not an intrinsic")
+        if expression.name == "Fn::Equals":
+            left, right = expression.value
+            return resolve(left, template, parameters) == resolve(right, template, parameters)
+        if expression.name == "Fn::Not":
+            return not holds(expression.value[0])
+        if expression.name == "Fn::And":
+            return all(holds(part) for part in expression.value)
+        if expression.name == "Fn::Or":
+            return any(holds(part) for part in expression.value)
+        if expression.name in ("Condition", "Fn::Condition"):
+            return condition_holds(expression.value, template, parameters)
+        raise CheckError(f"condition {name}: cannot evaluate {expression.name}")
+
+    return holds(template["Conditions"][name])
 
 
 def function_environment(
@@ -315,6 +343,8 @@ def sam_build(sam: str, template: Path, work: Path, arch: str) -> tuple[Path, fl
         shutil.copy2(state / "build.toml", work / arch / "build.toml")
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_") or k == "AWS_CA_BUNDLE"}
     env.update(
+        LAYER_ARCH=arch,  # shared/Makefile builds the layer for this architecture
+        PYTHON=sys.executable,  # a Python 3.11 with pip, for the layer's install
         SAM_CLI_TELEMETRY="0",
         AWS_EC2_METADATA_DISABLED="true",  # no credentials, and no probing the instance metadata service
         AWS_SHARED_CREDENTIALS_FILE=os.devnull,
@@ -354,10 +384,27 @@ def check_native_architecture(build_dir: Path, expected: str) -> int:
     return len(objects)
 
 
+def runtime_sdk() -> Path:
+    """A folder standing in for Lambda's /var/runtime: the boto3 the Python runtime ships, installed once."""
+    target = CACHE / "runtime-sdk"
+    stamp = target / ".installed"
+    wanted = RUNTIME_SDK.read_text(encoding="utf-8")
+    if not stamp.exists() or stamp.read_text(encoding="utf-8") != wanted:
+        shutil.rmtree(target, ignore_errors=True)
+        command = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+        command += ["--target", str(target), "-r", str(RUNTIME_SDK)]
+        result = subprocess.run(command, capture_output=True, text=True, check=False)  # noqa: S603
+        if result.returncode != 0:
+            raise CheckError(f"could not install the runtime's SDK stand-in:\n{result.stderr}")
+        stamp.write_text(wanted, encoding="utf-8")
+    return target
+
+
 def import_handlers(template: dict[str, Any], build_dir: Path, config_envs: list[str]) -> list[str]:
     """One clean interpreter per function: its settings validated under every samconfig environment, then
     its handler imported under the last one (usually prod)."""
     parameters = {config_env: parameter_values(template, config_env) for config_env in config_envs}
+    runtime = runtime_sdk()
     results = []
     for logical_id, properties in functions_of(template).items():
         code_dir = build_dir / logical_id
@@ -386,7 +433,8 @@ def import_handlers(template: dict[str, Any], build_dir: Path, config_envs: list
         env = {
             "PATH": "/usr/bin:/bin",
             "LANG": "C.UTF-8",
-            "PYTHONPATH": os.pathsep.join(str(path) for path in (code_dir, *layers)),
+            # Lambda's order: the function (/var/task), its layers (/opt/python), then the runtime's own.
+            "PYTHONPATH": os.pathsep.join(str(path) for path in (code_dir, *layers, runtime)),
             "PYTHONDONTWRITEBYTECODE": "1",
             **environments[config_envs[-1]],
             "DEPLOY_CHECK_ENVIRONMENTS": json.dumps(environments),

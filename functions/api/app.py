@@ -10,14 +10,14 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from qbo_health import wiring
 from qbo_health.api.app import build_app
-from qbo_health.observability import logger, metrics, tracer
+from qbo_health.observability import logger, metrics, traced
 
 wiring.api_settings()  # cold start: a configuration error fails here, not at the first request
 app: APIGatewayHttpResolver = build_app()
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP, clear_state=True)
-@tracer.capture_lambda_handler
+@traced
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return app.resolve(event, context)

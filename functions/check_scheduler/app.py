@@ -9,7 +9,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict
 
 from qbo_health import clock, wiring
-from qbo_health.observability import logger, metrics, tracer
+from qbo_health.observability import logger, metrics, traced
 from qbo_health.service.scheduling import schedule_checks
 
 
@@ -21,7 +21,7 @@ class ScheduleInput(BaseModel):
 
 
 @logger.inject_lambda_context(clear_state=True)
-@tracer.capture_lambda_handler
+@traced
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     options = ScheduleInput.model_validate(event.get("detail") or event)

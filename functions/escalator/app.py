@@ -7,14 +7,14 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from qbo_health import clock, wiring
-from qbo_health.observability import logger, metrics, tracer
+from qbo_health.observability import logger, metrics, traced
 from qbo_health.service.escalation import run_escalation
 
 wiring.escalation_deps()  # cold start: a configuration error (e.g. a bad ESCALATION_POLICY) fails here
 
 
 @logger.inject_lambda_context(clear_state=True)
-@tracer.capture_lambda_handler
+@traced
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     summary = run_escalation(wiring.escalation_deps(), clock.now())
