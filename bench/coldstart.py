@@ -91,7 +91,6 @@ def cold_environment() -> dict[str, str]:
             "PUBLIC_BASE_URL": "https://connect.example.com",
             "LINK_SIGNING_KEY": "cold-start-link-signing-key-0123456789abcdef",
             "POWERTOOLS_TRACE_DISABLED": "true",
-            "PYTHONPATH": os.pathsep.join([str(ROOT / "shared"), str(ROOT)]),
             "PATH": os.environ.get("PATH", ""),
             "PYTHONDONTWRITEBYTECODE": "1",
         }
@@ -99,14 +98,56 @@ def cold_environment() -> dict[str, str]:
     return environment
 
 
-def measure_init(function: str, runs: int, environment: dict[str, str]) -> dict[str, Any]:
+def build_layer(target: Path, arch: str) -> Path:
+    """The layer as ``sam build`` makes it (shared/Makefile), for ``arch``; returns its ``python/`` folder."""
+    subprocess.run(  # noqa: S603
+        [
+            shutil.which("make") or "make",
+            "-s",
+            "-C",
+            str(ROOT / "shared"),
+            "build-SharedLayer",
+            f"ARTIFACTS_DIR={target}",
+        ],
+        env={**os.environ, "PYTHON": sys.executable, "LAYER_ARCH": arch},
+        check=True,
+        timeout=600,
+    )
+    return target / "python"
+
+
+def install_runtime_sdk(target: Path) -> Path:
+    """A stand-in for Lambda's /var/runtime: the boto3 the Python runtime ships (the layer leaves it out)."""
+    subprocess.run(  # noqa: S603
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "--target",
+            str(target),
+            "-r",
+            str(ROOT / "tools" / "requirements-lambda-runtime.txt"),
+        ],
+        check=True,
+        timeout=600,
+    )
+    return target
+
+
+def measure_init(function: str, runs: int, environment: dict[str, str], paths: list[Path]) -> dict[str, Any]:
+    """Fresh ``python -S`` interpreters (no site-packages) whose path is Lambda's: the function's folder, the
+    layer, the runtime's SDK; nothing is compiled or written on the way (the layer carries its bytecode)."""
     app = ROOT / "functions" / function / "app.py"
+    env = {**environment, "PYTHONPATH": os.pathsep.join(str(path) for path in [app.parent, *paths])}
     inside, wall = [], []
     for _ in range(runs):
         started = time.perf_counter()
         done = subprocess.run(  # noqa: S603
-            [sys.executable, "-c", _CHILD, str(app)],
-            env=environment,
+            [sys.executable, "-S", "-c", _CHILD, str(app)],
+            env=env,
             capture_output=True,
             text=True,
             timeout=120,
@@ -156,13 +197,7 @@ def artifact_sizes(build_dir: Path | None) -> dict[str, Any]:
         return {"source": f"sam build output at {found}", "artifacts": sizes}
 
     with tempfile.TemporaryDirectory() as tmp:
-        # The layer exactly as `sam build` makes it (shared/Makefile: arm64 wheels, no runtime-provided SDK).
-        subprocess.run(  # noqa: S603
-            [shutil.which("make") or "make", "-s", "-C", str(ROOT / "shared"), "build-SharedLayer", f"ARTIFACTS_DIR={tmp}"],
-            env={**os.environ, "PYTHON": sys.executable, "LAYER_ARCH": "arm64"},
-            check=True,
-            timeout=600,
-        )
+        build_layer(Path(tmp), "arm64")
         layer = _dir_sizes(Path(tmp))
         functions = {}
         for function in FUNCTIONS:
@@ -186,17 +221,23 @@ def main() -> None:
 
     environment = cold_environment()
     inits, traced = {}, {}
-    for function in FUNCTIONS:
-        inits[function] = measure_init(function, args.runs, environment)
-        print(
-            f"{function:<16} import+init {inits[function]['import_init_ms_median']:>6.0f} ms (median of {args.runs}), "
-            f"process {inits[function]['process_wall_ms_median']:>6.0f} ms  (target < {INIT_TARGET_MS} ms)"
-        )
-    # With TraceSubsegments=true the Powertools Tracer loads the X-Ray SDK and patches botocore and requests.
-    tracing = {**environment, "POWERTOOLS_TRACE_DISABLED": "false", "LAMBDA_TASK_ROOT": str(ROOT / "functions")}
-    for function in FUNCTIONS:
-        traced[function] = measure_init(function, args.runs, tracing)
-        print(f"{function:<16} with X-Ray subsegments: {traced[function]['import_init_ms_median']:>6.0f} ms")
+    host_arch = {"aarch64": "arm64", "arm64": "arm64"}.get(os.uname().machine, "x86_64")
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = [build_layer(Path(tmp) / "layer", host_arch), install_runtime_sdk(Path(tmp) / "runtime")]
+        for function in FUNCTIONS:
+            inits[function] = measure_init(function, args.runs, environment, paths)
+            print(
+                f"{function:<16} import+init {inits[function]['import_init_ms_median']:>6.0f} ms "
+                f"(median of {args.runs}), process {inits[function]['process_wall_ms_median']:>6.0f} ms  "
+                f"(target < {INIT_TARGET_MS} ms)"
+            )
+        # TraceSubsegments=true: the Powertools Tracer loads the X-Ray SDK and patches botocore and requests.
+        tracing = {**environment, "POWERTOOLS_TRACE_DISABLED": "false", "LAMBDA_TASK_ROOT": tmp}
+        for function in FUNCTIONS:
+            traced[function] = measure_init(function, args.runs, tracing, paths)
+            print(
+                f"{function:<16} with X-Ray subsegments: {traced[function]['import_init_ms_median']:>6.0f} ms"
+            )
     sizes = artifact_sizes(args.build_dir)
     print(f"artifacts ({sizes['source']}):")
     print(json.dumps({k: v for k, v in sizes.items() if k != "source"}, indent=1))

@@ -6,7 +6,7 @@ import json
 import threading
 from datetime import datetime, timedelta
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from qbo_health import clock
 from qbo_health.adapters.check_queue import CheckQueue
@@ -16,7 +16,6 @@ from qbo_health.adapters.dynamo_models import bind_tables
 from qbo_health.adapters.history import AccessTokenCache, HistoryLog, TokenRecoveryLog
 from qbo_health.adapters.intuit import IntuitClient, IntuitEndpoints
 from qbo_health.adapters.notice_channels import EmailChannel, EventChannel, NoticeClaims
-from qbo_health.adapters.oauth_states import OAuthStateStore
 from qbo_health.adapters.token_vault import TokenVault
 from qbo_health.config import (
     ApiSettings,
@@ -34,12 +33,15 @@ from qbo_health.domain.model import Connection, DisconnectReason, IssueType
 from qbo_health.domain.outage import OutageThresholds
 from qbo_health.errors import ConfigurationError
 from qbo_health.messages import CheckRequest
-from qbo_health.service.api_deps import ApiDeps
-from qbo_health.service.check_batch import BatchContext
-from qbo_health.service.escalation import EscalationDeps
 from qbo_health.service.health_check import CheckDeps, CheckResult, check_connection
-from qbo_health.service.links import LinkSigner
 from qbo_health.service.notices import Notices
+
+if TYPE_CHECKING:  # each function imports only the service it runs (cold start): see the builders below
+    from qbo_health.adapters.oauth_states import OAuthStateStore
+    from qbo_health.service.api_deps import ApiDeps
+    from qbo_health.service.check_batch import BatchContext
+    from qbo_health.service.escalation import EscalationDeps
+    from qbo_health.service.links import LinkSigner
 
 
 @cache
@@ -242,6 +244,7 @@ def escalation_policy(model: EscalationPolicyModel) -> EscalationPolicy:
 @cache
 def escalation_deps() -> EscalationDeps:
     from qbo_health.service.disconnect import disconnect_connection
+    from qbo_health.service.escalation import EscalationDeps
 
     settings = escalation_settings()
     deps = check_deps()
@@ -268,6 +271,8 @@ def escalation_deps() -> EscalationDeps:
 
 @cache
 def check_batch_context() -> BatchContext:
+    from qbo_health.service.check_batch import BatchContext
+
     return BatchContext(
         deps=check_deps(),
         control=control_store(),
@@ -298,6 +303,8 @@ def _link_key(settings: ApiSettings) -> bytes:
 
 @cache
 def link_signer() -> LinkSigner:
+    from qbo_health.service.links import LinkSigner
+
     settings = api_settings()
     return LinkSigner(
         lambda: _link_key(settings),
@@ -308,12 +315,16 @@ def link_signer() -> LinkSigner:
 
 @cache
 def oauth_state_store() -> OAuthStateStore:
+    from qbo_health.adapters.oauth_states import OAuthStateStore
+
     store_settings()
     return OAuthStateStore()
 
 
 @cache
 def api_deps() -> ApiDeps:
+    from qbo_health.service.api_deps import ApiDeps
+
     settings = api_settings()
     return ApiDeps(
         check=check_deps(),
