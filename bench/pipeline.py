@@ -306,6 +306,7 @@ def main() -> None:
             stack.clock.advance(timedelta(hours=1))
         if sampler:
             sampler.stop()
+        lambdas.close()
         counter.detach()
         pipeline_stats = stack.intuit.control.stats()["calls"]
         print(

@@ -90,6 +90,22 @@ class LocalLambda:
         # Metrics the handlers emitted (EMF is off locally; the totals are kept here instead).
         self.metrics: Counter[str] = Counter()
         self._metrics_lock = threading.Lock()
+        self._sqs = stack.client("sqs")  # botocore clients are thread-safe: one for every drain thread
+        # Drain threads live on between drains, as warm Lambda containers do (each keeps its own clients).
+        self._pool: ThreadPoolExecutor | None = None
+        self._pool_size = 0
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
+
+    def _drain_pool(self, concurrency: int) -> ThreadPoolExecutor:
+        if self._pool is None or self._pool_size != concurrency:
+            self.close()
+            self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="worker-container")
+            self._pool_size = concurrency
+        return self._pool
 
     def invoke(self, function: str, event: dict[str, Any]) -> Any:
         return self._call(load_handler(function), function, event)
@@ -142,15 +158,16 @@ class LocalLambda:
         if concurrency <= 1:
             self._drain_loop(queue_url, stats, deferred, on_batch)
         else:
-            with ThreadPoolExecutor(max_workers=concurrency) as pool:
-                for future in [
-                    pool.submit(self._drain_loop, queue_url, stats, deferred, on_batch)
-                    for _ in range(concurrency)
-                ]:
-                    future.result()
-        sqs = self.stack.client("sqs")
+            pool = self._drain_pool(concurrency)
+            for future in [
+                pool.submit(self._drain_loop, queue_url, stats, deferred, on_batch)
+                for _ in range(concurrency)
+            ]:
+                future.result()
         for receipt in deferred:
-            sqs.change_message_visibility(QueueUrl=queue_url, ReceiptHandle=receipt, VisibilityTimeout=0)
+            self._sqs.change_message_visibility(
+                QueueUrl=queue_url, ReceiptHandle=receipt, VisibilityTimeout=0
+            )
         stats.deferred = len(deferred)
         return stats
 
@@ -161,7 +178,7 @@ class LocalLambda:
         deferred: list[str],
         on_batch: Callable[[DrainStats], None] | None,
     ) -> None:
-        sqs = self.stack.client("sqs")
+        sqs = self._sqs
         handler = load_handler("check_worker")
         empty_polls = 0
         while empty_polls < 1:

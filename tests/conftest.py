@@ -53,8 +53,10 @@ def stack(_embedded_stack: EmbeddedStack, _log_capture: _LogCapture) -> Iterator
 
 
 @pytest.fixture
-def lambdas(stack: EmbeddedStack) -> LocalLambda:
-    return LocalLambda(stack)
+def lambdas(stack: EmbeddedStack) -> Iterator[LocalLambda]:
+    runner = LocalLambda(stack)
+    yield runner
+    runner.close()
 
 
 class _LogCapture(logging.Handler):

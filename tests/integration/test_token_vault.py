@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import timedelta
 
@@ -257,3 +259,21 @@ def test_a_decrypted_data_key_is_forgotten_after_max_age(stack, kms, key_id):
     stack.clock.advance(timedelta(seconds=1))
     cold.open(sealed, connection_id=CONNECTION_ID, realm_id=REALM_ID)
     assert kms.calls["Decrypt"] == 2
+
+
+def test_threads_opening_at_once_on_a_cold_vault_make_one_kms_call(stack, kms, key_id):
+    sealer = vault(stack, kms, key_id)
+    sealed = [sealer.seal(pair(stack, n), connection_id=f"conn-{n}", realm_id=REALM_ID) for n in range(16)]
+    kms.calls.clear()
+    cold = vault(stack, kms, key_id)
+    start = threading.Barrier(16)
+
+    def open_one(n: int) -> TokenPair:
+        start.wait()
+        return cold.open(sealed[n], connection_id=f"conn-{n}", realm_id=REALM_ID)
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        opened = list(pool.map(open_one, range(16)))
+
+    assert opened == [pair(stack, n) for n in range(16)]
+    assert kms.calls == Counter({"Decrypt": 1})

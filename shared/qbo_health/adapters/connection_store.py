@@ -7,7 +7,9 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
+from pynamodb.constants import NONE
 from pynamodb.exceptions import DoesNotExist, PutError, UpdateError
+from pynamodb.expressions.condition import Condition
 from pynamodb.expressions.update import Action
 
 from qbo_health.adapters.dynamo_models import OPEN_ISSUE_MARKER, ConnectionModel
@@ -87,9 +89,7 @@ class ConnectionStore:
 
     def release_lease(self, connection_id: str, owner: str) -> None:
         try:
-            ConnectionModel(connection_id).update(
-                actions=_RELEASE, condition=ConnectionModel.lease_owner == owner
-            )
+            _update_quietly(connection_id, _RELEASE, ConnectionModel.lease_owner == owner)
         except UpdateError as error:
             if not _condition_failed(error):
                 raise
@@ -99,9 +99,10 @@ class ConnectionStore:
 
         Only while a lease is held: a flag set after the release would wait for nobody."""
         try:
-            ConnectionModel(connection_id).update(
-                actions=[ConnectionModel.access_wanted.set(True)],
-                condition=ConnectionModel.lease_expires_at >= int(now.timestamp()),
+            _update_quietly(
+                connection_id,
+                [ConnectionModel.access_wanted.set(True)],
+                ConnectionModel.lease_expires_at >= int(now.timestamp()),
             )
         except UpdateError as error:
             if not _condition_failed(error):
@@ -134,7 +135,7 @@ class ConnectionStore:
         if release_lease:
             actions += _RELEASE
         try:
-            ConnectionModel(connection.connection_id).update(actions=actions, condition=condition)
+            _update_quietly(connection.connection_id, actions, condition)
         except UpdateError as error:
             if not _condition_failed(error):
                 raise
@@ -165,6 +166,14 @@ class ConnectionStore:
     def open_issues(self) -> Iterator[Connection]:
         for item in ConnectionModel.open_issues.query(OPEN_ISSUE_MARKER):
             yield to_domain(item)
+
+
+def _update_quietly(connection_id: str, actions: list[Action], condition: Condition) -> None:
+    """UpdateItem asking for nothing back. ``Model.update`` always asks for the whole item (ALL_NEW), which
+    DynamoDB then serializes and we parse on every write; only the lease acquisition needs it."""
+    ConnectionModel._get_connection().update_item(
+        connection_id, actions=actions, condition=condition, return_values=NONE
+    )
 
 
 def _attributes(connection: Connection) -> dict[str, Any]:

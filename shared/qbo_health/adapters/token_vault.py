@@ -63,6 +63,7 @@ class TokenVault:
         self._current: _DataKey | None = None
         self._decrypted: OrderedDict[bytes, tuple[bytes, datetime]] = OrderedDict()
         self._lock = threading.Lock()
+        self._kms_lock = threading.Lock()
 
     def seal(self, pair: TokenPair, *, connection_id: str, realm_id: str) -> SealedTokens:
         return self._seal(_serialize(pair), _binding(connection_id, realm_id))
@@ -107,11 +108,22 @@ class TokenVault:
 
     def _decryption_key(self, encrypted: bytes) -> bytes:
         now = self._clock.now()
+        cached = self._cached(encrypted, now)
+        if cached is not None:
+            return cached
+        with self._kms_lock:  # threads missing the same key at once make one KMS call, not one each
+            cached = self._cached(encrypted, now)
+            return cached if cached is not None else self._decrypt_with_kms(encrypted, now)
+
+    def _cached(self, encrypted: bytes, now: datetime) -> bytes | None:
         with self._lock:
             cached = self._decrypted.get(encrypted)
             if cached and not self._expired(cached[1], now):
                 self._decrypted.move_to_end(encrypted)
                 return cached[0]
+        return None
+
+    def _decrypt_with_kms(self, encrypted: bytes, now: datetime) -> bytes:
         try:
             response = self._kms.decrypt(
                 CiphertextBlob=encrypted, EncryptionContext=KMS_CONTEXT, KeyId=self._key_id
