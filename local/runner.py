@@ -57,6 +57,8 @@ class DrainStats:
     failed: int = 0
     deferred: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    # Set by the first drain thread that finds nothing due: the others stop instead of polling once more each.
+    drained: threading.Event = field(default_factory=threading.Event, repr=False)
 
 
 _modules: dict[str, ModuleType] = {}
@@ -180,8 +182,7 @@ class LocalLambda:
     ) -> None:
         sqs = self._sqs
         handler = load_handler("check_worker")
-        empty_polls = 0
-        while empty_polls < 1:
+        while not stats.drained.is_set():
             messages = sqs.receive_message(
                 QueueUrl=queue_url, MaxNumberOfMessages=10, VisibilityTimeout=300, AttributeNames=["All"]
             ).get("Messages", [])
@@ -190,9 +191,8 @@ class LocalLambda:
             with stats.lock:
                 deferred.extend(m["ReceiptHandle"] for m in messages if not _is_due(m, now))
             if not due:
-                empty_polls += 1
-                continue
-            empty_polls = 0
+                stats.drained.set()
+                break
             event = sqs_event(due, queue_url)
             try:
                 response = self._call(handler, "check_worker", event)

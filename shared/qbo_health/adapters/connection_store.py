@@ -132,8 +132,8 @@ class ConnectionStore:
         if unless_access_wanted:
             condition &= ConnectionModel.access_wanted.does_not_exist()
         actions = _set_actions(connection, changed_from, version=connection.version + 1)
-        if release_lease:
-            actions += _RELEASE
+        if release_lease:  # (with unless_access_wanted the flag is known absent: nothing to remove)
+            actions += _RELEASE[:2] if unless_access_wanted else _RELEASE
         try:
             _update_quietly(connection.connection_id, actions, condition)
         except UpdateError as error:
