@@ -297,3 +297,17 @@ def test_a_revoke_that_fails_briefly_is_retried_and_never_blocks_the_disconnect(
     kinds = [entry["kind"] for entry in wiring.history_log().entries("conn-1")]
     assert "REVOKE_FAILED" in kinds and "DISCONNECTED" in kinds
     assert seeded.realm_id
+
+
+def test_an_issue_fixed_before_anyone_was_told_sends_no_restored_notice(stack, lambdas):
+    seeded = open_issue_on(stack, lambdas)  # confirmed, but the hourly escalator has not run yet
+    stack.intuit.control.set_admin(seeded.realm_id, seeded.user_id, True)  # fixed at once
+
+    stack.clock.advance(timedelta(days=1))
+    lambdas.run_scheduler(all_slots=True)
+    lambdas.drain_checks()
+    escalate(lambdas)
+
+    assert wiring.connection_store().get("broken").issue is None
+    assert sent_emails_for("owner@example.com") == []  # neither "broken" nor "restored"
+    assert "ISSUE_CLOSED" in [entry["kind"] for entry in wiring.history_log().entries("broken")]

@@ -9,6 +9,7 @@ import pytest
 
 from qbo_health.domain.check import (
     ACCESS_TOKEN_MARGIN,
+    CLOSED_UNNOTIFIED,
     CheckOutcome,
     CheckPolicy,
     EventKind,
@@ -235,7 +236,19 @@ def test_a_healthy_probe_closes_the_open_issue_and_names_its_episode():
     assert closed.issue is IssueType.SUBSCRIPTION_LAPSED
     assert closed.episode_id == "episode-1"
     assert closed.at == NOW
+    assert closed.detail == CLOSED_UNNOTIFIED  # no notice had gone out: none says "restored" either
     assert transition.recheck_after is None
+
+
+def test_an_issue_closed_after_a_notice_is_announced_as_restored():
+    issue = replace(
+        broken(IssueType.SUBSCRIPTION_LAPSED).issue, notices=(("NOTICE", NOW - timedelta(days=1)),)
+    )
+    conn = replace(broken(IssueType.SUBSCRIPTION_LAPSED), issue=issue)
+
+    (closed,) = apply(conn, HEALTHY_PROBE).events
+
+    assert closed.kind is EventKind.ISSUE_CLOSED and closed.detail is None
 
 
 def test_a_healthy_probe_clears_a_suspect_without_any_issue_event():

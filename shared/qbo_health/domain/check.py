@@ -76,6 +76,15 @@ class ConnectionEvent:
     detail: str | None = None
 
 
+# The detail of an ISSUE_CLOSED event when nobody was told of the issue: no "restored" notice follows.
+CLOSED_UNNOTIFIED = "closed before any notice"
+
+
+def issue_closed(issue: OpenIssue, now: datetime) -> ConnectionEvent:
+    detail = None if issue.notices else CLOSED_UNNOTIFIED
+    return ConnectionEvent(EventKind.ISSUE_CLOSED, now, issue.type, issue.episode_id, detail=detail)
+
+
 @dataclass(frozen=True)
 class Transition:
     connection: Connection
@@ -144,11 +153,7 @@ def _healthy(connection: Connection, outcome: CheckOutcome, now: datetime, polic
     if verified:
         updated = replace(updated, last_success_at=now)
         if connection.issue:
-            events.append(
-                ConnectionEvent(
-                    EventKind.ISSUE_CLOSED, now, connection.issue.type, connection.issue.episode_id
-                )
-            )
+            events.append(issue_closed(connection.issue, now))
         elif connection.suspect:
             events.append(ConnectionEvent(EventKind.SUSPECT_CLEARED, now, connection.suspect.type))
         if connection.state is ConnectionState.PENDING:

@@ -9,7 +9,7 @@ from typing import Protocol
 
 from aws_lambda_powertools.metrics import MetricUnit
 
-from qbo_health.domain.check import ConnectionEvent, EventKind
+from qbo_health.domain.check import CLOSED_UNNOTIFIED, ConnectionEvent, EventKind
 from qbo_health.domain.model import Connection, IssueType
 from qbo_health.domain.notices import ClaimResult, Email, Notice, NoticeKind, SendResult, render_email
 from qbo_health.observability import logger, metrics
@@ -96,7 +96,7 @@ class Notices:
     ) -> None:
         for event in events:
             kind = _NOTIFIED.get(event.kind)
-            if kind is None:
+            if kind is None or event.detail == CLOSED_UNNOTIFIED:  # no "restored" for what nobody heard of
                 continue
             episode = event.episode_id or _episode_of(event, connection)
             notice = self.notice_for(connection, kind, now, episode_id=episode, issue=event.issue)

@@ -24,7 +24,7 @@ from datetime import datetime
 
 from qbo_health.adapters.intuit import GrantedTokens
 from qbo_health.adapters.oauth_states import StoredState
-from qbo_health.domain.check import ConnectionEvent, EventKind
+from qbo_health.domain.check import ConnectionEvent, EventKind, issue_closed
 from qbo_health.domain.classification import FailureKind, classify
 from qbo_health.domain.model import (
     Authorizer,
@@ -266,9 +266,7 @@ def _store_new_grant(
             deps.store.release_lease(connection_id, owner)
     events = [ConnectionEvent(EventKind.REAUTHORIZED, now, detail=identity.user_id if identity else None)]
     if leased.issue is not None:
-        events.append(
-            ConnectionEvent(EventKind.ISSUE_CLOSED, now, leased.issue.type, leased.issue.episode_id)
-        )
+        events.append(issue_closed(leased.issue, now))
     deps.check.history.append(connection_id, events)
     deps.check.notifier.connection_events(stored, events, now)
     previous = leased.authorized_by
