@@ -218,7 +218,7 @@ class SimulatorControl:
         """With probability ``rate``, a request to one of ``endpoints`` fails with one of ``kinds``.
 
         kinds: ``500``, ``503``, ``429``, ``timeout`` (hang ``hang_seconds`` then 504), ``reset`` (drop the
-        connection). endpoints: ``token``, ``api``, ``revoke``, ``userinfo``. ``rate=0`` turns faults off.
+        connection), ``lost`` (serve the request, then drop the connection: a refresh rotates unseen). endpoints: ``token``, ``api``, ``revoke``, ``userinfo``. ``rate=0`` turns faults off.
         """
         payload = {
             "rate": rate,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import html
 import json
 import logging
@@ -12,8 +13,8 @@ import struct
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterable
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, NoReturn
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
@@ -205,6 +206,8 @@ class SimulatorApp:
             endpoint_class = _ENDPOINT_CLASS.get(endpoint)
             if endpoint_class is not None:
                 fault = self.state.decide_fault(endpoint_class)
+                if fault is not None and fault[0] == "lost":
+                    self._serve_and_lose(request, handler, args)
                 if fault is not None:
                     return self._inject(request, endpoint_class, *fault)
             return handler(request, **args)
@@ -251,8 +254,18 @@ class SimulatorApp:
         if kind == "timeout":
             time.sleep(hang_seconds)
             return responses.plain_status_page(504, "Gateway Time-out")
-        # "reset": drop the connection without an answer (RST where the platform allows it). Drain the body
-        # first: left in the server's read buffer, it would be parsed (and logged) as a next request line.
+        raise self._dropped(request)
+
+    def _serve_and_lose(self, request: Request, handler: Handler, args: Mapping[str, Any]) -> NoReturn:
+        """Intuit did the work (a refresh rotated the token), but the answer never reaches the caller: the
+        fault a client timeout or a dropped connection after the request arrived looks like."""
+        with contextlib.suppress(SimError, HTTPException):  # a refusal's answer is lost as well
+            handler(request, **args)
+        raise self._dropped(request)
+
+    def _dropped(self, request: Request) -> _ConnectionAborted:
+        """Drop the connection without an answer (RST where the platform allows it), for the caller to raise.
+        Drain the body first: left in the server's read buffer, it would be parsed as a next request line."""
         request.get_data(cache=False)
         sock = request.environ.get("werkzeug.socket")
         if isinstance(sock, socket.socket):
@@ -261,7 +274,7 @@ class SimulatorApp:
                 sock.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
-        raise _ConnectionAborted
+        return _ConnectionAborted()
 
     # -- discovery ------------------------------------------------------------------------------------
 

@@ -53,7 +53,7 @@ KNOWN_SCOPES = frozenset(
 DEFAULT_ISSUED_SCOPE = f"{SCOPE_ACCOUNTING} openid profile email"
 
 ENDPOINT_CLASSES = ("token", "api", "revoke", "userinfo")
-FAULT_KINDS = ("500", "503", "timeout", "429", "reset")
+FAULT_KINDS = ("500", "503", "timeout", "429", "reset", "lost")
 DEFAULT_FAULT_KINDS = ("500", "503", "timeout", "429")
 
 RATE_PER_SECOND = 10
@@ -720,7 +720,8 @@ class SimState:
             self.faults = FaultConfig(rate, tuple(kinds), tuple(endpoints), hang_seconds, random.Random(seed))
 
     def decide_fault(self, endpoint_class: str) -> tuple[str, float] | None:
-        """Draws whether this request fails, before anything else happens. Returns (kind, hang_seconds)."""
+        """Draws whether this request fails, before anything else happens (a ``lost`` one is served first and
+        only its answer is dropped). Returns (kind, hang_seconds)."""
         with self._lock:
             config = self.faults
             if config.rate <= 0.0 or endpoint_class not in config.endpoints:

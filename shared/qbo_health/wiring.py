@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from qbo_health import clock
 from qbo_health.adapters.check_queue import CheckQueue
 from qbo_health.adapters.connection_store import ConnectionStore
-from qbo_health.adapters.control import ControlStore
+from qbo_health.adapters.control import CachedOutageFlag, ControlStore
 from qbo_health.adapters.dynamo_models import bind_tables
 from qbo_health.adapters.history import AccessTokenCache, HistoryLog, TokenRecoveryLog
 from qbo_health.adapters.intuit import IntuitClient, IntuitEndpoints
@@ -194,6 +194,7 @@ def check_deps() -> CheckDeps:
         recovery=TokenRecoveryLog(),
         access_tokens=access_token_cache(),
         notifier=notices(),
+        outage=CachedOutageFlag(control_store()),
         policy=check_policy(settings),
         lease_seconds=settings.lease_seconds,
     )

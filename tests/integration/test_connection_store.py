@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 
 from qbo_health import wiring
+from qbo_health.adapters.control import CachedOutageFlag
 from qbo_health.domain.model import (
     Authorizer,
     Connection,
@@ -498,3 +499,19 @@ def test_releasing_the_lease_clears_the_access_flag(stack, store):
     store.release_lease("conn-1", "api-a")
 
     assert store.get("conn-1").access_wanted is False
+
+
+def test_a_worker_sees_a_suspected_outage_within_a_minute_and_its_own_at_once(stack):
+
+    control = wiring.control_store()
+    here, elsewhere = CachedOutageFlag(control), CachedOutageFlag(control)
+    now = stack.clock.now()
+    assert not here.suspected(now) and not elsewhere.suspected(now)
+
+    control.mark_outage(now, "run-1")  # flagged by another container
+    here.raised_here(now)
+
+    assert here.suspected(now)
+    assert elsewhere.suspected(now + timedelta(minutes=1))
+    control.end_outage(now + timedelta(hours=2))
+    assert not elsewhere.suspected(now + timedelta(hours=2, minutes=1))

@@ -68,25 +68,30 @@ def stored(connection_id):
     return wiring.connection_store().get(connection_id)
 
 
-def test_a_429_storm_opens_no_issue_and_the_next_run_checks_everyone(stack, lambdas):
-    """Figure: 0 of 60 connections opened an issue under a 100% throttle storm; 60 of 60 checked after it."""
+def test_a_429_storm_opens_no_issue_stops_retrying_and_the_next_run_checks_everyone(stack, lambdas):
+    """Figures: 0 of 60 connections opened an issue under a 12-hour 100% throttle storm; once the guard
+    suspected an outage, retries stopped: 90 requests for 60 connections reached Intuit in those 12 hours
+    (780 without the guard: a check and 12 retries each); 60 of 60 checked by the next day's run."""
     ids = [f"conn-{n:02d}" for n in range(60)]
     for connection_id in ids:
         seed_connection(stack, connection_id, refreshed_days_ago=1)
     stack.intuit.control.set_faults(rate=1.0, kinds=["429"], seed=5)
     lambdas.run_scheduler(all_slots=True)
-    lambdas.drain_checks()
-    stack.clock.advance(CONFIRM)
-    lambdas.drain_checks()
+    for _ in range(12 * 4):  # twelve hours of the storm; every due retry is delivered
+        lambdas.drain_checks()
+        stack.clock.advance(CONFIRM)
     assert wiring.control_store().outage() is not None  # the guard saw it for what it was
+    throttled = stack.intuit.control.stats()["faults"]["429"]
     stack.intuit.control.clear_faults()
-    stack.clock.advance(timedelta(hours=1))
-    lambdas.drain_checks()  # the retries of the storm come due
 
     opened = [c for c in ids if stored(c).issue or stored(c).suspect]
     assert opened == [], f"{len(opened)} of 60 connections falsely suspected"
+    assert 60 <= throttled <= 2 * 60, f"{throttled} requests for 60 connections during the storm"
+    stack.clock.advance(timedelta(days=1) - 12 * timedelta(hours=1))
+    lambdas.run_scheduler(all_slots=True)
+    lambdas.drain_checks()
     checked = [c for c in ids if stored(c).last_success_at == stack.clock.now()]
-    assert len(checked) == 60, f"{len(checked)} of 60 checked after the storm"
+    assert len(checked) == 60, f"{len(checked)} of 60 checked by the next run"
 
 
 def test_dynamodb_throttling_loses_no_check_and_no_token(stack, lambdas):
@@ -190,3 +195,37 @@ def test_duplicate_deliveries_refresh_and_probe_once(stack, lambdas):
     stats = stack.intuit.control.stats()
     assert stats["refresh_grants"] == 50
     assert sum(stats["metered"].values()) == 50
+
+
+def test_timeouts_and_lost_answers_at_intuit_never_break_a_connection_silently(stack, lambdas, monkeypatch):
+    """Figures (20 connections, 5 days, 20% of Intuit requests failing as client timeouts, 503s, or answers
+    lost after Intuit served them): 0 connections flagged whose token still worked; every connection whose
+    rotated refresh token was lost in flight (Intuit kills the old value at once, so only a reauthorization
+    can bring it back) was flagged AUTHORIZATION_EXPIRED; 0 broken silently."""
+    monkeypatch.setenv("INTUIT_TIMEOUT_SECONDS", "0.1")  # the simulator's timeout hangs for 0.25 s
+    wiring.reset()
+    ids = [f"conn-{n:02d}" for n in range(20)]
+    for connection_id in ids:
+        seed_connection(stack, connection_id, refreshed_days_ago=1)
+    control = stack.intuit.control
+    control.set_faults(rate=0.2, kinds=["timeout", "503", "lost"], hang_seconds=0.25, seed=11)
+    lambdas.run_for(timedelta(days=5))
+    faults = control.stats()["faults"]
+    control.clear_faults()
+    lambdas.run_for(timedelta(hours=1))  # confirming re-checks still due come in
+
+    lost, flagged_wrongly = [], []
+    for connection_id in ids:
+        connection = stored(connection_id)
+        works = control.is_refresh_token_current(open_tokens(connection).refresh_token)
+        if works:
+            if connection.issue or connection.suspect:
+                flagged_wrongly.append(connection_id)
+        else:
+            lost.append(connection_id)
+            assert connection.issue and connection.issue.type is IssueType.AUTHORIZATION_EXPIRED, (
+                connection_id
+            )
+    assert faults["timeout"] > 0 and faults["lost"] > 0, faults
+    assert flagged_wrongly == []
+    assert 0 < len(lost) < len(ids), f"{len(lost)} of {len(ids)} lost in flight"

@@ -177,6 +177,18 @@ def test_faulted_refresh_does_not_rotate(intuit: IntuitSimulator, grant: dict[st
     assert not intuit.control.is_refresh_token_current(old)
 
 
+def test_a_lost_answer_rotates_the_token_unseen(intuit: IntuitSimulator, grant: dict[str, str]) -> None:
+    old = grant["refresh_token"]  # last issued two days ago: a served refresh rotates it
+    intuit.control.set_faults(rate=1.0, kinds=["lost"], endpoints=["token"])
+
+    with pytest.raises(requests.exceptions.ConnectionError):
+        refresh(intuit, old)
+
+    intuit.control.clear_faults()
+    assert not intuit.control.is_refresh_token_current(old)  # Intuit rotated; the caller never saw the value
+    assert refresh(intuit, old).json()["error"] == "invalid_grant"
+
+
 def test_faulted_revoke_revokes_nothing(intuit: IntuitSimulator, grant: dict[str, str]) -> None:
     intuit.control.set_faults(rate=1.0, kinds=["503"], endpoints=["revoke"])
 

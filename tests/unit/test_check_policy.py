@@ -443,6 +443,23 @@ def test_the_retry_budget_follows_the_policy():
     assert retries == [True, True, False, False]
 
 
+def test_during_a_suspected_outage_a_transient_failure_waits_for_the_next_run():
+    during = apply_outcome(connection(), TRANSIENT, NOW, POLICY, new_episode_id="x", outage_suspected=True)
+    normal = apply_outcome(connection(), TRANSIENT, NOW, POLICY, new_episode_id="x", outage_suspected=False)
+
+    assert (during.retry_transient, during.recheck_after) == (False, None)
+    assert during.connection.transient_failures == 1 and during.connection.issue is None
+    assert normal.retry_transient and normal.recheck_after == POLICY.transient_retry_delay
+
+
+def test_a_suspected_outage_does_not_delay_confirming_a_real_problem():
+    transition = apply_outcome(
+        connection(), problem(), NOW, POLICY, new_episode_id="x", outage_suspected=True
+    )
+
+    assert transition.recheck_after == POLICY.confirm_delay
+
+
 def test_misconfiguration_is_never_retried_and_never_becomes_a_customer_issue():
     conn = connection()
     for attempt in range(3):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -128,3 +129,26 @@ def _tally(run_id: str, item: ControlModel) -> RunTally:
         transient=int(item.transient or 0),
         suspected=int(item.suspected or 0),
     )
+
+
+class CachedOutageFlag:
+    """The suspected-outage flag as a worker sees it: read at most once a minute per container, so a storm
+    of transient failures costs one read a minute, not one per failure."""
+
+    def __init__(self, control: ControlStore, max_age: timedelta = timedelta(minutes=1)) -> None:
+        self._control, self._max_age = control, max_age
+        self._read_at: datetime | None = None
+        self._on = False
+        self._lock = threading.Lock()
+
+    def suspected(self, now: datetime) -> bool:
+        with self._lock:
+            fresh = self._read_at is not None and timedelta(0) <= now - self._read_at < self._max_age
+            if not fresh:
+                self._on = self._control.outage() is not None
+                self._read_at = now
+            return self._on
+
+    def raised_here(self, now: datetime) -> None:
+        with self._lock:
+            self._on, self._read_at = True, now

@@ -130,7 +130,11 @@ def apply_outcome(
     *,
     new_episode_id: str,
     attempt: int = 0,
+    outage_suspected: bool = False,
 ) -> Transition:
+    """What ``outcome`` changes. During a suspected outage a transient failure is not retried: retrying
+    every connection would add to Intuit's trouble, and the next daily run checks again (escalation is
+    paused meanwhile, so nobody loses anything by the wait)."""
     checked = replace(connection, last_check_at=now)
     if outcome.kind is OutcomeKind.HEALTHY:
         return _healthy(checked, outcome, now, policy)
@@ -138,7 +142,11 @@ def apply_outcome(
         return _problem(checked, outcome.issue, outcome.intuit_tid, now, policy, new_episode_id)
     # Transient trouble (and our own misconfiguration) is a counter, never a customer-facing issue.
     counted = replace(checked, transient_failures=connection.transient_failures + 1)
-    retry = outcome.kind is OutcomeKind.TRANSIENT and attempt < policy.max_transient_retries
+    retry = (
+        outcome.kind is OutcomeKind.TRANSIENT
+        and attempt < policy.max_transient_retries
+        and not outage_suspected
+    )
     return Transition(
         counted,
         recheck_after=policy.retry_delay(attempt) if retry else None,

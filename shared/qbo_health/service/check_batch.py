@@ -117,6 +117,7 @@ def _guard_runs(results: list[tuple[CheckRequest, CheckResult]], ctx: BatchConte
         tally = ctx.control.add_to_run(run_id, transient=transient[run_id], suspected=suspected[run_id])
         if looks_like_outage(tally.scheduled, tally.transient, tally.suspected, ctx.thresholds):
             ctx.control.mark_outage(ctx.now(), run_id)
+            ctx.deps.outage.raised_here(ctx.now())
             metrics.add_metric(name="OutageSuspected", unit=MetricUnit.Count, value=1)
             logger.warning("suspected provider outage", extra={"run_id": run_id, "tally": tally.__dict__})
 

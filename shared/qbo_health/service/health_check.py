@@ -114,6 +114,23 @@ class TokenRecovery(Protocol):
     def clear(self, connection_id: str) -> None: ...
 
 
+class OutageFlag(Protocol):
+    """Whether a suspected provider outage is on (read only when a transient failure asks for a retry)."""
+
+    def suspected(self, now: datetime) -> bool: ...
+
+    def raised_here(self, now: datetime) -> None:
+        """This container has just flagged an outage: its own next checks know without a read."""
+
+
+class NoOutageFlag:
+    def suspected(self, now: datetime) -> bool:
+        return False
+
+    def raised_here(self, now: datetime) -> None:
+        return None
+
+
 class Requeue(Protocol):
     def send(self, requests: Sequence[CheckRequest], *, delay_seconds: int = 0) -> int: ...
 
@@ -128,6 +145,7 @@ class CheckDeps:
     recovery: TokenRecovery
     access_tokens: AccessTokens
     notifier: Notifier = field(default_factory=NoNotifier)
+    outage: OutageFlag = field(default_factory=NoOutageFlag)
     policy: CheckPolicy = field(default_factory=CheckPolicy)
     lease_seconds: int = 120
     new_id: Callable[[], str] = field(default=lambda: uuid.uuid4().hex)
@@ -167,6 +185,7 @@ def check_connection(request: CheckRequest, deps: CheckDeps, now: datetime) -> C
             deps.policy,
             new_episode_id=deps.new_id(),
             attempt=request.attempt if request.reason == "retry" else 0,
+            outage_suspected=outcome.kind is OutcomeKind.TRANSIENT and deps.outage.suspected(now),
         )
         session.save_and_release(transition.connection)
         released = True
