@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import threading
+import time
 import uuid
 import warnings
 from collections import Counter
@@ -25,6 +26,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from local.stack import ACCOUNT_ID, REGION, EmbeddedStack
+from local.template import function_timeouts
 from qbo_health.observability import metrics
 
 # Metrics are collected from the Metrics object here, not flushed as EMF, so an empty flush is expected.
@@ -35,19 +37,23 @@ FUNCTIONS_DIR = Path(__file__).resolve().parent.parent / "functions"
 
 @dataclass
 class LambdaInvocationContext:
-    """The context object Lambda passes to a handler (the attributes Powertools reads)."""
+    """The context object Lambda passes to a handler (the attributes Powertools reads). The remaining time
+    runs on the wall clock from the invocation's start, as on Lambda: Intuit's latency and timeouts are real
+    time here too."""
 
     function_name: str
+    timeout_seconds: float = 60.0
     aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
     memory_limit_in_mb: int = 256
     function_version: str = "$LATEST"
+    started: float = field(default_factory=time.monotonic)
 
     @property
     def invoked_function_arn(self) -> str:
         return f"arn:aws:lambda:{REGION}:{ACCOUNT_ID}:function:{self.function_name}"
 
     def get_remaining_time_in_millis(self) -> int:
-        return 60_000
+        return max(int((self.timeout_seconds - (time.monotonic() - self.started)) * 1000), 0)
 
 
 @dataclass
@@ -96,6 +102,9 @@ class LocalLambda:
         # Drain threads live on between drains, as warm Lambda containers do (each keeps its own clients).
         self._pool: ThreadPoolExecutor | None = None
         self._pool_size = 0
+        # Each function's timeout from the template; a test may shorten one to prove a time budget.
+        self.timeouts: dict[str, float] = function_timeouts(stack.template)
+        self.longest_invocation: dict[str, float] = {}  # wall seconds, by function
 
     def close(self) -> None:
         if self._pool is not None:
@@ -115,9 +124,13 @@ class LocalLambda:
     def _call(
         self, handler: Callable[[dict[str, Any], Any], Any], function: str, event: dict[str, Any]
     ) -> Any:
+        context = LambdaInvocationContext(function_name=function, timeout_seconds=self.timeouts[function])
         try:
-            return handler(event, LambdaInvocationContext(function_name=function))
+            return handler(event, context)
         finally:
+            elapsed = time.monotonic() - context.started
+            with self._metrics_lock:
+                self.longest_invocation[function] = max(self.longest_invocation.get(function, 0.0), elapsed)
             self._collect_metrics()
 
     def _collect_metrics(self) -> None:

@@ -56,3 +56,12 @@ def function_environment(template: dict[str, Any]) -> dict[str, Any]:
     """The environment variables every function gets (Globals), intrinsics unresolved."""
     variables: dict[str, Any] = template["Globals"]["Function"]["Environment"]["Variables"]
     return variables
+
+
+def function_timeouts(template: dict[str, Any]) -> dict[str, float]:
+    """Each function's timeout in seconds, by its folder under ``functions/`` (Globals fill the gaps)."""
+    default = float(template["Globals"]["Function"].get("Timeout", 3))
+    return {
+        str(props["CodeUri"]).rstrip("/").rsplit("/", 1)[-1]: float(props.get("Timeout", default))
+        for props in resources_of_type(template, "AWS::Serverless::Function").values()
+    }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -17,7 +18,11 @@ wiring.escalation_deps()  # cold start: a configuration error (e.g. a bad ESCALA
 @traced
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    summary = run_escalation(wiring.escalation_deps(), clock.now())
+    summary = run_escalation(
+        wiring.escalation_deps(),
+        clock.now(),
+        lambda: timedelta(milliseconds=context.get_remaining_time_in_millis()),
+    )
     logger.info("escalation run", extra={"open_issues": summary.open_issues, "paused": summary.paused})
     return {
         "open_issues": summary.open_issues,
@@ -28,4 +33,5 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         "healed": summary.healed,
         "blocked": dict(summary.blocked),
         "dry_run": summary.would,
+        "left_for_next_run": summary.left_for_next_run,
     }

@@ -67,7 +67,8 @@ class IntuitSettings(_EnvModel):
     intuit_client_id: str | None = None
     intuit_client_secret: SecretStr | None = None
     intuit_credentials_secret: str | None = None
-    intuit_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
+    # At most 20 s: the worker starts a check only with time for five calls at this timeout (150 s Lambda).
+    intuit_timeout_seconds: float = Field(default=10.0, gt=0, le=20)
 
     @model_validator(mode="after")
     def _complete(self) -> Self:

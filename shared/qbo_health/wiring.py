@@ -33,7 +33,7 @@ from qbo_health.domain.model import Connection, DisconnectReason, IssueType
 from qbo_health.domain.outage import OutageThresholds
 from qbo_health.errors import ConfigurationError
 from qbo_health.messages import CheckRequest
-from qbo_health.service.health_check import CheckDeps, CheckResult, check_connection
+from qbo_health.service.health_check import CheckDeps, CheckResult, check_connection, longest_check
 from qbo_health.service.notices import Notices
 
 if TYPE_CHECKING:  # each function imports only the service it runs (cold start): see the builders below
@@ -100,6 +100,10 @@ def intuit_client() -> IntuitClient:
         clock=clock.current(),
         timeout_seconds=settings.intuit_timeout_seconds,
     )
+
+
+def _intuit_timeout_seconds() -> float:
+    return IntuitSettings.from_env().intuit_timeout_seconds
 
 
 def _intuit_credentials(settings: IntuitSettings) -> tuple[str, str]:
@@ -244,11 +248,12 @@ def escalation_policy(model: EscalationPolicyModel) -> EscalationPolicy:
 
 @cache
 def escalation_deps() -> EscalationDeps:
-    from qbo_health.service.disconnect import disconnect_connection
+    from qbo_health.service.disconnect import disconnect_connection, longest_revoke
     from qbo_health.service.escalation import EscalationDeps
 
     settings = escalation_settings()
     deps = check_deps()
+    intuit_timeout = timedelta(seconds=_intuit_timeout_seconds())
 
     def recheck(connection_id: str, now: datetime) -> CheckResult:
         return check_connection(CheckRequest(connection_id=connection_id, reason="on_demand"), deps, now)
@@ -267,6 +272,7 @@ def escalation_deps() -> EscalationDeps:
         thresholds=outage_thresholds(check_settings()),
         notes={issue: rule.note for issue, rule in settings.escalation_policy.overrides.items() if rule.note},
         dry_run=settings.escalation_dry_run,
+        time_per_connection=longest_check(intuit_timeout) + longest_revoke(intuit_timeout),
     )
 
 
@@ -279,6 +285,7 @@ def check_batch_context() -> BatchContext:
         control=control_store(),
         thresholds=outage_thresholds(check_settings()),
         now=clock.now,
+        check_time_needed=longest_check(timedelta(seconds=_intuit_timeout_seconds())),
     )
 
 

@@ -17,7 +17,13 @@ from typing import Any
 import pytest
 
 from local.stack import EmbeddedStack
-from local.template import Intrinsic, function_environment, load_template, resources_of_type
+from local.template import (
+    Intrinsic,
+    function_environment,
+    function_timeouts,
+    load_template,
+    resources_of_type,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = load_template()
@@ -158,3 +164,25 @@ def test_every_parameter_guided_deploy_asks_for_is_documented() -> None:
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     undocumented = sorted(name for name in TEMPLATE["Parameters"] if f"`{name}`" not in readme)
     assert not undocumented, f"README's deploy section does not document: {undocumented}"
+
+
+def test_the_functions_have_time_for_their_slowest_work() -> None:
+    """A check or a disconnect cut off by Lambda between Intuit's rotation and our write loses the token: the
+    worker must fit at least two of the slowest checks (it starts one only with that much time left), the
+    escalator a slowest disconnect with room for its run, and a message must stay hidden while it runs."""
+    from datetime import timedelta
+
+    from qbo_health.config import CheckSettings, IntuitSettings
+    from qbo_health.service.disconnect import longest_revoke
+    from qbo_health.service.health_check import longest_check
+
+    field = IntuitSettings.model_fields["intuit_timeout_seconds"]
+    intuit_timeout = timedelta(seconds=field.default)
+    highest = timedelta(seconds=next(rule.le for rule in field.metadata if hasattr(rule, "le")))
+    timeouts = {name: timedelta(seconds=seconds) for name, seconds in function_timeouts(TEMPLATE).items()}
+    assert timeouts["check_worker"] >= 2 * longest_check(intuit_timeout)
+    assert timeouts["check_worker"] >= longest_check(highest)  # never a worker that cannot start a check
+    lease = CheckSettings.model_fields["lease_seconds"].default
+    assert timedelta(seconds=lease) >= longest_check(highest)  # no second worker while a check runs
+    assert timeouts["escalator"] >= 2 * (longest_check(highest) + longest_revoke(highest))
+    assert timedelta(seconds=QUEUES["CheckQueue"]["VisibilityTimeout"]) >= timeouts["check_worker"]

@@ -6,6 +6,7 @@ import json
 import os
 import threading
 from collections import defaultdict
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -19,7 +20,8 @@ from local.stack import ACCOUNT_ID, REGION
 from local.timeline import Timeline
 from qbo_health import wiring
 from qbo_health.adapters.dynamo_models import ConnectionModel, HistoryModel
-from qbo_health.domain.model import ConnectionState, DisconnectReason
+from qbo_health.domain.escalation import Stage
+from qbo_health.domain.model import ConnectionState, DisconnectReason, IssueType, OpenIssue
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "schemas" / "events"
 
@@ -315,3 +317,45 @@ def test_an_issue_fixed_before_anyone_was_told_sends_no_restored_notice(stack, l
     assert wiring.connection_store().get("broken").issue is None
     assert sent_emails_for("owner@example.com") == []  # neither "broken" nor "restored"
     assert "ISSUE_CLOSED" in [entry["kind"] for entry in wiring.history_log().entries("broken")]
+
+
+def due_for_disconnect(stack, name, opened):
+    """A connection whose admin left, told at every stage, and past its deadline."""
+    seeded = seed_connection(stack, name, refreshed_days_ago=1)
+    stack.intuit.control.set_admin(seeded.realm_id, seeded.user_id, False)
+    store = wiring.connection_store()
+    connection = store.get(name)
+    told = ((Stage.NOTICE, 0), (Stage.REMINDER_1, 3), (Stage.REMINDER_2, 7), (Stage.FINAL_WARNING, 12))
+    issue = OpenIssue(
+        type=IssueType.ADMIN_ACCESS_LOST,
+        episode_id=f"episode-{name}",
+        first_seen_at=opened,
+        opened_at=opened,
+        deadline=opened + timedelta(days=14),
+        notices=tuple((stage.value, opened + timedelta(days=day)) for stage, day in told),
+    )
+    store.save(
+        replace(connection, issue=issue, state=ConnectionState.NEEDS_ATTENTION), changed_from=connection
+    )
+
+
+def test_a_slow_intuit_never_keeps_the_escalator_past_its_timeout(stack, lambdas):
+    """Figures: 6 connections due for disconnect, every Intuit call slowed to 150 ms and the escalator's
+    timeout cut to 2 s: no run went past 2 s; each run took the soonest deadlines first and left the rest for
+    the next run; 6 of 6 disconnected within 3 runs."""
+    now = stack.clock.now()
+    names = [f"due-{n}" for n in range(6)]
+    for n, name in enumerate(names):
+        due_for_disconnect(stack, name, opened=now - timedelta(days=15, hours=n))
+    wiring.control_store().beat(now)  # checks are running
+    lambdas.timeouts["escalator"] = 2.0
+    # A re-check and a revoke at 150 ms a call, with margin (121 s for the deployed 10 s Intuit timeout).
+    wiring.escalation_deps().time_per_connection = timedelta(seconds=0.8)
+    stack.intuit.control.set_latency(150)
+
+    runs = [escalate(lambdas) for _ in range(3)]
+
+    assert lambdas.longest_invocation["escalator"] < 2.0, lambdas.longest_invocation
+    assert runs[0]["left_for_next_run"] and runs[0]["disconnected"]
+    in_order = [name for run in runs for name in run["disconnected"]]
+    assert in_order == names[::-1]  # soonest deadline first

@@ -229,3 +229,32 @@ def test_timeouts_and_lost_answers_at_intuit_never_break_a_connection_silently(s
     assert faults["timeout"] > 0 and faults["lost"] > 0, faults
     assert flagged_wrongly == []
     assert 0 < len(lost) < len(ids), f"{len(lost)} of {len(ids)} lost in flight"
+
+
+def test_a_hanging_intuit_never_keeps_a_worker_past_its_timeout(stack, lambdas, monkeypatch):
+    """Figures: with every token call hanging past the client's timeout and the worker's timeout cut to
+    1.5 s, no invocation ran past 1.5 s (a Lambda stopped between Intuit's rotation and our write would lose
+    the token); 30 of 30 connections checked, 0 messages failed or dead-lettered: the checks that did not
+    fit were put back on the queue."""
+    monkeypatch.setenv("INTUIT_TIMEOUT_SECONDS", "0.2")  # the simulator hangs for 0.5 s
+    wiring.reset()
+    lambdas.timeouts["check_worker"] = 1.5
+    # Five Intuit calls at 0.2 s and a store margin scaled down with them (60 s for the deployed 150 s).
+    wiring.check_batch_context().check_time_needed = timedelta(seconds=1.2)
+    ids = [f"conn-{n:02d}" for n in range(30)]
+    for connection_id in ids:
+        seed_connection(stack, connection_id, refreshed_days_ago=1)
+    stack.intuit.control.set_faults(rate=1.0, kinds=["timeout"], endpoints=["token"], hang_seconds=0.5)
+
+    lambdas.run_scheduler(all_slots=True)
+    drained = lambdas.drain_checks()
+
+    assert lambdas.longest_invocation["check_worker"] < 1.5, lambdas.longest_invocation
+    assert lambdas.metrics["CheckPutBack"] > 0
+    attempted = [c for c in ids if stored(c).transient_failures == 1]
+    assert len(attempted) == 30, f"{len(attempted)} of 30 checked"
+    assert drained.failed == 0
+    dead = stack.client("sqs").get_queue_attributes(
+        QueueUrl=stack.resources["CheckDeadLetterQueue"].ref, AttributeNames=["ApproximateNumberOfMessages"]
+    )
+    assert dead["Attributes"]["ApproximateNumberOfMessages"] == "0"

@@ -285,7 +285,7 @@ def test_empty_credentials_are_a_configuration_error():
     [
         ("INTUIT_ENVIRONMENT", "staging"),
         ("INTUIT_TIMEOUT_SECONDS", "0"),
-        ("INTUIT_TIMEOUT_SECONDS", "121"),
+        ("INTUIT_TIMEOUT_SECONDS", "21"),
         ("INTUIT_TIMEOUT_SECONDS", "ten"),
     ],
 )

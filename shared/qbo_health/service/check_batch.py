@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from aws_lambda_powertools.metrics import MetricUnit
@@ -36,6 +36,10 @@ class BatchContext:
     control: RunControl
     thresholds: OutageThresholds
     now: Callable[[], datetime]
+    # The longest one check can take (every Intuit call at the client's timeout, plus DynamoDB). A check is
+    # started only with this much of the invocation left: Lambda stopping a check between Intuit's rotation
+    # and our write would lose the connection's token.
+    check_time_needed: timedelta = timedelta(seconds=60)
     last_beat: datetime | None = None
 
 
@@ -49,6 +53,11 @@ def process_check_batch(event: dict[str, Any], lambda_context: Any, ctx: BatchCo
         if request.not_before and request.not_before > now:
             # Early delivery of a delayed re-check: put it back for the time that is left.
             ctx.deps.queue.send([request], delay_seconds=int((request.not_before - now).total_seconds()))
+            return
+        if lambda_context.get_remaining_time_in_millis() < ctx.check_time_needed / timedelta(milliseconds=1):
+            # Put back, not failed: a failed message counts towards the dead-letter queue.
+            ctx.deps.queue.send([request])
+            metrics.add_metric(name="CheckPutBack", unit=MetricUnit.Count, value=1)
             return
         result = check_connection(request, ctx.deps, now)
         results.append((request, result))

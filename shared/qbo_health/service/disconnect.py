@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 import uuid
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from qbo_health.domain.check import ConnectionEvent, EventKind
 from qbo_health.domain.classification import FailureKind, classify
@@ -78,6 +78,11 @@ def disconnect_connection(
 
 # Pauses between revoke attempts: a short Intuit hiccup should not leave a grant alive.
 REVOKE_RETRY_PAUSES = (0.2, 1.0)
+
+
+def longest_revoke(intuit_timeout: timedelta) -> timedelta:
+    attempts = len(REVOKE_RETRY_PAUSES) + 1
+    return attempts * intuit_timeout + timedelta(seconds=sum(REVOKE_RETRY_PAUSES))
 
 
 def _revoke(deps: CheckDeps, connection: Connection) -> str | None:

@@ -82,6 +82,9 @@ class EscalationDeps:
     thresholds: OutageThresholds = field(default_factory=OutageThresholds)
     notes: dict[str, str] = field(default_factory=dict)  # per-issue extra wording, by issue type
     dry_run: bool = False
+    # The longest one connection can take (a disconnect: a live re-check, then the revoke with its retries).
+    # A connection is started only with this much of the invocation left; the next hourly run goes on.
+    time_per_connection: timedelta = timedelta(seconds=120)
 
 
 @dataclass
@@ -94,9 +97,16 @@ class EscalationSummary:
     healed: list[str] = field(default_factory=list)
     blocked: Counter[str] = field(default_factory=Counter)
     would: list[str] = field(default_factory=list)  # dry run: what would have happened
+    left_for_next_run: bool = False  # the invocation ran short of time: the rest waits for the next run
 
 
-def run_escalation(deps: EscalationDeps, now: datetime) -> EscalationSummary:
+def _unlimited() -> timedelta:
+    return timedelta.max
+
+
+def run_escalation(
+    deps: EscalationDeps, now: datetime, time_left: Callable[[], timedelta] = _unlimited
+) -> EscalationSummary:
     summary = EscalationSummary()
     outage = deps.control.outage()
     if outage is not None and outage_over(
@@ -113,7 +123,11 @@ def run_escalation(deps: EscalationDeps, now: datetime) -> EscalationSummary:
         checks_fresh=last_beat is not None and now - last_beat <= CHECKS_FRESH_FOR,
     )
     summary.paused, summary.checks_fresh = safety.paused, safety.checks_fresh
-    for connection in deps.store.open_issues():
+    for connection in deps.store.open_issues():  # soonest deadline first: the urgent ones never wait
+        if time_left() < deps.time_per_connection:
+            summary.left_for_next_run = True
+            logger.warning("escalation run out of time: the rest waits for the next run")
+            break
         summary.open_issues += 1
         logger.append_keys(connection_id=connection.connection_id)
         try:
@@ -276,3 +290,5 @@ def _emit(summary: EscalationSummary) -> None:
         name="HeldConnections", unit=MetricUnit.Count, value=summary.blocked[Blocked.HELD.value]
     )
     metrics.add_metric(name="ChecksStale", unit=MetricUnit.Count, value=0 if summary.checks_fresh else 1)
+    if summary.left_for_next_run:
+        metrics.add_metric(name="EscalationCutShort", unit=MetricUnit.Count, value=1)

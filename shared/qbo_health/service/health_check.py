@@ -34,6 +34,14 @@ from qbo_health.messages import CheckReason, CheckRequest
 from qbo_health.observability import logger
 
 BUSY_RETRY_DELAY = timedelta(seconds=60)
+# The most Intuit calls one check makes: a refresh, its second try after adopting a recovered pair, the
+# probe, a refresh after a refused access token, and the probe again. Each may last the client's timeout.
+MAX_INTUIT_CALLS_PER_CHECK = 5
+STORE_TIME_PER_CHECK = timedelta(seconds=10)  # lease, token and outcome writes with the SDK's retries
+
+
+def longest_check(intuit_timeout: timedelta) -> timedelta:
+    return MAX_INTUIT_CALLS_PER_CHECK * intuit_timeout + STORE_TIME_PER_CHECK
 
 
 class ConnectionRepository(Protocol):
