@@ -36,6 +36,7 @@ from werkzeug.serving import BaseWSGIServer, make_server
 from werkzeug.wrappers import Request, Response
 
 from local.runner import FUNCTIONS_DIR, LambdaInvocationContext, load_handler
+from local.template import function_timeouts
 
 if TYPE_CHECKING:
     from local.stack import EmbeddedStack
@@ -118,6 +119,7 @@ class HttpFront:
         self.stack = stack
         self.port = port
         self.function = function
+        self.timeout_seconds = function_timeouts(stack.template)[function]
         self.routes = routes_from_template(stack.template)
         self._containers = _Containers(function)
         self._server: BaseWSGIServer | None = None
@@ -167,7 +169,10 @@ class HttpFront:
         event = _event(request, route, params, raw_path, raw_query, body, identity)
         handler = self._containers.take()
         try:
-            result = handler(event, LambdaInvocationContext(function_name=self.function))
+            context = LambdaInvocationContext(
+                function_name=self.function, timeout_seconds=self.timeout_seconds
+            )
+            result = handler(event, context)
         except Exception:  # an unhandled error is a 500 at API Gateway, as on AWS
             return _json(500, {"message": "Internal Server Error"})
         finally:

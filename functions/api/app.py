@@ -8,7 +8,7 @@ from aws_lambda_powertools.event_handler import APIGatewayHttpResolver
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from qbo_health import wiring
+from qbo_health import invocation, wiring
 from qbo_health.api.app import build_app
 from qbo_health.observability import logger, metrics, traced
 
@@ -20,4 +20,5 @@ app: APIGatewayHttpResolver = build_app()
 @traced
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return app.resolve(event, context)
+    with invocation.running(context):
+        return app.resolve(event, context)

@@ -6,7 +6,7 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from qbo_health import wiring
+from qbo_health import invocation, wiring
 from qbo_health.observability import logger, metrics, traced
 from qbo_health.service.check_batch import process_check_batch
 
@@ -17,4 +17,5 @@ wiring.check_batch_context()  # cold start: a configuration error fails here, no
 @traced
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return process_check_batch(event, context, wiring.check_batch_context())
+    with invocation.running(context):
+        return process_check_batch(event, context, wiring.check_batch_context())

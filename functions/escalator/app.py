@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from qbo_health import clock, wiring
+from qbo_health import clock, invocation, wiring
 from qbo_health.observability import logger, metrics, traced
 from qbo_health.service.escalation import run_escalation
 
@@ -18,11 +17,8 @@ wiring.escalation_deps()  # cold start: a configuration error (e.g. a bad ESCALA
 @traced
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    summary = run_escalation(
-        wiring.escalation_deps(),
-        clock.now(),
-        lambda: timedelta(milliseconds=context.get_remaining_time_in_millis()),
-    )
+    with invocation.running(context):
+        summary = run_escalation(wiring.escalation_deps(), clock.now(), invocation.time_left)
     logger.info("escalation run", extra={"open_issues": summary.open_issues, "paused": summary.paused})
     return {
         "open_issues": summary.open_issues,

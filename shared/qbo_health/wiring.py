@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
-from qbo_health import clock
+from qbo_health import clock, invocation
 from qbo_health.adapters.check_queue import CheckQueue
 from qbo_health.adapters.connection_store import ConnectionStore
 from qbo_health.adapters.control import CachedOutageFlag, ControlStore
@@ -33,7 +33,13 @@ from qbo_health.domain.model import Connection, DisconnectReason, IssueType
 from qbo_health.domain.outage import OutageThresholds
 from qbo_health.errors import ConfigurationError
 from qbo_health.messages import CheckRequest
-from qbo_health.service.health_check import CheckDeps, CheckResult, check_connection, longest_check
+from qbo_health.service.health_check import (
+    STORE_TIME_PER_CHECK,
+    CheckDeps,
+    CheckResult,
+    check_connection,
+    longest_check,
+)
 from qbo_health.service.notices import Notices
 
 if TYPE_CHECKING:  # each function imports only the service it runs (cold start): see the builders below
@@ -201,6 +207,8 @@ def check_deps() -> CheckDeps:
         outage=CachedOutageFlag(control_store()),
         policy=check_policy(settings),
         lease_seconds=settings.lease_seconds,
+        time_left=invocation.time_left,
+        refresh_time_needed=timedelta(seconds=_intuit_timeout_seconds()) + STORE_TIME_PER_CHECK,
     )
 
 

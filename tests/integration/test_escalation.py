@@ -351,6 +351,7 @@ def test_a_slow_intuit_never_keeps_the_escalator_past_its_timeout(stack, lambdas
     lambdas.timeouts["escalator"] = 2.0
     # A re-check and a revoke at 150 ms a call, with margin (121 s for the deployed 10 s Intuit timeout).
     wiring.escalation_deps().time_per_connection = timedelta(seconds=0.8)
+    wiring.check_deps().refresh_time_needed = timedelta(seconds=0.3)  # a refresh's call and its write
     stack.intuit.control.set_latency(150)
 
     runs = [escalate(lambdas) for _ in range(3)]

@@ -241,6 +241,7 @@ def test_a_hanging_intuit_never_keeps_a_worker_past_its_timeout(stack, lambdas, 
     lambdas.timeouts["check_worker"] = 1.5
     # Five Intuit calls at 0.2 s and a store margin scaled down with them (60 s for the deployed 150 s).
     wiring.check_batch_context().check_time_needed = timedelta(seconds=1.2)
+    wiring.check_deps().refresh_time_needed = timedelta(seconds=0.4)  # a refresh's call and its write
     ids = [f"conn-{n:02d}" for n in range(30)]
     for connection_id in ids:
         seed_connection(stack, connection_id, refreshed_days_ago=1)
@@ -250,6 +251,7 @@ def test_a_hanging_intuit_never_keeps_a_worker_past_its_timeout(stack, lambdas, 
     drained = lambdas.drain_checks()
 
     assert lambdas.longest_invocation["check_worker"] < 1.5, lambdas.longest_invocation
+    assert stack.intuit.control.stats()["faults"]["timeout"] == 30  # each check really waited on Intuit
     assert lambdas.metrics["CheckPutBack"] > 0
     attempted = [c for c in ids if stored(c).transient_failures == 1]
     assert len(attempted) == 30, f"{len(attempted)} of 30 checked"

@@ -76,6 +76,13 @@ TABLE = [
     (IntuitFailure(status=None, transport="timeout", endpoint="token"), True, TRANSIENT, None, "timeout"),
     (IntuitFailure(status=None, transport="connection"), False, TRANSIENT, None, "connection"),
     (IntuitFailure(status=None, transport="dns"), False, TRANSIENT, None, "connection"),
+    (
+        IntuitFailure(status=None, transport="not_started", endpoint="token"),
+        False,
+        TRANSIENT,
+        None,
+        "not_started",
+    ),
     (token(401, "invalid_client"), False, MISCONFIGURED, None, "client_credentials_rejected"),
     (token(400, "invalid_client"), True, MISCONFIGURED, None, "client_credentials_rejected"),
     (token(400, "unauthorized_client"), False, MISCONFIGURED, None, "client_credentials_rejected"),

@@ -37,6 +37,8 @@ REASON_THROTTLED = "throttled"
 REASON_SERVER_ERROR = "server_error"
 REASON_TIMEOUT = "timeout"
 REASON_CONNECTION = "connection"
+# Not sent: too little of the invocation was left to refresh and store the answer (see refresh_and_persist).
+REASON_NOT_STARTED = "not_started"
 REASON_CLIENT_CREDENTIALS_REJECTED = "client_credentials_rejected"
 REASON_UNEXPECTED = "unexpected"
 
@@ -51,6 +53,7 @@ REASONS: frozenset[str] = frozenset(
         REASON_SERVER_ERROR,
         REASON_TIMEOUT,
         REASON_CONNECTION,
+        REASON_NOT_STARTED,
         REASON_CLIENT_CREDENTIALS_REJECTED,
         REASON_UNEXPECTED,
     }
@@ -73,7 +76,8 @@ def classify(failure: IntuitFailure, *, after_fresh_refresh: bool = False) -> Cl
     oauth_error = (failure.oauth_error or "").strip().lower()
 
     if failure.transport is not None:
-        return _transient(REASON_TIMEOUT if failure.transport == "timeout" else REASON_CONNECTION)
+        reasons = {"timeout": REASON_TIMEOUT, "not_started": REASON_NOT_STARTED}
+        return _transient(reasons.get(failure.transport, REASON_CONNECTION))
 
     if oauth_error in OAUTH_ERRORS_MISCONFIGURED:
         return Classification(FailureKind.MISCONFIGURED, None, REASON_CLIENT_CREDENTIALS_REJECTED)

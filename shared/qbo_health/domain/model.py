@@ -140,7 +140,8 @@ class IntuitFailure:
 
     ``status`` is the HTTP status (None for transport failures), ``codes`` the fault codes found in any
     shape (JSON ``Fault``/``fault``, XML, or a Fault inside HTTP 200), ``oauth_error`` the token endpoint's
-    RFC 6749 ``error`` value, ``transport`` one of ``timeout``/``connection`` when no answer arrived.
+    RFC 6749 ``error`` value, ``transport`` one of ``timeout``/``connection`` when no answer arrived, or
+    ``not_started`` when the call was not made for lack of time.
     """
 
     status: int | None

@@ -156,6 +156,10 @@ class CheckDeps:
     outage: OutageFlag = field(default_factory=NoOutageFlag)
     policy: CheckPolicy = field(default_factory=CheckPolicy)
     lease_seconds: int = 120
+    # A refresh starts only with time left for Intuit's answer and our write of it: cut off in between,
+    # the rotated token would be lost. ``time_left`` is the running invocation's.
+    time_left: Callable[[], timedelta] = field(default=lambda: timedelta.max)
+    refresh_time_needed: timedelta = timedelta(seconds=20)
     new_id: Callable[[], str] = field(default=lambda: uuid.uuid4().hex)
 
 
@@ -361,6 +365,9 @@ def refresh_and_persist(
     so two refreshes of one connection must never run together. Raises ``IntuitCallFailed``.
     """
     assert connection.realm_id is not None
+    if deps.time_left() < deps.refresh_time_needed:
+        logger.warning("refresh not started: too little time left in this invocation")
+        raise IntuitCallFailed(IntuitFailure(status=None, transport="not_started", endpoint="token"))
     pair = deps.intuit.refresh(tokens.refresh_token).pair
     sealed = deps.vault.seal(
         pair.without_access_token(), connection_id=connection.connection_id, realm_id=connection.realm_id
