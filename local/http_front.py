@@ -236,6 +236,7 @@ def _event(
         if key == "cookie":
             continue
         headers[key] = f"{headers[key]},{value}" if key in headers else value
+    headers["x-forwarded-proto"] = "http"  # as API Gateway tells the scheme ("https" there)
     query: dict[str, str] = {}
     for name, value in parse_qsl(raw_query, keep_blank_values=True):
         query[name] = f"{query[name]},{value}" if name in query else value

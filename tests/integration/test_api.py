@@ -40,8 +40,17 @@ def break_admin(stack, api_client, seeded):
     return broken
 
 
+# The user's browser: the reconnect link sets a cookie that Intuit's callback must bring back.
+BROWSER = requests.Session()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_browser():
+    BROWSER.cookies.clear()
+
+
 def authorize_url(reconnect_url):
-    answer = requests.get(reconnect_url, allow_redirects=False, timeout=10)
+    answer = BROWSER.get(reconnect_url, allow_redirects=False, timeout=10)
     assert answer.status_code == 302, answer.text
     return answer.headers["Location"]
 
@@ -52,8 +61,8 @@ def callback(stack, reconnect_url, *, realm_id=None, user_id=None, decision="con
     )
 
 
-def deliver(location):
-    return requests.get(location, allow_redirects=False, timeout=30)
+def deliver(location, browser=BROWSER):
+    return browser.get(location, allow_redirects=False, timeout=30)
 
 
 # ------------------------------------------------------------------ internal routes
@@ -285,6 +294,23 @@ def test_double_callback_exchanges_the_code_once(stack, api_client):
     stack.clock.advance(timedelta(hours=2))
     token = api_client.access_token("conn-1").access_token  # the stored token still refreshes
     assert wiring.intuit_client().company_info(seeded.realm_id, token).company_name
+
+
+def test_a_callback_in_another_browser_is_refused_and_the_real_one_still_connects(stack, api_client):
+    """Login CSRF: a callback link (someone's own code and state) opened in a browser that did not start
+    that sign-in changes nothing; the browser that did start it still completes."""
+    seeded = seed_connection(stack, "conn-1")
+    before = stored("conn-1")
+    location = callback(stack, api_client.status("conn-1").reconnect_url)
+
+    elsewhere = deliver(location, browser=requests.Session())
+
+    assert elsewhere.status_code == 400 and "another browser" in elsewhere.text
+    assert stored("conn-1") == before and stack.intuit.control.stats()["code_grants"] == 0
+    cookie = next(c for c in BROWSER.cookies if c.name.startswith("qbo_oauth_"))
+    assert cookie.has_nonstandard_attr("HttpOnly") and cookie.path == "/"
+    assert deliver(location).status_code == 200
+    assert stored("conn-1").realm_id == seeded.realm_id and stored("conn-1").version > before.version
 
 
 def test_forged_expired_replayed_and_cross_connection_states(stack, api_url, api_client):

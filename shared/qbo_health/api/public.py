@@ -8,6 +8,7 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
+from aws_lambda_powertools.shared.cookies import Cookie, SameSite
 
 from qbo_health import clock, wiring
 from qbo_health.api.pages import SECURITY_HEADERS, result_page
@@ -30,6 +31,19 @@ def _html(description: str) -> OpenAPIResponse:
     return {"description": description, "content": {"text/html": {"schema": {"type": "string"}}}}
 
 
+def _browser_cookie(name: str, value: str, max_age: int, router: Router) -> Cookie:
+    # Secure wherever the browser came over https (always, behind API Gateway); the local front is http.
+    https = router.current_event.headers.get("x-forwarded-proto", "https") == "https"
+    return Cookie(
+        name, value, path="/", secure=https, http_only=True, max_age=max_age, same_site=SameSite.LAX_MODE
+    )
+
+
+def _request_cookies(pairs: list[str]) -> dict[str, str]:
+    """HTTP API v2 events carry the request's cookies as ``name=value`` strings."""
+    return dict(pair.split("=", 1) for pair in pairs if "=" in pair)
+
+
 def public_router() -> Router:
     router = Router()
 
@@ -40,8 +54,11 @@ def public_router() -> Router:
         tags=["public"],
     )
     def reconnect(token: Annotated[str, Path(max_length=MAX_TOKEN_LENGTH)]) -> Response[str]:
-        location = start_reauthorization(token, wiring.api_deps(), clock.now())
-        return Response(302, "text/plain", "", headers={**SECURITY_HEADERS, "Location": location})
+        start = start_reauthorization(token, wiring.api_deps(), clock.now())
+        cookie = _browser_cookie(start.browser_cookie, "1", start.cookie_max_age, router)
+        return Response(
+            302, "text/plain", "", headers={**SECURITY_HEADERS, "Location": start.location}, cookies=[cookie]
+        )
 
     @router.get(
         "/oauth/callback",
@@ -57,8 +74,9 @@ def public_router() -> Router:
         error_description: Annotated[str | None, Query(max_length=1000)] = None,
     ) -> Response[str]:
         deps = wiring.api_deps()
+        cookies = _request_cookies(router.current_event.raw_event.get("cookies") or [])
         result = complete_reauthorization(
-            CallbackParams(code, state, realm_id, error, error_description), deps, clock.now()
+            CallbackParams(code, state, realm_id, error, error_description), cookies, deps, clock.now()
         )
         connection = result.connection
         who = connection.authorized_by

@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 
@@ -73,11 +74,27 @@ class ReauthResult:
     admin_changed: bool
 
 
+@dataclass(frozen=True)
+class AuthorizationStart:
+    """Where to send the browser, and the cookie that binds this sign-in to that browser (RFC 6749 10.12):
+    a callback arriving in a browser that did not start the sign-in is refused, so nobody can slip their
+    own QuickBooks company into someone else's connection with a forged callback link."""
+
+    location: str
+    browser_cookie: str
+    cookie_max_age: int
+
+
 def state_hash(state: str) -> str:
     return hashlib.sha256(state.encode("utf-8")).hexdigest()
 
 
-def start_reauthorization(token: str, deps: ApiDeps, now: datetime) -> str:
+def browser_cookie_name(state: str) -> str:
+    """One cookie per sign-in (two tabs may sign in at once); named by the state's hash, valued ``1``."""
+    return f"qbo_oauth_{state_hash(state)[:16]}"
+
+
+def start_reauthorization(token: str, deps: ApiDeps, now: datetime) -> AuthorizationStart:
     """Verify the link, re-check the connection, store a fresh state; returns Intuit's authorize URL."""
     claims = deps.signer.verify(token, now)
     try:
@@ -97,7 +114,11 @@ def start_reauthorization(token: str, deps: ApiDeps, now: datetime) -> str:
         )
     )
     logger.info("reauthorization started", extra={"connection_id": connection.connection_id})
-    return deps.oauth.authorization_url(raw_state, deps.redirect_uri)
+    return AuthorizationStart(
+        location=deps.oauth.authorization_url(raw_state, deps.redirect_uri),
+        browser_cookie=browser_cookie_name(raw_state),
+        cookie_max_age=int(deps.state_ttl.total_seconds()),
+    )
 
 
 def _refuse_after_customer_disconnect(connection: Connection, link_issued_at: datetime) -> None:
@@ -113,7 +134,9 @@ def _refuse_after_customer_disconnect(connection: Connection, link_issued_at: da
         )
 
 
-def complete_reauthorization(params: CallbackParams, deps: ApiDeps, now: datetime) -> ReauthResult:
+def complete_reauthorization(
+    params: CallbackParams, cookies: Mapping[str, str], deps: ApiDeps, now: datetime
+) -> ReauthResult:
     """Handle Intuit's redirect back. Raises a typed error for every failure; changes nothing on failure."""
     _check_lengths(params)
     if params.error:
@@ -129,6 +152,12 @@ def complete_reauthorization(params: CallbackParams, deps: ApiDeps, now: datetim
         raise OAuthStateInvalid("The answer from QuickBooks had no state.")
     if not params.code or not params.realm_id:
         raise InvalidRequest("The answer from QuickBooks was incomplete (no code or company).")
+    if cookies.get(browser_cookie_name(params.state)) != "1":
+        logger.warning("callback in a browser that did not start the sign-in refused")
+        raise OAuthStateInvalid(
+            "This sign-in was started in another browser (or cookies are blocked). "
+            "Open the reconnect link again in this browser."
+        )
     stored = deps.states.consume(state_hash(params.state), now)
     if stored is None:
         raise OAuthStateInvalid("This sign-in has expired or was already used.")
