@@ -190,7 +190,8 @@ class IntuitClient:
         self._adapter = HTTPAdapter(
             pool_connections=8, pool_maxsize=max_connections, max_retries=0, pool_block=False
         )
-        self._session = _configure(requests.Session(), self._adapter)
+        self._environment = _Environment.read(endpoints.api_base)
+        self._session = _configure(requests.Session(), self._adapter, self._environment)
 
     def __repr__(self) -> str:
         return f"IntuitClient(api_base={self.endpoints.api_base!r}, client_id={self._client_id!r})"
@@ -320,7 +321,11 @@ class IntuitClient:
         pool. It is never closed: closing a session closes its adapters, and the adapter is shared.
         """
         holder: dict[str, requests.Response] = {}
-        oauth = _configure(OAuth2Session(client_id=self._client_id, redirect_uri=redirect_uri), self._adapter)
+        oauth = _configure(
+            OAuth2Session(client_id=self._client_id, redirect_uri=redirect_uri),
+            self._adapter,
+            self._environment,
+        )
         hook = self._token_response_hook(holder, secrets)
         oauth.register_compliance_hook("access_token_response", hook)
         oauth.register_compliance_hook("refresh_token_response", hook)
@@ -478,9 +483,27 @@ class IntuitClient:
 _S = TypeVar("_S", bound=requests.Session)
 
 
-def _configure(session: _S, adapter: HTTPAdapter) -> _S:
+@dataclass(frozen=True)
+class _Environment:
+    """What requests would read from the environment on every request (proxies, CA bundle), read once per
+    container instead: an environment does not change while a Lambda runs, and the per-request read cost
+    about 0.8 ms of CPU per Intuit call."""
+
+    proxies: dict[str, str]
+    verify: bool | str
+
+    @classmethod
+    def read(cls, url: str) -> _Environment:
+        bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+        return cls(dict(requests.utils.get_environ_proxies(url)), bundle or True)
+
+
+def _configure(session: _S, adapter: HTTPAdapter, environment: _Environment) -> _S:
     session.mount("https://", adapter)
     session.mount("http://", adapter)
+    session.trust_env = False
+    session.proxies.update(environment.proxies)
+    session.verify = environment.verify
     # One session serves every company: never carry a cookie from one answer into another request.
     session.cookies.set_policy(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
     return session
