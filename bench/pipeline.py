@@ -91,6 +91,7 @@ class Floor:
         session = getattr(self.local, "session", None)
         if session is None:
             session = self.local.session = requests.Session()
+            session.trust_env = False  # no per-request read of the environment, as the Intuit client
         return session
 
     def check(self, grant: SeededGrant, now_epoch: int) -> None:
