@@ -90,8 +90,17 @@ class LazyClient:
 
 
 @cache
+def intuit_settings() -> IntuitSettings:
+    return IntuitSettings.from_env()
+
+
+def intuit_timeout() -> timedelta:
+    return timedelta(seconds=intuit_settings().intuit_timeout_seconds)
+
+
+@cache
 def intuit_client() -> IntuitClient:
-    settings = IntuitSettings.from_env()
+    settings = intuit_settings()
     client_id, client_secret = _intuit_credentials(settings)
     if settings.intuit_environment == "local":
         endpoints = IntuitEndpoints.on_host(settings.intuit_base_url or "")
@@ -106,10 +115,6 @@ def intuit_client() -> IntuitClient:
         clock=clock.current(),
         timeout_seconds=settings.intuit_timeout_seconds,
     )
-
-
-def _intuit_timeout_seconds() -> float:
-    return IntuitSettings.from_env().intuit_timeout_seconds
 
 
 def _intuit_credentials(settings: IntuitSettings) -> tuple[str, str]:
@@ -208,7 +213,7 @@ def check_deps() -> CheckDeps:
         policy=check_policy(settings),
         lease_seconds=settings.lease_seconds,
         time_left=invocation.time_left,
-        refresh_time_needed=timedelta(seconds=_intuit_timeout_seconds()) + STORE_TIME_PER_CHECK,
+        refresh_time_needed=intuit_timeout() + STORE_TIME_PER_CHECK,
     )
 
 
@@ -261,7 +266,6 @@ def escalation_deps() -> EscalationDeps:
 
     settings = escalation_settings()
     deps = check_deps()
-    intuit_timeout = timedelta(seconds=_intuit_timeout_seconds())
 
     def recheck(connection_id: str, now: datetime) -> CheckResult:
         return check_connection(CheckRequest(connection_id=connection_id, reason="on_demand"), deps, now)
@@ -280,7 +284,7 @@ def escalation_deps() -> EscalationDeps:
         thresholds=outage_thresholds(check_settings()),
         notes={issue: rule.note for issue, rule in settings.escalation_policy.overrides.items() if rule.note},
         dry_run=settings.escalation_dry_run,
-        time_per_connection=longest_check(intuit_timeout) + longest_revoke(intuit_timeout),
+        time_per_connection=longest_check(intuit_timeout()) + longest_revoke(intuit_timeout()),
     )
 
 
@@ -293,7 +297,7 @@ def check_batch_context() -> BatchContext:
         control=control_store(),
         thresholds=outage_thresholds(check_settings()),
         now=clock.now,
-        check_time_needed=longest_check(timedelta(seconds=_intuit_timeout_seconds())),
+        check_time_needed=longest_check(intuit_timeout()),
     )
 
 
@@ -361,6 +365,7 @@ def reset() -> None:
         store_settings,
         check_settings,
         aws_client,
+        intuit_settings,
         intuit_client,
         token_vault,
         connection_store,

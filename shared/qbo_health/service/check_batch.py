@@ -54,7 +54,7 @@ def process_check_batch(event: dict[str, Any], lambda_context: Any, ctx: BatchCo
             # Early delivery of a delayed re-check: put it back for the time that is left.
             ctx.deps.queue.send([request], delay_seconds=int((request.not_before - now).total_seconds()))
             return
-        if lambda_context.get_remaining_time_in_millis() < ctx.check_time_needed / timedelta(milliseconds=1):
+        if ctx.deps.time_left() < ctx.check_time_needed:
             # Put back, not failed: a failed message counts towards the dead-letter queue.
             ctx.deps.queue.send([request])
             metrics.add_metric(name="CheckPutBack", unit=MetricUnit.Count, value=1)
