@@ -62,6 +62,8 @@ class DrainStats:
     processed: int = 0
     failed: int = 0
     deferred: int = 0
+    # The earliest ``not_before`` among the messages not yet due: when the next drain has work.
+    next_due: datetime | None = None
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     # Set by the first drain thread that finds nothing due: the others stop instead of polling once more each.
     drained: threading.Event = field(default_factory=threading.Event, repr=False)
@@ -201,8 +203,13 @@ class LocalLambda:
             ).get("Messages", [])
             now = self.stack.clock.now()
             due = [message for message in messages if _is_due(message, now)]
+            later = [message for message in messages if not _is_due(message, now)]
             with stats.lock:
-                deferred.extend(m["ReceiptHandle"] for m in messages if not _is_due(m, now))
+                deferred.extend(message["ReceiptHandle"] for message in later)
+                for message in later:
+                    not_before = _not_before(message)
+                    if not_before is not None and (stats.next_due is None or not_before < stats.next_due):
+                        stats.next_due = not_before
             if not due:
                 stats.drained.set()
                 break
@@ -243,12 +250,17 @@ class LocalLambda:
             pass
 
 
-def _is_due(message: dict[str, Any], now: datetime) -> bool:
+def _not_before(message: dict[str, Any]) -> datetime | None:
     try:
         not_before = json.loads(message["Body"]).get("not_before")
-    except (ValueError, AttributeError):
-        return True  # malformed: the worker decides what to do with it
-    return not_before is None or datetime.fromisoformat(not_before) <= now
+        return datetime.fromisoformat(not_before) if not_before else None
+    except (ValueError, AttributeError, TypeError):
+        return None  # malformed: the worker decides what to do with it
+
+
+def _is_due(message: dict[str, Any], now: datetime) -> bool:
+    not_before = _not_before(message)
+    return not_before is None or not_before <= now
 
 
 def schedule_event(now: datetime, detail: dict[str, Any]) -> dict[str, Any]:

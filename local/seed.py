@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
@@ -16,14 +16,16 @@ from qbo_health.domain.model import (
     TokenPair,
     TokenTimes,
 )
+from qbo_health.domain.schedule import check_slot
 
 
 @dataclass(frozen=True)
 class SeededConnection:
     connection_id: str
     realm_id: str
-    user_id: str
+    user_id: str  # the admin who authorized the connection
     email: str
+    other_users: dict[str, str] = field(default_factory=dict)  # e-mail -> user id at the simulator
 
 
 def seed_connection(
@@ -34,12 +36,21 @@ def seed_connection(
     refreshed_days_ago: float = 0.0,
     contacts: tuple[str, ...] = ("owner@example.com",),
     state: ConnectionState = ConnectionState.HEALTHY,
+    company_name: str | None = None,
+    admin_email: str | None = None,
+    other_users: tuple[tuple[str, bool], ...] = (),
 ) -> SeededConnection:
-    """A company with one admin who authorized our app ``refreshed_days_ago`` days ago (last token use)."""
+    """A company with one admin who authorized our app ``refreshed_days_ago`` days ago (last token use).
+
+    ``contacts`` are the product's addresses for notices; ``company_name`` names the QuickBooks company;
+    ``other_users`` adds (e-mail, is_admin) users to it, e.g. the admin who will take over by reauthorizing.
+    To choose the hour the connection is checked each day, pick its id with ``connection_id_in_slot``.
+    """
     control = stack.intuit.control
-    realm_id = control.create_company(name=f"Company of {connection_id}")
-    email = f"admin.{connection_id}@example.com"
+    realm_id = control.create_company(name=company_name or f"Company of {connection_id}")
+    email = admin_email or f"admin.{connection_id}@example.com"
     user_id = control.add_user(realm_id, email=email, admin=True)
+    others = {other: control.add_user(realm_id, email=other, admin=admin) for other, admin in other_users}
     granted = control.issue_tokens(realm_id, user_id, refreshed_days_ago=refreshed_days_ago)
     store_connection(
         stack,
@@ -52,7 +63,17 @@ def seed_connection(
         contacts=contacts,
         state=state,
     )
-    return SeededConnection(connection_id, realm_id, user_id, email)
+    return SeededConnection(connection_id, realm_id, user_id, email, others)
+
+
+def connection_id_in_slot(prefix: str, slot: int) -> str:
+    """A connection id (``prefix-N``) whose daily check falls in ``slot`` (the hour of day, UTC): the slot is a
+    stable hash of the id, as in production, so a scenario picks the id rather than bending the rule."""
+    for number in range(10_000):
+        candidate = f"{prefix}-{number}"
+        if check_slot(candidate) == slot:
+            return candidate
+    raise ValueError(f"no id with prefix {prefix!r} lands in slot {slot}")
 
 
 def store_connection(

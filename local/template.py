@@ -65,3 +65,14 @@ def function_timeouts(template: dict[str, Any]) -> dict[str, float]:
         str(props["CodeUri"]).rstrip("/").rsplit("/", 1)[-1]: float(props.get("Timeout", default))
         for props in resources_of_type(template, "AWS::Serverless::Function").values()
     }
+
+
+def function_schedules(template: dict[str, Any]) -> dict[str, str]:
+    """Each scheduled function's ``ScheduleExpression`` (by its folder under ``functions/``)."""
+    schedules: dict[str, str] = {}
+    for props in resources_of_type(template, "AWS::Serverless::Function").values():
+        for event in props.get("Events", {}).values():
+            if event.get("Type") in ("Schedule", "ScheduleV2"):
+                folder = str(props["CodeUri"]).rstrip("/").rsplit("/", 1)[-1]
+                schedules[folder] = str(event["Properties"]["ScheduleExpression"])
+    return schedules

@@ -1,5 +1,6 @@
-"""Days of simulated time on the embedded stack: daily checks, the escalator every hour, and a record of
-what happened each day (states, notices by kind, disconnects). The demo and the escalation tests use it."""
+"""Days of simulated time on the embedded stack, on production's schedules (`local.production`), with a
+record of what happened each day (states, notices by kind, disconnects, paused escalator runs). The demo and
+the escalation tests use it."""
 
 from __future__ import annotations
 
@@ -8,12 +9,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from local.runner import LocalLambda, schedule_event
+from local.production import ProductionSchedule
+from local.runner import LocalLambda
 from qbo_health import wiring
-
-TICK = timedelta(minutes=30)
-CHECK_HOUR = 6  # the daily check run
-ESCALATOR_MINUTE = 30  # the escalator runs every hour at this minute
 
 
 @dataclass
@@ -23,6 +21,7 @@ class DayRecord:
     notices: Counter[str] = field(default_factory=Counter)
     disconnected: list[str] = field(default_factory=list)
     paused_hours: int = 0
+    errors: list[str] = field(default_factory=list)  # failed invocations (Lambda errors)
 
 
 class Timeline:
@@ -30,6 +29,7 @@ class Timeline:
         self.lambdas = lambdas
         self.clock = lambdas.stack.clock
         self.connection_ids = list(connection_ids)
+        self.schedule = ProductionSchedule(lambdas)
         self.day0 = self.clock.now().replace(hour=0, minute=0, second=0, microsecond=0)
         self.days: list[DayRecord] = []
 
@@ -50,17 +50,14 @@ class Timeline:
     def _run_day(self, day: int) -> DayRecord:
         record = DayRecord(day)
         before = Counter(self.lambdas.metrics)
-        end = self.day0 + timedelta(days=day + 1)
-        while self.clock.now() < end:
-            now = self.clock.now()
-            if now.hour == CHECK_HOUR and now.minute == 0:
-                self.lambdas.run_scheduler(all_slots=True)
-            self.lambdas.drain_checks()
-            if now.minute == ESCALATOR_MINUTE:
-                result = self.lambdas.invoke("escalator", schedule_event(now, {}))
-                record.disconnected += result["disconnected"]
-                record.paused_hours += 1 if result["paused"] else 0
-            self.clock.advance(TICK)
+        seen = len(self.schedule.invocations)
+        self.schedule.run_until(self.day0 + timedelta(days=day + 1))
+        for invocation in self.schedule.invocations[seen:]:
+            if invocation.error is not None:
+                record.errors.append(f"{invocation.function}: {invocation.error}")
+            elif invocation.function == "escalator":
+                record.disconnected += invocation.result["disconnected"]
+                record.paused_hours += 1 if invocation.result["paused"] else 0
         delta = Counter(self.lambdas.metrics)
         delta.subtract(before)
         for name, count in delta.items():

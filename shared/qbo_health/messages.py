@@ -8,8 +8,10 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 CheckReason = Literal[
-    "scheduled", "confirm", "retry", "on_demand", "problem_report", "disconnect_url", "busy"
+    "scheduled", "confirm", "retry", "on_demand", "problem_report", "disconnect_url", "busy", "escalation"
 ]
+# The escalator re-checks before it acts and, while Intuit does not answer, every hour: no retries of its own.
+NO_RETRY_REASONS: frozenset[str] = frozenset({"escalation"})
 
 
 class CheckRequest(BaseModel):

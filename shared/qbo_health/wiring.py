@@ -268,7 +268,7 @@ def escalation_deps() -> EscalationDeps:
     deps = check_deps()
 
     def recheck(connection_id: str, now: datetime) -> CheckResult:
-        return check_connection(CheckRequest(connection_id=connection_id, reason="on_demand"), deps, now)
+        return check_connection(CheckRequest(connection_id=connection_id, reason="escalation"), deps, now)
 
     def disconnect(connection_id: str, reason: DisconnectReason, now: datetime) -> Connection:
         return disconnect_connection(connection_id, reason, deps, now)

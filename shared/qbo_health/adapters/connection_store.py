@@ -20,6 +20,7 @@ from qbo_health.domain.model import (
     DisconnectReason,
     IssueType,
     OpenIssue,
+    PauseWindow,
     SealedTokens,
     SuspectedIssue,
     TokenTimes,
@@ -200,6 +201,7 @@ def _attributes(connection: Connection) -> dict[str, Any]:
         "issue_opened_at": issue.opened_at if issue else None,
         "issue_deadline": _iso(issue.deadline) if issue else None,
         "issue_notices": [f"{stage}@{_iso(at)}" for stage, at in issue.notices] or None if issue else None,
+        "issue_pauses": [_pause_text(pause) for pause in issue.pauses] or None if issue else None,
         "suspect_type": suspect.type.value if suspect else None,
         "suspect_first_seen_at": suspect.first_seen_at if suspect else None,
         "suspect_intuit_tid": suspect.intuit_tid if suspect else None,
@@ -247,6 +249,18 @@ def _notice(entry: str) -> tuple[str, datetime]:
     return stage, datetime.fromisoformat(at)
 
 
+def _pause_text(pause: PauseWindow) -> str:
+    end = "" if pause.end is None else str(int(pause.end.timestamp()))
+    return f"{int(pause.start.timestamp())}-{end}"
+
+
+def _pause(entry: str) -> PauseWindow:
+    start, _, end = entry.partition("-")
+    return PauseWindow(
+        datetime.fromtimestamp(int(start), UTC), datetime.fromtimestamp(int(end), UTC) if end else None
+    )
+
+
 def to_domain(item: ConnectionModel) -> Connection:
     issue = None
     opened_at = item.issue_opened_at
@@ -258,6 +272,7 @@ def to_domain(item: ConnectionModel) -> Connection:
             opened_at=opened_at,
             deadline=datetime.fromisoformat(item.issue_deadline),
             notices=tuple(_notice(str(entry)) for entry in item.issue_notices or ()),
+            pauses=tuple(_pause(str(entry)) for entry in item.issue_pauses or ()),
         )
     suspect = None
     if item.suspect_type and item.suspect_first_seen_at:

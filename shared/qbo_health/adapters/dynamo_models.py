@@ -70,6 +70,9 @@ class ConnectionModel(Model):
     issue_deadline = UnicodeAttribute(null=True)
     # "STAGE@iso-time" for each escalation notice of the episode (the claim in history is authoritative).
     issue_notices = ListAttribute(of=UnicodeAttribute, null=True)
+    # "start-end" epoch seconds of each span Intuit did not answer the connection's checks ("start-" while
+    # it lasts): escalation stood still meanwhile.
+    issue_pauses = ListAttribute(of=UnicodeAttribute, null=True)
     # Suspected issue awaiting its confirming re-check.
     suspect_type = UnicodeAttribute(null=True)
     suspect_first_seen_at = UTCDateTimeAttribute(null=True)

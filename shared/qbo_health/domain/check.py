@@ -9,7 +9,14 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from qbo_health.domain.model import Connection, ConnectionState, IssueType, OpenIssue, SuspectedIssue
+from qbo_health.domain.model import (
+    Connection,
+    ConnectionState,
+    IssueType,
+    OpenIssue,
+    PauseWindow,
+    SuspectedIssue,
+)
 
 # An access token this close to expiry is refreshed first: a probe must not race the expiry.
 ACCESS_TOKEN_MARGIN = timedelta(minutes=5)
@@ -131,11 +138,13 @@ def apply_outcome(
     new_episode_id: str,
     attempt: int = 0,
     outage_suspected: bool = False,
+    retry_transient: bool = True,
 ) -> Transition:
     """What ``outcome`` changes. During a suspected outage a transient failure is not retried: retrying
     every connection would add to Intuit's trouble, and the next daily run checks again (escalation is
     paused meanwhile, so nobody loses anything by the wait)."""
-    checked = replace(connection, last_check_at=now)
+    answered = outcome.kind in (OutcomeKind.HEALTHY, OutcomeKind.PROBLEM)
+    checked = replace(track_pause(connection, answered=answered, now=now), last_check_at=now)
     if outcome.kind is OutcomeKind.HEALTHY:
         return _healthy(checked, outcome, now, policy)
     if outcome.kind is OutcomeKind.PROBLEM and outcome.issue is not None:
@@ -143,7 +152,8 @@ def apply_outcome(
     # Transient trouble (and our own misconfiguration) is a counter, never a customer-facing issue.
     counted = replace(checked, transient_failures=connection.transient_failures + 1)
     retry = (
-        outcome.kind is OutcomeKind.TRANSIENT
+        retry_transient
+        and outcome.kind is OutcomeKind.TRANSIENT
         and attempt < policy.max_transient_retries
         and not outage_suspected
     )
@@ -152,6 +162,20 @@ def apply_outcome(
         recheck_after=policy.retry_delay(attempt) if retry else None,
         retry_transient=retry,
     )
+
+
+def track_pause(connection: Connection, *, answered: bool, now: datetime) -> Connection:
+    """An open issue's escalation stands still while Intuit does not answer its checks: a check without an
+    answer starts a pause (if none runs), the next answered check ends it. This is what protects a fleet of
+    any size from an outage: each connection is its own witness (see the escalator's re-check before acting).
+    """
+    issue = connection.issue
+    if issue is None or answered != issue.paused_now:
+        return connection
+    if answered:
+        pauses = tuple(replace(p, end=now) if p.end is None else p for p in issue.pauses)
+        return replace(connection, issue=replace(issue, pauses=pauses))
+    return replace(connection, issue=replace(issue, pauses=(*issue.pauses, PauseWindow(now, None))))
 
 
 def _healthy(connection: Connection, outcome: CheckOutcome, now: datetime, policy: CheckPolicy) -> Transition:

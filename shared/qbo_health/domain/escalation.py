@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from qbo_health.domain.model import Connection, IssueType, OpenIssue
+from qbo_health.domain.model import Connection, IssueType, OpenIssue, PauseWindow
 
 
 class Stage(StrEnum):
@@ -44,12 +44,6 @@ class EscalationPolicy:
 
     def schedule_for(self, issue: IssueType) -> Schedule:
         return self.overrides.get(issue, self.default)
-
-
-@dataclass(frozen=True)
-class PauseWindow:
-    start: datetime
-    end: datetime | None  # None while the pause lasts
 
 
 def paused_time(windows: Iterable[PauseWindow], since: datetime, now: datetime) -> timedelta:

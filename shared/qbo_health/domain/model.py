@@ -34,6 +34,14 @@ class Authorizer:
 
 
 @dataclass(frozen=True)
+class PauseWindow:
+    """A span in which escalation stood still (Intuit did not answer); ``end`` is None while it lasts."""
+
+    start: datetime
+    end: datetime | None
+
+
+@dataclass(frozen=True)
 class OpenIssue:
     """A confirmed problem: the customer has been (or is about to be) told."""
 
@@ -44,6 +52,12 @@ class OpenIssue:
     deadline: datetime
     # Escalation notices recorded for this episode: (stage name, when sent or skipped).
     notices: tuple[tuple[str, datetime], ...] = ()
+    # Spans in which this connection's checks got no answer from Intuit: its escalation stood still.
+    pauses: tuple[PauseWindow, ...] = ()
+
+    @property
+    def paused_now(self) -> bool:
+        return any(pause.end is None for pause in self.pauses)
 
 
 @dataclass(frozen=True)

@@ -44,6 +44,7 @@ def outage_over(
     if now - latest_run.started_at < RUN_SETTLE_TIME:
         return False
     if latest_run.scheduled < thresholds.min_checks:
-        # Too small to judge by shares: only a run without any trouble ends the outage.
-        return latest_run.transient == 0 and latest_run.suspected == 0
+        # Too small to judge by shares: only a run whose checks all got answers ends the outage. An empty
+        # run (an hourly slot that holds no connection) says nothing about Intuit.
+        return latest_run.scheduled > 0 and latest_run.transient == 0 and latest_run.suspected == 0
     return not looks_like_outage(latest_run.scheduled, latest_run.transient, latest_run.suspected, thresholds)

@@ -109,11 +109,12 @@ def run_escalation(
 ) -> EscalationSummary:
     summary = EscalationSummary()
     outage = deps.control.outage()
-    if outage is not None and outage_over(
-        outage.end or outage.start, deps.control.latest_run(), now, deps.thresholds
-    ):
+    latest_run = deps.control.latest_run() if outage is not None else None
+    if outage is not None and outage_over(outage.end or outage.start, latest_run, now, deps.thresholds):
+        assert latest_run is not None
         if not deps.dry_run:
-            deps.control.end_outage(now)
+            # Intuit answered that run normally: the pause ends when the run started, not when we noticed.
+            deps.control.end_outage(latest_run.started_at)
             logger.info("suspected outage over: escalation resumes")
         outage = None
     windows = deps.control.pause_windows()
@@ -146,23 +147,80 @@ def _escalate_one(
     now: datetime,
     summary: EscalationSummary,
 ) -> None:
-    issue = connection.issue
-    assert issue is not None
-    sent = {Stage(stage): at for stage, at in issue.notices if stage in Stage.__members__}
-    paused = paused_time(windows, issue.opened_at, now)
-    decision = decide(connection, sent, now, deps.policy, paused=paused, safety=safety)
-    if decision.blocked is not None:
-        summary.blocked[decision.blocked.value] += 1
+    decision = _decide(deps, connection, windows, safety, now)
     if deps.dry_run:
+        _count_blocked(decision, summary)
         _describe(connection, decision, summary)
         return
+    acting = decision.notice is not None or decision.disconnect
+    issue = connection.issue
+    assert issue is not None
+    if not safety.paused and (acting or issue.paused_now):
+        # Nothing is sent or disconnected on yesterday's answer: a live re-check first. It is also what
+        # pauses this connection when Intuit does not answer, and what ends that pause an hour later.
+        rechecked = _recheck(deps, connection, now, summary, disconnecting=decision.disconnect)
+        if rechecked is None:
+            return
+        connection, answered = rechecked
+        decision = _decide(deps, connection, windows, safety, now)
+        if not answered:
+            decision = replace(decision, notice=None, skipped=(), disconnect=False)
+    _count_blocked(decision, summary)
     connection = _move_deadline(deps, connection, decision, now)
     if decision.notice is not None:
         connection = _send_stage(deps, connection, decision, now, summary)
     if decision.blocked is not None:
         deps.history.record(connection.connection_id, f"ESCALATION_BLOCKED_{decision.blocked.value}", now)
     if decision.disconnect:
-        _disconnect_after_recheck(deps, connection, now, summary)
+        deps.disconnect(connection.connection_id, DisconnectReason.GRACE_PERIOD_EXPIRED, now)
+        summary.disconnected.append(connection.connection_id)
+
+
+def _decide(
+    deps: EscalationDeps, connection: Connection, windows: list[PauseWindow], safety: Safety, now: datetime
+) -> Decision:
+    """The policy's decision, with the fleet's pauses and this connection's own (Intuit not answering it)."""
+    issue = connection.issue
+    assert issue is not None
+    sent = {Stage(stage): at for stage, at in issue.notices if stage in Stage.__members__}
+    paused = paused_time([*windows, *issue.pauses], issue.opened_at, now)
+    own = replace(safety, paused=safety.paused or issue.paused_now)
+    return decide(connection, sent, now, deps.policy, paused=paused, safety=own)
+
+
+def _count_blocked(decision: Decision, summary: EscalationSummary) -> None:
+    if decision.blocked is not None:
+        summary.blocked[decision.blocked.value] += 1
+
+
+def _recheck(
+    deps: EscalationDeps,
+    connection: Connection,
+    now: datetime,
+    summary: EscalationSummary,
+    *,
+    disconnecting: bool,
+) -> tuple[Connection, bool] | None:
+    """A live check through the worker's code. Returns the connection as it now stands and whether Intuit
+    answered with the problem still there; None when the episode is over (healed meanwhile)."""
+    connection_id = connection.connection_id
+    result = deps.recheck(connection_id, now)
+    if result.transition is not None and result.transition.connection.issue is None:
+        summary.healed.append(connection_id)
+        if disconnecting:
+            deps.history.record(connection_id, "DISCONNECT_AVERTED", now, {"reason": "healthy at re-check"})
+        return None
+    fresh = result.transition.connection if result.transition is not None else deps.store.get(connection_id)
+    if fresh.issue is None:
+        return None
+    answered = result.outcome is not None and result.outcome.kind is OutcomeKind.PROBLEM
+    if not answered:
+        # Intuit did not answer clearly (or a check holds the lease): never act on a blip; next run.
+        reason = result.outcome.reason if result.outcome else result.status
+        kind = "DISCONNECT_DEFERRED" if disconnecting else "NOTICE_DEFERRED"
+        deps.history.record(connection_id, kind, now, {"reason": reason})
+        summary.blocked["RECHECK_INCONCLUSIVE"] += 1
+    return fresh, answered
 
 
 def _move_deadline(
@@ -230,26 +288,6 @@ def _send_stage(
             },
         )
     return saved
-
-
-def _disconnect_after_recheck(
-    deps: EscalationDeps, connection: Connection, now: datetime, summary: EscalationSummary
-) -> None:
-    """At the deadline, a live re-check through the worker's code decides: healed, or disconnect."""
-    result = deps.recheck(connection.connection_id, now)
-    connection_id = connection.connection_id
-    if result.transition is not None and result.transition.connection.issue is None:
-        summary.healed.append(connection_id)
-        deps.history.record(connection_id, "DISCONNECT_AVERTED", now, {"reason": "healthy at re-check"})
-        return
-    if result.outcome is None or result.outcome.kind is not OutcomeKind.PROBLEM:
-        # Intuit did not answer clearly: never disconnect on a blip, try again next run.
-        reason = result.outcome.reason if result.outcome else result.status
-        deps.history.record(connection_id, "DISCONNECT_DEFERRED", now, {"reason": reason})
-        summary.blocked["RECHECK_INCONCLUSIVE"] += 1
-        return
-    deps.disconnect(connection_id, DisconnectReason.GRACE_PERIOD_EXPIRED, now)
-    summary.disconnected.append(connection_id)
 
 
 def _save(deps: EscalationDeps, updated: Connection, before: Connection) -> Connection:

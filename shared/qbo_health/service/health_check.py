@@ -30,7 +30,7 @@ from qbo_health.domain.model import (
     TokenTimes,
 )
 from qbo_health.errors import AccessWanted, ConnectionBusy, ConnectionNotFound, IntuitCallFailed, LeaseHeld
-from qbo_health.messages import CheckReason, CheckRequest
+from qbo_health.messages import NO_RETRY_REASONS, CheckReason, CheckRequest
 from qbo_health.observability import logger
 
 BUSY_RETRY_DELAY = timedelta(seconds=60)
@@ -198,6 +198,7 @@ def check_connection(request: CheckRequest, deps: CheckDeps, now: datetime) -> C
             new_episode_id=deps.new_id(),
             attempt=request.attempt if request.reason == "retry" else 0,
             outage_suspected=outcome.kind is OutcomeKind.TRANSIENT and deps.outage.suspected(now),
+            retry_transient=request.reason not in NO_RETRY_REASONS,
         )
         session.save_and_release(transition.connection)
         released = True
