@@ -18,6 +18,7 @@ from datetime import timedelta
 os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
 
 from bench.common import AwsRequestCounter, write_result  # the log level must be set first
+from local.production import ProductionSchedule
 from local.runner import LocalLambda
 from local.seed import seed_connection
 from local.stack import EmbeddedStack
@@ -46,9 +47,9 @@ def main() -> None:
         by_service = {service: count / args.connections for service, count in counter.by_service().items()}
         sweep_stats = stack.intuit.control.stats()
 
-        # Metering in steady state: hourly runs, each connection due once a day.
+        # Metering in steady state, on production's cadence: each connection due once a day in its slot.
         stack.intuit.control.reset_stats()
-        lambdas.run_for(timedelta(days=args.days), tick=timedelta(hours=1))
+        ProductionSchedule(lambdas).run_for(timedelta(days=args.days))  # production's schedules
         metered = stack.intuit.control.stats()["metered"]
         max_per_day = max(metered.values(), default=0) / args.days
         mean_per_day = sum(metered.values()) / max(len(metered), 1) / args.days

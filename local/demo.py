@@ -1,9 +1,11 @@
 """`make demo`: the daily health check on the embedded stack, end to end, with a summary table.
 
 Starts moto and the Intuit simulator on loopback, seeds a few hundred connections (most healthy; some whose
-admin was removed, some suspended, some idle for 99 days, one whose app the user disconnected), runs the
-real scheduler and drains the queue through the real worker the way Lambda would, then the confirming
-re-checks a quarter of an hour later, and prints what happened. Exits 0 and leaves nothing running.
+admin was removed, some suspended, some idle for 99 days, one whose app the user disconnected), and plays
+one simulated day of production's schedules from template.yaml: the scheduler every hour sends the
+connections whose slot is due, the worker drains the queue as messages fall due (confirming re-checks a
+quarter of an hour later), the escalator runs every hour. Then prints what happened. Exits 0 and leaves
+nothing running.
 """
 
 from __future__ import annotations
@@ -13,13 +15,14 @@ import sys
 import time
 from collections import Counter
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "ERROR")  # the demo prints its own summary
 
 import requests
 
-from local.runner import DrainStats, LocalLambda  # imported after the log level is set
+from local.production import Invocation, ProductionSchedule  # imported after the log level is set
+from local.runner import LocalLambda
 from local.seed import seed_connection
 from local.stack import EmbeddedStack
 from local.timeline import Timeline, format_table
@@ -87,11 +90,22 @@ def seed(stack: EmbeddedStack) -> dict[str, str]:
     return cohort_of
 
 
-def drain(lambdas: LocalLambda, label: str, expected: int) -> DrainStats:
-    progress = Progress(label, expected)
-    stats = lambdas.drain_checks(concurrency=4, on_batch=lambda s: progress.update(s.processed))
-    progress.finish(stats.processed)
-    return stats
+def play_one_day(lambdas: LocalLambda) -> tuple[ProductionSchedule, float]:
+    """A day of production's schedules on the simulated clock; returns the driver and the wall time taken."""
+    progress = Progress("hourly scheduler runs", 24)
+    runs: list[Invocation] = []
+
+    def count(invocation: Invocation) -> None:
+        if invocation.function == "check_scheduler":
+            runs.append(invocation)
+            progress.update(len(runs))
+
+    production = ProductionSchedule(lambdas, after_invocation=count)
+    started = time.perf_counter()
+    production.run_for(timedelta(days=1))
+    seconds = time.perf_counter() - started
+    progress.finish(len(runs))
+    return production, seconds
 
 
 def main() -> int:
@@ -101,17 +115,12 @@ def main() -> int:
     try:
         cohort_of = seed(stack)
         stack.intuit.control.reset_stats()
-        lambdas = LocalLambda(stack)
-        started = time.perf_counter()
-        scheduled = lambdas.run_scheduler(all_slots=True)["scheduled"]
-        first = drain(lambdas, "daily checks", scheduled)
-        check_seconds = time.perf_counter() - started
-        stack.clock.advance(timedelta(seconds=wiring.check_settings().confirm_delay_seconds))
-        confirm = drain(lambdas, "confirming re-checks", first.deferred)
+        day_started = stack.clock.now()
+        production, seconds = play_one_day(LocalLambda(stack))
         connections = [wiring.connection_store().get(connection_id) for connection_id in cohort_of]
-        print_summary(stack, connections, scheduled, first.processed + confirm.processed, check_seconds)
+        print_summary(stack, connections, production, day_started, seconds)
         show_reconnect_link(stack, connections)
-        print("Part 2: twenty days of escalation (daily checks, hourly escalator)")
+        print("Part 2: twenty days of escalation on production's schedule (default settings)")
         stack.reset()
         run_timeline(stack)
     finally:
@@ -138,10 +147,8 @@ def run_timeline(stack: EmbeddedStack) -> None:
     """Six connections break on day 0: one customer pays on day 5, one admin is re-added on day 10, four
     are never fixed. Intuit is down on days 8 and 9: escalation pauses, so the final warning comes on day 14
     and the disconnect on day 16 instead of days 12 and 14."""
-    # A small fleet: the outage guard is tuned to it (10 checks make a run worth judging; half of a run
-    # newly failing looks like an outage), as an operator would for a small deployment.
-    os.environ.update({"OUTAGE_MIN_CHECKS": "10", "OUTAGE_NEW_ISSUE_SHARE": "0.5"})
-    wiring.reset()
+    # Default settings: far too few checks an hour for the fleet-wide outage guard; each connection's own
+    # pause (Intuit not answering its checks) is what holds its escalation during the outage.
     lambdas = LocalLambda(stack)
     stack.clock.set(stack.clock.now().replace(hour=0, minute=0))
     healthy = [f"healthy-{n:02d}" for n in range(8)]
@@ -176,31 +183,40 @@ def run_timeline(stack: EmbeddedStack) -> None:
     print()
     print(format_table(timeline.days))
     print(
-        "\nDays 8-9: Intuit outage (every call 503). Escalation paused, so the final warning moved from day 12"
-        " to day 14\nand the disconnect from day 14 to day 16. Restored notices: day 5 (payment) and day 10"
-        " (admin re-added).\n"
+        "\nDays 8-9: Intuit outage (every call 503). Each broken connection's escalation stood still from the"
+        " first check Intuit\nleft unanswered until it answered again ('held': escalator runs that held one"
+        " back), so the final warning\nmoved from day 12 to day 14 and the disconnect from day 14 to day 16."
+        " Restored notices: day 5 (payment)\nand day 10 (admin re-added).\n"
     )
 
 
 def print_summary(
-    stack: EmbeddedStack, connections: list[Connection], scheduled: int, processed: int, seconds: float
+    stack: EmbeddedStack,
+    connections: list[Connection],
+    production: ProductionSchedule,
+    day_started: datetime,
+    seconds: float,
 ) -> None:
-    now = stack.clock.now()
     stats = stack.intuit.control.stats()
     states = Counter(connection.state for connection in connections)
     issues = Counter(connection.issue.type for connection in connections if connection.issue)
-    refreshed = sum(1 for connection in connections if connection.tokens.refreshed_at == now - _confirm())
+    refreshed = sum(1 for c in connections if c.tokens.refreshed_at and c.tokens.refreshed_at > day_started)
+    checked = sum(1 for c in connections if c.last_check_at and c.last_check_at > day_started)
     transient = sum(connection.transient_failures for connection in connections)
+    runs = production.of("check_scheduler")
+    scheduled = sum(int(run.result["scheduled"]) for run in runs if run.result)
+    notices = sum(sum(run.result["notices"].values()) for run in production.of("escalator") if run.result)
     rows = [
-        ("connections checked", f"{scheduled}"),
-        ("check messages processed", f"{processed} (incl. confirming re-checks)"),
+        ("scheduler runs (hourly, by slot)", f"{len(runs)}, {scheduled} connections sent to the queue"),
+        ("connections checked", f"{checked} of {len(connections)}"),
         ("healthy", f"{states[ConnectionState.HEALTHY]}"),
         ("tokens refreshed", f"{refreshed}"),
         ("needs attention", f"{states[ConnectionState.NEEDS_ATTENTION]}"),
         ("transient failures", f"{transient}"),
         ("metered Intuit calls", f"{sum(stats['metered'].values())} (CompanyInfo)"),
-        ("duration of the check run", f"{seconds:.2f} s"),
-        ("checks per second", f"{scheduled / seconds:.0f}" if seconds else "-"),
+        ("notices sent by the escalator", f"{notices}"),
+        ("Lambda errors", f"{len(production.errors)}"),
+        ("wall time for the simulated day", f"{seconds:.1f} s"),
     ]
     print("\nResult")
     width = max(len(label) for label, _ in rows)
@@ -213,10 +229,6 @@ def print_summary(
             print(f"  {issue_type.value:<22} {issues[issue_type]:>4}  {guidance.user_message}")
             print(f"  {'':<22} {'':>4}  Remedy: {guidance.remedy}")
     print()
-
-
-def _confirm() -> timedelta:
-    return timedelta(seconds=wiring.check_settings().confirm_delay_seconds)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -145,25 +145,6 @@ class LocalLambda:
         event = schedule_event(self.stack.clock.now(), {"all_slots": all_slots})
         result: dict[str, Any] = self.invoke("check_scheduler", event)
         return result
-
-    def run_for(
-        self,
-        duration: timedelta,
-        *,
-        tick: timedelta = timedelta(minutes=15),
-        every_hour: Callable[[datetime], None] | None = None,
-    ) -> None:
-        """Let simulated time pass: the scheduler fires once an hour, due messages drain at every tick."""
-        clock = self.stack.clock
-        end = clock.now() + duration
-        while clock.now() < end:
-            now = clock.now()
-            if now.minute * 60 + now.second < tick.total_seconds():
-                self.run_scheduler()
-                if every_hour:
-                    every_hour(now)
-            self.drain_checks()
-            clock.advance(tick)
 
     def drain_checks(
         self, *, concurrency: int = 1, on_batch: Callable[[DrainStats], None] | None = None

@@ -20,7 +20,8 @@ class DayRecord:
     states: Counter[str] = field(default_factory=Counter)
     notices: Counter[str] = field(default_factory=Counter)
     disconnected: list[str] = field(default_factory=list)
-    paused_hours: int = 0
+    paused_hours: int = 0  # escalator runs paused fleet-wide (the outage guard)
+    blocked: Counter[str] = field(default_factory=Counter)  # connections held back, by reason, over the day
     errors: list[str] = field(default_factory=list)  # failed invocations (Lambda errors)
 
 
@@ -58,6 +59,7 @@ class Timeline:
             elif invocation.function == "escalator":
                 record.disconnected += invocation.result["disconnected"]
                 record.paused_hours += 1 if invocation.result["paused"] else 0
+                record.blocked.update(invocation.result["blocked"])
         delta = Counter(self.lambdas.metrics)
         delta.subtract(before)
         for name, count in delta.items():
@@ -81,9 +83,10 @@ NOTICE_LABELS = {
 
 
 def format_table(days: list[DayRecord]) -> str:
-    """States at the end of each day, notices sent that day by kind, and hours the escalator was paused."""
+    """States at the end of each day, notices sent that day by kind, hours the escalator was paused fleet-wide,
+    and escalator runs that held a connection back because Intuit did not answer its re-check."""
     kinds, states = list(NOTICE_LABELS), list(STATE_LABELS)
-    header = ["day", *STATE_LABELS.values(), *NOTICE_LABELS.values(), "paused h"]
+    header = ["day", *STATE_LABELS.values(), *NOTICE_LABELS.values(), "paused h", "held"]
     rows = [header]
     for record in days:
         rows.append(
@@ -92,6 +95,7 @@ def format_table(days: list[DayRecord]) -> str:
                 *[str(record.states[state]) for state in states],
                 *[str(record.notices[kind] or "") for kind in kinds],
                 str(record.paused_hours or ""),
+                str(record.blocked["PAUSED"] or ""),
             ]
         )
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]

@@ -67,13 +67,9 @@ HEALTHY = [f"ok-{n:02d}" for n in range(8)]
 
 
 @pytest.fixture
-def fleet(stack, lambdas, monkeypatch):
-    """Eight healthy connections and six that break on day 0. The outage guard is tuned to this small fleet
-    (10 checks make a run worth judging; half of it newly failing looks like an outage), as an operator
-    would for a small deployment."""
-    monkeypatch.setenv("OUTAGE_MIN_CHECKS", "10")
-    monkeypatch.setenv("OUTAGE_NEW_ISSUE_SHARE", "0.5")
-    wiring.reset()
+def fleet(stack, lambdas):
+    """Eight healthy connections and six that break on day 0, with default settings: far too few checks an
+    hour for the fleet-wide outage guard, so each connection's own pause is what protects it."""
     stack.clock.set(stack.clock.now().replace(hour=0, minute=0))
     seeded = {name: seed_connection(stack, name, refreshed_days_ago=1) for name in HEALTHY}
     for name in ("fixed-day5", "readmin-day10", "broken-a", "broken-b", "broken-c", "broken-d"):
@@ -134,8 +130,9 @@ def test_twenty_days_with_a_two_day_outage(stack, lambdas, fleet):
     assert sorted(name for record in timeline.days for name in record.disconnected) == never_fixed
     for name in ("fixed-day5", "readmin-day10", *HEALTHY):
         assert wiring.connection_store().get(name).state is ConnectionState.HEALTHY, name
-    assert all(record.paused_hours == 0 for record in timeline.days if record.day not in (8, 9, 10))
-    assert timeline.days[9].paused_hours == 24
+    # Each broken connection's escalation stood still while Intuit did not answer it (days 8 and 9).
+    paused = {record.day for record in timeline.days if record.blocked["PAUSED"]}
+    assert paused <= {8, 9, 10} and {8, 9} <= paused, paused
 
     received = read_events()
     schemas = {path.stem: json.loads(path.read_text()) for path in SCHEMAS.glob("*.json")}
@@ -211,24 +208,35 @@ def test_a_crash_after_the_claim_is_retried_and_sent_once(stack, lambdas, monkey
 
 
 def test_intuit_outage_for_72_hours_sends_nothing_and_shifts_deadlines(stack, lambdas, fleet):
-    """Figures: 0 notices and 0 disconnects in a 72-hour outage; deadlines move by 72-73 hours; 52 requests
-    reach Intuit for 14 connections in those 3 days (546 when retries went on through the outage)."""
+    """Figures: 0 notices and 0 disconnects in a 72-hour outage; each deadline moves by the time its connection
+    was paused (from the first check Intuit left unanswered to the first answered one); 870 requests
+    reach Intuit in those 3 days for 14 connections: the daily checks with their retries, plus one re-check
+    an hour (a token refresh and a read) for each of the 6 paused open issues."""
     timeline = Timeline(lambdas, fleet)
     control = stack.intuit.control
     timeline.run(1, {0: lambda: break_fleet(stack, fleet)})
     deadline_before = wiring.connection_store().get("broken-a").issue.deadline
     control.set_faults(rate=1.0, kinds=["500", "503", "reset"], seed=3)
+    outage_start = stack.clock.now()
     outage = timeline.run(3)
+    outage_end = stack.clock.now()
     requests_during_outage = sum(control.stats()["faults"].values())
     control.clear_faults()
     after = timeline.run(1)[-1]
 
     assert all(not record.notices and not record.disconnected for record in outage[1:])
-    assert requests_during_outage <= 2 * len(fleet) * 3, requests_during_outage  # about a check a day each
-    # Paused until the first normal check run (06:00) has settled: the 06:30 escalator run resumes.
-    assert after.paused_hours == 6
-    shifted = wiring.connection_store().get("broken-a").issue.deadline - deadline_before
-    assert timedelta(hours=72) <= shifted <= timedelta(hours=73)
+    print(f"requests to Intuit during the 72-hour outage: {requests_during_outage}")
+    open_issues, hours = 6, 72
+    daily_checks = 2 * len(fleet) * 3
+    assert requests_during_outage <= daily_checks + 2 * open_issues * hours, requests_during_outage
+    assert after.blocked["PAUSED"] <= 6  # the first answered re-check ends each connection's pause
+    issue = wiring.connection_store().get("broken-a").issue
+    (pause,) = issue.pauses
+    # Paused from its first unanswered check (its daily slot, or a stage's re-check) until the first
+    # answered re-check, an hour after the outage at most; the deadline moves by exactly that.
+    assert outage_start <= pause.start <= outage_start + timedelta(days=1)
+    assert outage_end <= pause.end <= outage_end + timedelta(hours=1)
+    assert issue.deadline - deadline_before == pause.end - pause.start
 
 
 def test_checker_down_for_three_days_blocks_disconnects_until_a_check_run_succeeds(stack, lambdas):

@@ -11,6 +11,7 @@ from datetime import timedelta
 import pytest
 from botocore.awsrequest import AWSResponse
 
+from local.production import ProductionSchedule
 from local.seed import open_tokens, seed_connection
 from qbo_health import wiring
 from qbo_health.adapters.dynamo_models import ConnectionModel
@@ -209,10 +210,11 @@ def test_timeouts_and_lost_answers_at_intuit_never_break_a_connection_silently(s
         seed_connection(stack, connection_id, refreshed_days_ago=1)
     control = stack.intuit.control
     control.set_faults(rate=0.2, kinds=["timeout", "503", "lost"], hang_seconds=0.25, seed=11)
-    lambdas.run_for(timedelta(days=5))
+    production = ProductionSchedule(lambdas)
+    production.run_for(timedelta(days=5))
     faults = control.stats()["faults"]
     control.clear_faults()
-    lambdas.run_for(timedelta(hours=1))  # confirming re-checks still due come in
+    production.run_for(timedelta(hours=1))  # confirming re-checks still due come in
 
     lost, flagged_wrongly = [], []
     for connection_id in ids:

@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 
 import pytest
 
+from local.production import ProductionSchedule
 from local.seed import open_tokens, seed_connection
 from qbo_health import wiring
 from qbo_health.domain.issues import guidance_for
@@ -177,14 +178,15 @@ def test_thirty_percent_faults_for_five_days_open_no_issue_and_every_day_is_chec
     completed: dict[str, set[datetime]] = {connection_id: set() for connection_id in ids}
     start = stack.clock.now()
 
-    def note_completed_checks(_now):
+    def note_completed_checks(_invocation=None):
         # A check completed when its last attempt left no transient failure behind.
         for connection_id in ids:
             connection = stored(connection_id)
             if connection.last_check_at and connection.transient_failures == 0:
                 completed[connection_id].add(connection.last_check_at)
 
-    lambdas.run_for(timedelta(days=5), every_hour=note_completed_checks)
+    ProductionSchedule(lambdas, after_invocation=note_completed_checks).run_for(timedelta(days=5))
+    note_completed_checks()
 
     assert list(wiring.connection_store().open_issues()) == []
     for connection_id in ids:

@@ -17,12 +17,14 @@ from qbo_health.domain.check import (
     apply_outcome,
     needs_probe,
     plan_check,
+    track_pause,
 )
 from qbo_health.domain.model import (
     Connection,
     ConnectionState,
     IssueType,
     OpenIssue,
+    PauseWindow,
     SuspectedIssue,
     TokenTimes,
 )
@@ -395,7 +397,8 @@ def test_transient_trouble_counts_but_never_changes_state_issue_or_suspect():
 
     assert transition.connection.transient_failures == 5
     assert transition.connection.state is ConnectionState.NEEDS_ATTENTION
-    assert transition.connection.issue == conn.issue
+    # The issue stands, and its escalation stands still from now until Intuit answers again.
+    assert transition.connection.issue == replace(conn.issue, pauses=(PauseWindow(NOW, None),))
     assert transition.connection.last_check_at == NOW
     assert transition.connection.last_success_at == conn.last_success_at
     assert transition.events == ()
@@ -530,3 +533,25 @@ def test_a_refresh_without_probe_also_warns_about_the_hard_expiry():
 
     assert kinds(transition) == [EventKind.REAUTH_DUE]
     assert transition.connection.reauth_due_warned_at == NOW
+
+
+# ---------------------------------------------------------------------------------------------- own pause
+
+
+def test_an_unanswered_check_pauses_an_open_issue_and_the_next_answer_ends_the_pause():
+    conn = broken()
+    later = NOW + timedelta(hours=5)
+
+    paused = track_pause(conn, answered=False, now=NOW)
+    still = track_pause(paused, answered=False, now=NOW + timedelta(hours=1))
+    resumed = track_pause(still, answered=True, now=later)
+
+    assert paused.issue.paused_now and still.issue.pauses == paused.issue.pauses
+    assert resumed.issue.pauses == (PauseWindow(NOW, later),)
+    assert not resumed.issue.paused_now
+
+
+def test_an_answer_without_a_running_pause_or_an_issue_changes_nothing():
+    assert track_pause(broken(), answered=True, now=NOW) == broken()
+    healthy = connection()
+    assert track_pause(healthy, answered=False, now=NOW) is healthy

@@ -101,6 +101,7 @@ def run(started_at, scheduled=100, transient=0, suspected=0):
         (run(NOW - timedelta(hours=1), transient=10), True),
         (run(NOW - timedelta(hours=1), scheduled=5, transient=1), False),
         (run(NOW - timedelta(hours=1), scheduled=5), True),
+        (run(NOW - timedelta(hours=1), scheduled=0), False),
     ],
     ids=[
         "no-run",
@@ -111,6 +112,7 @@ def run(started_at, scheduled=100, transient=0, suspected=0):
         "normal-share-of-trouble",
         "small-run-with-trouble",
         "small-clean-run",
+        "empty-slot-says-nothing",
     ],
 )
 def test_an_outage_ends_only_when_a_later_settled_run_looks_normal(latest, over):
