@@ -35,25 +35,36 @@ warnings.filterwarnings("ignore", message="No application metrics to publish")
 FUNCTIONS_DIR = Path(__file__).resolve().parent.parent / "functions"
 
 
+def wall_seconds() -> float:
+    return time.monotonic()
+
+
 @dataclass
 class LambdaInvocationContext:
     """The context object Lambda passes to a handler (the attributes Powertools reads). The remaining time
-    runs on the wall clock from the invocation's start, as on Lambda: Intuit's latency and timeouts are real
-    time here too."""
+    runs from the invocation's start on ``seconds``: the wall clock by default, as on Lambda (Intuit's latency
+    and timeouts are real time here too), or the simulated clock when a test plays Intuit's latency on it."""
 
     function_name: str
     timeout_seconds: float = 60.0
     aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
     memory_limit_in_mb: int = 256
     function_version: str = "$LATEST"
-    started: float = field(default_factory=time.monotonic)
+    seconds: Callable[[], float] = wall_seconds
+    started: float = field(default=0.0)
+
+    def __post_init__(self) -> None:
+        self.started = self.seconds()
+
+    def elapsed(self) -> float:
+        return self.seconds() - self.started
 
     @property
     def invoked_function_arn(self) -> str:
         return f"arn:aws:lambda:{REGION}:{ACCOUNT_ID}:function:{self.function_name}"
 
     def get_remaining_time_in_millis(self) -> int:
-        return max(int((self.timeout_seconds - (time.monotonic() - self.started)) * 1000), 0)
+        return max(int((self.timeout_seconds - self.elapsed()) * 1000), 0)
 
 
 @dataclass
@@ -106,7 +117,16 @@ class LocalLambda:
         self._pool_size = 0
         # Each function's timeout from the template; a test may shorten one to prove a time budget.
         self.timeouts: dict[str, float] = function_timeouts(stack.template)
-        self.longest_invocation: dict[str, float] = {}  # wall seconds, by function
+        self.longest_invocation: dict[str, float] = {}  # seconds on the invocation clock, by function
+        # What an invocation's time budget runs on: the wall clock, or (``use_simulated_invocation_time``)
+        # the simulated clock, which the simulator's simulated latency moves.
+        self.invocation_seconds: Callable[[], float] = wall_seconds
+
+    def use_simulated_invocation_time(self) -> None:
+        """Invocations measure their time left on the simulated clock (see the simulator's simulated latency):
+        a time-budget test then gives the same answer on any machine."""
+        clock = self.stack.clock
+        self.invocation_seconds = lambda: clock.now().timestamp()
 
     def close(self) -> None:
         if self._pool is not None:
@@ -126,11 +146,13 @@ class LocalLambda:
     def _call(
         self, handler: Callable[[dict[str, Any], Any], Any], function: str, event: dict[str, Any]
     ) -> Any:
-        context = LambdaInvocationContext(function_name=function, timeout_seconds=self.timeouts[function])
+        context = LambdaInvocationContext(
+            function_name=function, timeout_seconds=self.timeouts[function], seconds=self.invocation_seconds
+        )
         try:
             return handler(event, context)
         finally:
-            elapsed = time.monotonic() - context.started
+            elapsed = context.elapsed()
             with self._metrics_lock:
                 self.longest_invocation[function] = max(self.longest_invocation.get(function, 0.0), elapsed)
             self._collect_metrics()

@@ -232,9 +232,11 @@ class SimulatorControl:
     def clear_faults(self) -> None:
         self.set_faults(rate=0.0)
 
-    def set_latency(self, ms: float) -> None:
-        """Adds ``ms`` of real delay to every request outside ``/_sim/``."""
-        self._call("POST", "/latency", {"ms": ms})
+    def set_latency(self, ms: float, *, simulated: bool = False) -> None:
+        """Adds ``ms`` of delay to every request outside ``/_sim/``: real delay, or with ``simulated`` a move
+        of the shared simulated clock (what a run's time budget reads locally), so no result depends on the
+        speed of the machine."""
+        self._call("POST", "/latency", {"ms": ms, "simulated": simulated})
 
     def set_rate_limit(self, enabled: bool) -> None:
         """Turns Intuit's per-realm limits (10/s, 500/min) on or off; either way the windows restart."""

@@ -188,8 +188,10 @@ class SimulatorApp:
     def _dispatch(self, request: Request) -> Response:
         control = request.path.startswith("/_sim/")
         if not control:
-            delay = self.state.latency_seconds()
-            if delay > 0:
+            delay, simulated = self.state.latency_seconds(), self.state.latency_simulated
+            if delay > 0 and simulated and isinstance(self.clock, SimulatedClock):
+                self.clock.advance(delay)
+            elif delay > 0:
                 time.sleep(delay)
         adapter = self._map.bind_to_environ(request.environ)
         try:
@@ -624,7 +626,8 @@ class SimulatorApp:
         return responses.json_response({"ok": True})
 
     def _sim_latency(self, request: Request) -> Response:
-        self.state.set_latency(_num(_json_object(request), "ms", 0.0))
+        body = _json_object(request)
+        self.state.set_latency(_num(body, "ms", 0.0), simulated=body.get("simulated") is True)
         return responses.json_response({"ok": True})
 
     def _sim_rate_limit(self, request: Request) -> Response:

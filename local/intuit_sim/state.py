@@ -257,6 +257,7 @@ class SimState:
             self.access_index: dict[str, AccessToken] = {}
             self.faults = FaultConfig()
             self.latency_ms = 0.0
+            self.latency_simulated = False  # True: latency moves the simulated clock instead of sleeping
             self.rate_limit_enabled = True
             self.rate_limiter = RateLimiter()
             self.stats = Stats()
@@ -732,11 +733,12 @@ class SimState:
             self.stats.faults[kind] += 1
             return kind, config.hang_seconds
 
-    def set_latency(self, ms: float) -> None:
+    def set_latency(self, ms: float, *, simulated: bool = False) -> None:
         if not 0.0 <= ms <= 60_000.0:
             raise control_error("latency must be within [0, 60000] ms")
         with self._lock:
             self.latency_ms = ms
+            self.latency_simulated = simulated
 
     def latency_seconds(self) -> float:
         with self._lock:
