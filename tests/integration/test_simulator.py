@@ -729,6 +729,27 @@ def test_refresh_token_of_another_app_is_invalid_grant(intuit: IntuitSimulator, 
     assert intuit.control.is_refresh_token_current(theirs["refresh_token"])
 
 
+def test_invalid_grant_without_a_description_as_a_style(
+    intuit: IntuitSimulator, company: Company, sim_clock: SimulatedClock
+) -> None:
+    """oauth-jsclient #77: Intuit's invalid_grant sometimes has no error_description."""
+    assert set(refresh(intuit, "AB11unknown").json()) == {"error", "error_description"}
+
+    intuit.control.set_oauth_style(invalid_grant_description=False)
+    lapsed = intuit.control.issue_tokens(company.realm_id, company.admin_id, refreshed_days_ago=101)
+    for value in ("AB11unknown", lapsed["refresh_token"]):
+        answer = refresh(intuit, value)
+        assert answer.status_code == 400
+        assert answer.json() == {"error": "invalid_grant"}
+    # Other errors keep their description; the style ends with a reset.
+    assert (
+        "error_description"
+        in token_call(intuit, data={"grant_type": "refresh_token"}, headers={"Authorization": BASIC}).json()
+    )
+    intuit.control.reset()
+    assert "error_description" in refresh(intuit, "AB11unknown").json()
+
+
 def test_wrong_method_on_token_endpoint(intuit: IntuitSimulator) -> None:
     response = requests.get(f"{intuit.base_url}/oauth2/v1/tokens/bearer", timeout=5)
     assert response.status_code == 405
