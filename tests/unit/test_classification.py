@@ -18,6 +18,7 @@ ISSUE = FailureKind.ISSUE
 TRANSIENT = FailureKind.TRANSIENT
 RETRY = FailureKind.REFRESH_AND_RETRY
 MISCONFIGURED = FailureKind.MISCONFIGURED
+METERED = FailureKind.METERED
 
 
 def api(status, *codes):
@@ -83,6 +84,12 @@ TABLE = [
         None,
         "not_started",
     ),
+    # Metering refusal (the wire shape is our assumption: 403, Fault type SERVICE, code 6900): the app's
+    # quota, never the customer's issue and never transient.
+    (api(403, "6900"), False, METERED, None, "metered_limit_exceeded"),
+    (api(403, "6900"), True, METERED, None, "metered_limit_exceeded"),
+    (api(429, "6900"), False, METERED, None, "metered_limit_exceeded"),
+    (api(403, "6900", "3100"), False, METERED, None, "metered_limit_exceeded"),
     (token(401, "invalid_client"), False, MISCONFIGURED, None, "client_credentials_rejected"),
     (token(400, "invalid_client"), True, MISCONFIGURED, None, "client_credentials_rejected"),
     (token(400, "unauthorized_client"), False, MISCONFIGURED, None, "client_credentials_rejected"),
@@ -129,7 +136,9 @@ def test_only_issues_carry_an_issue_type():
 
 def test_every_issue_type_is_reachable():
     reached = {classify(row[0], after_fresh_refresh=row[1]).issue for row in TABLE} - {None}
-    assert reached == set(IssueType)
+    # A subscription that ended is never a failure: a read-only company reads, and its SubscriptionStatus
+    # says so (domain.subscription, tests/unit/test_subscription_status.py).
+    assert reached == set(IssueType) - {IssueType.SUBSCRIPTION_ENDED}
 
 
 def test_classification_is_a_frozen_value():
