@@ -299,3 +299,32 @@ def test_a_metering_refusal_pauses_an_open_issue_and_never_disconnects(stack, la
 
     issue = stored("conn-1").issue
     assert issue is not None and issue.type is LAPSED and issue.paused_now
+
+
+# --- reauthorizing a read-only company ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("status", "style", "words"),
+    [
+        ("SUSPENDED", "serve", "Make a payment"),
+        ("SUSPENDED", "refuse", "Make a payment"),
+        ("CANCELED", "serve", "Resubscribe"),
+    ],
+)
+def test_reauthorizing_a_read_only_company_is_refused_with_its_remedy(
+    stack, api_client, status, style, words
+):
+    """As before with 6190: the new grant is revoked, the old tokens stay, the page says what to do."""
+    from tests.integration.test_api import callback, deliver
+
+    seeded = seed_connection(stack, "conn-1")
+    before = stored("conn-1")
+    stack.intuit.control.set_company_fault_style(seeded.realm_id, lapsed_reads=style)
+    stack.intuit.control.set_subscription_status(seeded.realm_id, status)
+
+    page = deliver(callback(stack, api_client.status("conn-1").reconnect_url))
+
+    assert page.status_code == 409 and words in page.text, page.text
+    assert 'id="subscription_inactive"' in page.text
+    assert stored("conn-1").sealed_tokens == before.sealed_tokens

@@ -11,6 +11,7 @@ from qbo_health.domain.classification import (
     Classification,
     FailureKind,
     classify,
+    revoke_already_done,
 )
 from qbo_health.domain.model import IntuitFailure, IssueType
 
@@ -154,3 +155,26 @@ def test_the_domain_module_is_pure():
     source = Path(module.__file__).read_text(encoding="utf-8")
     for forbidden in ("boto3", "botocore", "pynamodb", "requests", "import os", "datetime.now"):
         assert forbidden not in source
+
+
+def test_a_revoke_answered_400_with_an_empty_body_is_already_done():
+    empty = IntuitFailure(status=400, endpoint="revoke", empty_body=True)
+    assert revoke_already_done(empty)
+    assert classify(empty).kind is FailureKind.TRANSIENT  # on its own, never an issue
+    # Anything else is a real failure: a body says why, another status or endpoint means something else.
+    assert not revoke_already_done(IntuitFailure(status=400, endpoint="revoke"))
+    assert not revoke_already_done(
+        IntuitFailure(status=400, oauth_error="invalid_request", endpoint="revoke")
+    )
+    assert not revoke_already_done(IntuitFailure(status=500, endpoint="revoke", empty_body=True))
+    assert not revoke_already_done(IntuitFailure(status=400, endpoint="token", empty_body=True))
+    assert not revoke_already_done(IntuitFailure(status=None, transport="timeout", endpoint="revoke"))
+
+
+def test_invalid_grant_never_depends_on_its_description():
+    with_text = IntuitFailure(
+        status=400, oauth_error="invalid_grant", message="Token invalid", endpoint="token"
+    )
+    without = IntuitFailure(status=400, oauth_error="invalid_grant", message=None, endpoint="token")
+    assert classify(with_text) == classify(without)
+    assert classify(without).issue is IssueType.AUTHORIZATION_EXPIRED
