@@ -1,11 +1,11 @@
 """`make demo`: the daily health check on the embedded stack, end to end, with a summary table.
 
 Starts moto and the Intuit simulator on loopback, seeds a few hundred connections (most healthy; some whose
-admin was removed, some suspended, some idle for 99 days, one whose app the user disconnected), and plays
-one simulated day of production's schedules from template.yaml: the scheduler every hour sends the
-connections whose slot is due, the worker drains the queue as messages fall due (confirming re-checks a
-quarter of an hour later), the escalator runs every hour. Then prints what happened. Exits 0 and leaves
-nothing running.
+admin was removed, some suspended, a few whose subscription ended, some idle for 99 days, one whose app the
+user disconnected), and plays one simulated day of production's schedules from template.yaml: the scheduler
+every hour sends the connections whose slot is due, the worker drains the queue as messages fall due
+(confirming re-checks a quarter of an hour later), the escalator runs every hour. Then prints what happened.
+Exits 0 and leaves nothing running.
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ COHORTS = (
     Cohort("healthy", 260),
     Cohort("admin-removed", 12),
     Cohort("suspended", 10),
+    Cohort("subscription-ended", 3),
     Cohort("idle-99-days", 15, refreshed_days_ago=99),
     Cohort("app-disconnected", 1),
 )
@@ -81,7 +82,9 @@ def seed(stack: EmbeddedStack) -> dict[str, str]:
             if cohort.name == "admin-removed":
                 control.set_admin(seeded.realm_id, seeded.user_id, False)
             elif cohort.name == "suspended":
-                control.suspend(seeded.realm_id)
+                control.suspend(seeded.realm_id)  # read-only: CompanyInfo reads SUSPENDED
+            elif cohort.name == "subscription-ended":
+                control.set_subscription_status(seeded.realm_id, "CANCELED")
             elif cohort.name == "app-disconnected":
                 control.disconnect_app(seeded.realm_id)
             cohort_of[connection_id] = cohort.name

@@ -26,12 +26,15 @@ from qbo_health.domain.model import ConnectionState, IssueType, OpenIssue
 
 
 def break_at_intuit(stack: EmbeddedStack, seeded: SeededConnection, issue: IssueType) -> None:
-    """Make Intuit answer the way that issue shows itself (the help article's three causes)."""
+    """Make Intuit answer the way that issue shows itself (the help article's three causes, and an ended
+    subscription)."""
     control = stack.intuit.control
     if issue is IssueType.ADMIN_ACCESS_LOST:
         control.set_admin(seeded.realm_id, seeded.user_id, False)
     elif issue is IssueType.AUTHORIZATION_EXPIRED:
         control.disconnect_app(seeded.realm_id)
+    elif issue is IssueType.SUBSCRIPTION_ENDED:
+        control.set_subscription_status(seeded.realm_id, "CANCELED")
     else:
         control.suspend(seeded.realm_id)
 

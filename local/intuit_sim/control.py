@@ -16,6 +16,10 @@ import requests
 
 DEFAULT_CLIENT_ID = "sim-client-id"
 
+SubscriptionStatus = Literal[
+    "TRIAL", "TRIALOPTIN", "SUBSCRIBED", "PAID", "EXPIRED", "RESTRICTED", "SUSPENDED", "CANCELED"
+]
+
 
 class SimulatorControlError(RuntimeError):
     """The control API (or the consent page) refused a request."""
@@ -63,11 +67,18 @@ class SimulatorControl:
         self.timeout = timeout
         self._session = requests.Session()
 
-    def _call(self, method: str, route: str, payload: dict[str, Any] | None = None) -> Any:
+    def _call(
+        self,
+        method: str,
+        route: str,
+        payload: dict[str, Any] | None = None,
+        params: dict[str, str] | None = None,
+    ) -> Any:
         response = self._session.request(
             method,
             f"{self.base_url}/_sim{route}",
             json=payload if payload is not None else {},
+            params=params,
             timeout=self.timeout,
         )
         if response.status_code >= 400:
@@ -86,9 +97,12 @@ class SimulatorControl:
         self,
         realm_id: str | None = None,
         name: str | None = None,
-        subscription: Literal["active", "suspended"] = "active",
+        subscription: SubscriptionStatus | Literal["active", "suspended"] = "active",
     ) -> str:
-        """Creates a QuickBooks company and returns its realm id (random when not given)."""
+        """Creates a QuickBooks company and returns its realm id (random when not given).
+
+        ``subscription`` is a SubscriptionStatus, or ``active`` (SUBSCRIBED) / ``suspended`` (SUSPENDED).
+        """
         result = self._call(
             "POST", "/companies", {"realm_id": realm_id, "name": name, "subscription": subscription}
         )
@@ -124,11 +138,18 @@ class SimulatorControl:
         """The user left the company: their grants then get the non-admin fault on the API."""
         self._call("DELETE", f"/companies/{realm_id}/users/{user_id}")
 
+    def set_subscription_status(self, realm_id: str, status: SubscriptionStatus) -> None:
+        """Sets the company's SubscriptionStatus. EXPIRED, RESTRICTED, SUSPENDED and CANCELED make it
+        read-only: reads answer 200 with the status, writes 6190 (see ``set_company_fault_style``)."""
+        self._call("POST", f"/companies/{realm_id}/subscription", {"status": status})
+
     def suspend(self, realm_id: str) -> None:
-        """The subscription lapsed: CompanyInfo answers 6190."""
+        """The same as ``set_subscription_status(realm_id, "SUSPENDED")``: the company becomes read-only.
+        CompanyInfo answers 200 with SubscriptionStatus SUSPENDED (6190 only with ``lapsed_reads="refuse"``)."""
         self._call("POST", f"/companies/{realm_id}/suspend")
 
     def reactivate(self, realm_id: str) -> None:
+        """Back to SUBSCRIBED."""
         self._call("POST", f"/companies/{realm_id}/reactivate")
 
     def disconnect_app(self, realm_id: str, client_id: str = DEFAULT_CLIENT_ID) -> int:
@@ -140,11 +161,25 @@ class SimulatorControl:
     def set_company_fault_style(
         self,
         realm_id: str,
-        non_admin_code: Literal["3100", "120"] = "3100",
-        status_6190: Literal[400, 200] = 400,
+        non_admin_code: Literal["3100", "120"] | None = None,
+        status_6190: Literal[400, 200] | None = None,
+        lapsed_reads: Literal["serve", "refuse"] | None = None,
+        expired_token: Literal["100", "3200"] | None = None,
     ) -> None:
-        """How the company's API reports a non-admin user (403/3100 or 401/120) and 6190 (400 or 200)."""
-        payload = {"non_admin_code": non_admin_code, "status_6190": status_6190}
+        """How the company's API reports problems; a setting left at ``None`` keeps its value.
+
+        - ``non_admin_code``: a non-admin user gets 403/3100 (default) or 401/120.
+        - ``status_6190``: 6190 comes with HTTP 400 (default) or inside HTTP 200.
+        - ``lapsed_reads``: a read-only company's reads are served with its status (``serve``, default) or
+          refused with 6190 (``refuse``, the older reported behaviour).
+        - ``expired_token``: an expired access token gets the XML code 100 (default) or the 3200 gateway fault.
+        """
+        payload = {
+            "non_admin_code": non_admin_code,
+            "status_6190": status_6190,
+            "lapsed_reads": lapsed_reads,
+            "expired_token": expired_token,
+        }
         self._call("POST", f"/companies/{realm_id}/fault_style", payload)
 
     # -- grants and tokens ----------------------------------------------------------------------------
@@ -239,8 +274,42 @@ class SimulatorControl:
         self._call("POST", "/latency", {"ms": ms, "simulated": simulated})
 
     def set_rate_limit(self, enabled: bool) -> None:
-        """Turns Intuit's per-realm limits (10/s, 500/min) on or off; either way the windows restart."""
+        """Turns Intuit's per-realm limits (10 in flight, 500 a minute) on or off; the minute restarts."""
         self._call("POST", "/rate_limit", {"enabled": enabled})
+
+    def hold_api_calls(self) -> None:
+        """A slow Intuit without sleeping: every QuickBooks API request admitted from now on stays in flight
+        (counting towards the 10 per realm) until ``release_api_calls()`` (or a reset, or 60 s)."""
+        self._call("POST", "/hold", {"hold": True})
+
+    def release_api_calls(self) -> None:
+        self._call("POST", "/hold", {"hold": False})
+
+    def api_calls_in_flight(self, realm_id: str | None = None, client_id: str | None = None) -> int:
+        """QuickBooks API requests being served now (all realms and apps unless narrowed)."""
+        params = {key: value for key, value in (("realm_id", realm_id), ("client_id", client_id)) if value}
+        return int(self._call("GET", "/in_flight", params=params)["in_flight"])
+
+    # -- OAuth styles and metering ---------------------------------------------------------------------
+
+    def set_oauth_style(self, invalid_grant_description: bool = True) -> None:
+        """``invalid_grant_description=False``: ``invalid_grant`` answers carry no ``error_description``."""
+        self._call("POST", "/oauth_style", {"invalid_grant_description": invalid_grant_description})
+
+    def set_metering(self, allowance: int | None) -> None:
+        """Metered calls each app may make per calendar month (UTC, simulated clock); ``None`` is unlimited
+        (the default). Past it, metered calls get 403 Fault 6900 "MeteredLimitExceeded" until next month."""
+        self._call("POST", "/metering", {"allowance": allowance})
+
+    def metering(self, month: str | None = None, client_id: str = DEFAULT_CLIENT_ID) -> dict[str, Any]:
+        """``{"client_id", "month": "YYYY-MM", "calls": n, "allowance": n or None}``; month defaults to now."""
+        params = {"client_id": client_id} | ({"month": month} if month else {})
+        result: dict[str, Any] = self._call("GET", "/metering", params=params)
+        return result
+
+    def metered_calls(self, month: str | None = None, client_id: str = DEFAULT_CLIENT_ID) -> int:
+        """Metered calls of ``client_id`` in ``month`` ("YYYY-MM", default: the simulated clock's month)."""
+        return int(self.metering(month, client_id)["calls"])
 
     # -- clock, stats, reset --------------------------------------------------------------------------
 

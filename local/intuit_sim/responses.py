@@ -21,6 +21,7 @@ V3_NAMESPACE = "http://schema.intuit.com/finance/v3"
 # Intuit stamps faults in Pacific time. A fixed offset is close enough for a simulator (no DST).
 _PACIFIC = timezone(timedelta(hours=-8))
 
+METERED_CODE = "6900"  # the simulator's choice: Intuit documents no wire shape for a metering refusal
 _GATEWAY_NAMES = {"3200": "AuthenticationFailed", "3100": "ApplicationAuthorizationFailed"}
 DETAIL_6190 = (
     "Subscription period has ended or canceled or there was a billing problem : You can't add data to "
@@ -52,13 +53,23 @@ def wants_json(accept: str | None) -> bool:
 
 
 def gateway_fault(status: int, code: str, detail: str, as_json: bool, now: datetime) -> Response:
-    """The lowercase ``fault`` shape of Intuit's API gateway (3200, 3100)."""
+    """The lowercase ``fault`` shape of Intuit's API gateway (3200, 3100).
+
+    3200 is typed ``AUTHENTICATION`` and carries RFC 6750's ``WWW-Authenticate`` challenge, as Intuit sends it.
+    """
     name = _GATEWAY_NAMES.get(code, "ServiceFault")
     message = f"message={name}; errorCode={int(code):06d}; statusCode={status}"
+    fault_type = "AUTHENTICATION" if code == "3200" else "SERVICE"
     if as_json:
-        body = {"fault": {"error": [{"message": message, "detail": detail, "code": code}], "type": "SERVICE"}}
-        return json_response(body, status)
-    return _xml_fault(status, "SERVICE", code, message, detail, None, now)
+        body = {
+            "fault": {"error": [{"message": message, "detail": detail, "code": code}], "type": fault_type}
+        }
+        response = json_response(body, status)
+    else:
+        response = _xml_fault(status, fault_type, code, message, detail, None, now)
+    if code == "3200":
+        response.headers["WWW-Authenticate"] = 'Bearer realm="Intuit", error="invalid_token"'
+    return response
 
 
 def service_fault(
@@ -107,9 +118,11 @@ def throttle(now: datetime) -> Response:
 
 
 def general_authentication_error(as_json: bool, now: datetime) -> Response:
+    """Code 100 in a ``Fault`` of type ``AuthenticationFault``: a malformed header, or (always as XML, as
+    reported) an expired access token."""
     return service_fault(
         401,
-        "AUTHENTICATION",
+        "AuthenticationFault",
         "100",
         "General Authentication Error",
         "AuthenticationErrorGeneral: SRV-110-Authentication Failure , statusCode: 401",
@@ -121,6 +134,38 @@ def general_authentication_error(as_json: bool, now: datetime) -> Response:
 def api_refusal(refusal: ApiRefusal, as_json: bool, now: datetime) -> Response:
     if refusal.kind == "throttle":
         return throttle(now)
+    if refusal.kind == "100":
+        return general_authentication_error(False, now)  # XML whatever was asked for, as reported
+    if refusal.kind == "metered":
+        return service_fault(
+            403,
+            "SERVICE",
+            METERED_CODE,
+            "MeteredLimitExceeded",
+            "The app has used its monthly allowance of metered API calls. Calls resume next month.",
+            as_json,
+            now,
+        )
+    if refusal.kind == "required_param":
+        return service_fault(
+            400,
+            "ValidationFault",
+            "2020",
+            "Required param missing, need to supply the required value for the API",
+            refusal.detail,
+            as_json,
+            now,
+        )
+    if refusal.kind == "request_parse":
+        return service_fault(
+            400,
+            "ValidationFault",
+            "2010",
+            "Request has invalid or unsupported property",
+            refusal.detail,
+            as_json,
+            now,
+        )
     if refusal.kind in ("3200", "3100"):
         return gateway_fault(refusal.status, refusal.kind, refusal.detail, as_json, now)
     if refusal.kind == "120":
@@ -196,7 +241,7 @@ def company_info(company: Company, email: str, as_json: bool, now: datetime) -> 
         "SupportedLanguages": "en",
         "NameValue": [
             {"Name": "NeoEnabled", "Value": "true"},
-            {"Name": "SubscriptionStatus", "Value": "PAID"},
+            {"Name": "SubscriptionStatus", "Value": company.subscription_status},
             {"Name": "OfferingSku", "Value": "QuickBooks Online Plus"},
             {"Name": "PayrollFeature", "Value": "false"},
         ],
@@ -215,6 +260,38 @@ def company_info(company: Company, email: str, as_json: bool, now: datetime) -> 
         f"<MetaData><CreateTime>{created}</CreateTime><LastUpdatedTime>{created}</LastUpdatedTime></MetaData>"
         f"<CompanyName>{xml_escape(company.name)}</CompanyName><LegalName>{xml_escape(company.name)}</LegalName>"
         f"<Country>US</Country><Email><Address>{xml_escape(email)}</Address></Email>"
-        "<SupportedLanguages>en</SupportedLanguages></CompanyInfo></IntuitResponse>"
+        "<SupportedLanguages>en</SupportedLanguages>"
+        + "".join(
+            f"<NameValue><Name>{xml_escape(item['Name'])}</Name><Value>{xml_escape(item['Value'])}</Value>"
+            "</NameValue>"
+            for item in info["NameValue"]
+        )
+        + "</CompanyInfo></IntuitResponse>"
+    )
+    return Response(body, status=200, content_type=XML_TYPE)
+
+
+def customer(record: dict[str, Any], as_json: bool, now: datetime) -> Response:
+    """The answer to a created Customer, in the shape of QuickBooks' entity answers."""
+    stamp = intuit_time(record["CreatedAt"])
+    fields = {key: value for key, value in record.items() if key != "CreatedAt"}
+    entity = {
+        **fields,
+        "domain": "QBO",
+        "sparse": False,
+        "MetaData": {"CreateTime": stamp, "LastUpdatedTime": stamp},
+    }
+    if as_json:
+        return json_response({"Customer": entity, "time": intuit_time(now)})
+    inner = "".join(
+        f"<{key}>{xml_escape(str(value).lower() if isinstance(value, bool) else str(value))}</{key}>"
+        for key, value in fields.items()
+    )
+    body = (
+        f'<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
+        f'<IntuitResponse xmlns="{V3_NAMESPACE}" time="{intuit_time(now)}">'
+        f'<Customer domain="QBO" sparse="false">{inner}'
+        f"<MetaData><CreateTime>{stamp}</CreateTime><LastUpdatedTime>{stamp}</LastUpdatedTime></MetaData>"
+        "</Customer></IntuitResponse>"
     )
     return Response(body, status=200, content_type=XML_TYPE)

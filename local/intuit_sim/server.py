@@ -14,6 +14,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime
 from typing import Any, NoReturn
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -26,9 +27,11 @@ from local.intuit_sim import responses
 from local.intuit_sim.control import SimulatorControl
 from local.intuit_sim.state import (
     DEFAULT_CLIENT_ID,
+    DEFAULT_SUBSCRIPTION_STATUS,
     KNOWN_SCOPES,
     SCOPE_ACCOUNTING,
     SCOPE_PAYMENT,
+    ApiCall,
     ApiRefusal,
     App,
     SimError,
@@ -73,6 +76,7 @@ def _rules() -> list[Rule]:
         ("/companies/<realm_id>/users/<user_id>", "remove_user", "DELETE"),
         ("/companies/<realm_id>/suspend", "suspend", "POST"),
         ("/companies/<realm_id>/reactivate", "reactivate", "POST"),
+        ("/companies/<realm_id>/subscription", "subscription", "POST"),
         ("/companies/<realm_id>/disconnect", "disconnect", "POST"),
         ("/companies/<realm_id>/fault_style", "fault_style", "POST"),
         ("/tokens/issue", "issue_tokens", "POST"),
@@ -83,6 +87,11 @@ def _rules() -> list[Rule]:
         ("/faults", "faults", "POST"),
         ("/latency", "latency", "POST"),
         ("/rate_limit", "rate_limit", "POST"),
+        ("/hold", "hold", "POST"),
+        ("/in_flight", "in_flight", "GET"),
+        ("/oauth_style", "oauth_style", "POST"),
+        ("/metering", "set_metering", "POST"),
+        ("/metering", "metering", "GET"),
         ("/clock", "clock", "GET"),
         ("/clock/advance", "advance_clock", "POST"),
         ("/stats", "stats", "GET"),
@@ -187,24 +196,23 @@ class SimulatorApp:
 
     def _dispatch(self, request: Request) -> Response:
         control = request.path.startswith("/_sim/")
-        if not control:
-            delay, simulated = self.state.latency_seconds(), self.state.latency_simulated
-            if delay > 0 and simulated and isinstance(self.clock, SimulatedClock):
-                self.clock.advance(delay)
-            elif delay > 0:
-                time.sleep(delay)
         adapter = self._map.bind_to_environ(request.environ)
         try:
             endpoint, args = adapter.match()
         except (NotFound, MethodNotAllowed) as exc:
+            self._latency(control)
             return self._no_route(request, exc)
         except HTTPException:
+            self._latency(control)
             return responses.oauth_error(400, "invalid_request", "Malformed request")
         handler: Handler = getattr(self, f"_{endpoint}")
+        # The API's latency is spent while the request is in flight (see _api); everything else waits here.
+        self._latency(control or endpoint == "api")
         try:
             if control:
                 return handler(request, **args)
-            self.state.count_call(endpoint, args.get("realm_id") if endpoint == "api" else None)
+            metered = endpoint == "api" and request.method == "GET"
+            self.state.count_call(endpoint, args.get("realm_id") if metered else None)
             endpoint_class = _ENDPOINT_CLASS.get(endpoint)
             if endpoint_class is not None:
                 fault = self.state.decide_fault(endpoint_class)
@@ -221,9 +229,21 @@ class SimulatorApp:
                 return responses.json_response({"error": "bad_request", "detail": exc.name}, status)
             return responses.oauth_error(status, "invalid_request", exc.name)
 
+    def _latency(self, skip: bool) -> None:
+        delay = 0.0 if skip else self.state.latency_seconds()
+        if delay > 0 and self.state.latency_simulated and isinstance(self.clock, SimulatedClock):
+            self.clock.advance(delay)  # simulated latency: a time budget reads it on the simulated clock
+        elif delay > 0:
+            time.sleep(delay)
+
     def _render_error(self, error: SimError) -> Response:
         if error.kind == "oauth":
-            return responses.oauth_error(error.status, error.code, error.description)
+            description = error.description
+            if error.code == "invalid_grant" and not self.state.invalid_grant_description:
+                description = ""
+            return responses.oauth_error(error.status, error.code, description)
+        if error.kind == "empty":
+            return Response(b"", status=error.status)
         if error.kind == "page":
             return responses.error_page(error.status, error.description)
         return responses.json_response({"error": error.code, "detail": error.description}, error.status)
@@ -502,23 +522,67 @@ class SimulatorApp:
         token = self._bearer(request)
         if token is None:
             return responses.general_authentication_error(as_json, now)
+        parts = rest.strip("/").split("/")
+        resource = parts[0].lower()
+        write = request.method != "GET"
         try:
-            company = self.state.company_access(token, realm_id)
-            parts = rest.strip("/").split("/")
-            if request.method != "GET" or len(parts) != 2 or parts[0].lower() != "companyinfo":
+            call = self.state.begin_api_call(token, realm_id, write=write)
+        except ApiRefusal as refusal:
+            return responses.api_refusal(refusal, as_json, now)
+        try:
+            # A slow Intuit: the request is in flight (it counts towards the 10) while it waits.
+            self._latency(False)
+            self.state.wait_if_held()
+            now = self.clock.now()
+            if request.method == "POST" and resource == "customer" and len(parts) == 1:
+                return self._create_customer(request, call, as_json, now)
+            if request.method != "GET" or len(parts) != 2 or resource != "companyinfo":
                 raise ApiRefusal(
                     "unsupported",
                     400,
                     f"Operation Could not find resource for relative : /v3/company/{realm_id}/{rest} "
                     "is not supported.",
                 )
+            if call.refusal is not None:
+                raise call.refusal
             if parts[1] != realm_id:
                 raise ApiRefusal(
                     "610", 400, "Object Not Found : Something you're trying to use has been made inactive."
                 )
+            assert call.company is not None
+            return responses.company_info(call.company, self.state.primary_email(realm_id), as_json, now)
         except ApiRefusal as refusal:
             return responses.api_refusal(refusal, as_json, now)
-        return responses.company_info(company, self.state.primary_email(realm_id), as_json, now)
+        finally:
+            self.state.end_api_call(call)
+
+    def _create_customer(self, request: Request, call: ApiCall, as_json: bool, now: datetime) -> Response:
+        """``POST /v3/company/{realm}/customer``: a write, refused with 6190 while the company is read-only."""
+        if call.refusal is not None:
+            raise call.refusal
+        try:
+            body = json.loads(request.get_data(cache=True))
+        except (ValueError, UnicodeDecodeError):
+            body = None
+        if not isinstance(body, dict):
+            raise ApiRefusal("request_parse", 400, "The request body must be a JSON Customer object.")
+        fields = {
+            key: body[key]
+            for key in ("DisplayName", "GivenName", "FamilyName", "CompanyName")
+            if isinstance(body.get(key), str) and body[key].strip()
+        }
+        if not fields:
+            raise ApiRefusal(
+                "required_param",
+                400,
+                "Required parameter Name (DisplayName, GivenName or FamilyName) is missing in the request",
+            )
+        fields.setdefault(
+            "DisplayName", " ".join(fields[k] for k in ("GivenName", "FamilyName") if k in fields)
+        )
+        assert call.company is not None
+        customer = self.state.add_customer(call.company.realm_id, fields)
+        return responses.customer(customer, as_json, now)
 
     # -- control API ----------------------------------------------------------------------------------
 
@@ -564,12 +628,16 @@ class SimulatorApp:
         return responses.json_response({"ok": True})
 
     def _sim_suspend(self, request: Request, realm_id: str) -> Response:
-        self.state.set_subscription(realm_id, "suspended")
-        return responses.json_response({"ok": True})
+        status = self.state.set_subscription_status(realm_id, "SUSPENDED")
+        return responses.json_response({"ok": True, "subscription_status": status})
 
     def _sim_reactivate(self, request: Request, realm_id: str) -> Response:
-        self.state.set_subscription(realm_id, "active")
-        return responses.json_response({"ok": True})
+        status = self.state.set_subscription_status(realm_id, DEFAULT_SUBSCRIPTION_STATUS)
+        return responses.json_response({"ok": True, "subscription_status": status})
+
+    def _sim_subscription(self, request: Request, realm_id: str) -> Response:
+        status = self.state.set_subscription_status(realm_id, _str(_json_object(request), "status"))
+        return responses.json_response({"ok": True, "subscription_status": status})
 
     def _sim_disconnect(self, request: Request, realm_id: str) -> Response:
         client_id = _opt_str(_json_object(request), "client_id") or DEFAULT_CLIENT_ID
@@ -577,10 +645,16 @@ class SimulatorApp:
 
     def _sim_fault_style(self, request: Request, realm_id: str) -> Response:
         body = _json_object(request)
-        status = body.get("status_6190", 400)
-        if not isinstance(status, int) or isinstance(status, bool):
+        status = body.get("status_6190")
+        if status is not None and (not isinstance(status, int) or isinstance(status, bool)):
             raise control_error("'status_6190' must be 400 or 200")
-        self.state.set_fault_style(realm_id, _opt_str(body, "non_admin_code") or "3100", status)
+        self.state.set_fault_style(
+            realm_id,
+            non_admin_code=_opt_str(body, "non_admin_code"),
+            status_6190=status,
+            lapsed_reads=_opt_str(body, "lapsed_reads"),
+            expired_token=_opt_str(body, "expired_token"),
+        )
         return responses.json_response({"ok": True})
 
     def _sim_issue_tokens(self, request: Request) -> Response:
@@ -633,6 +707,32 @@ class SimulatorApp:
     def _sim_rate_limit(self, request: Request) -> Response:
         self.state.set_rate_limit(_bool(_json_object(request), "enabled", True))
         return responses.json_response({"ok": True})
+
+    def _sim_hold(self, request: Request) -> Response:
+        self.state.hold(_bool(_json_object(request), "hold", True))
+        return responses.json_response({"ok": True})
+
+    def _sim_in_flight(self, request: Request) -> Response:
+        realm_id = request.args.get("realm_id") or None
+        client_id = request.args.get("client_id") or None
+        return responses.json_response({"in_flight": self.state.in_flight(realm_id, client_id)})
+
+    def _sim_oauth_style(self, request: Request) -> Response:
+        self.state.set_oauth_style(_bool(_json_object(request), "invalid_grant_description", True))
+        return responses.json_response({"ok": True})
+
+    def _sim_set_metering(self, request: Request) -> Response:
+        body = _json_object(request)
+        allowance = body.get("allowance")
+        if allowance is not None and (not isinstance(allowance, int) or isinstance(allowance, bool)):
+            raise control_error("'allowance' must be a whole number or null")
+        self.state.set_metering(allowance)
+        return responses.json_response({"ok": True, "allowance": allowance})
+
+    def _sim_metering(self, request: Request) -> Response:
+        month = request.args.get("month") or None
+        client_id = request.args.get("client_id") or DEFAULT_CLIENT_ID
+        return responses.json_response(self.state.metering_view(month, client_id))
 
     def _sim_clock(self, request: Request) -> Response:
         return responses.json_response({"now": self.clock.now().isoformat()})

@@ -3,16 +3,17 @@
 Everything here is plain Python guarded by one lock, with no HTTP in sight: :mod:`local.intuit_sim.server`
 parses requests, calls one method, and renders the result or the :class:`SimError` it raises.
 
-Token lifetimes read time only from the injected clock. Rate limiting is about real bursts of requests and
-uses ``time.monotonic()``.
+Everything that depends on time (token lifetimes, the per-minute limit, the metering month) reads the
+injected clock. Requests in flight are counted as they happen; a test holds them with :meth:`SimState.hold`
+instead of relying on how fast the machine is.
 """
 
 from __future__ import annotations
 
 import random
+import re
 import secrets
 import threading
-import time
 import uuid
 from collections import Counter, deque
 from dataclasses import dataclass, field
@@ -56,10 +57,28 @@ ENDPOINT_CLASSES = ("token", "api", "revoke", "userinfo")
 FAULT_KINDS = ("500", "503", "timeout", "429", "reset", "lost")
 DEFAULT_FAULT_KINDS = ("500", "503", "timeout", "429")
 
-RATE_PER_SECOND = 10
+CONCURRENT_PER_REALM = 10
 RATE_PER_MINUTE = 500
+MINUTE = timedelta(seconds=60)
+HOLD_LIMIT_SECONDS = 60.0  # a held request goes on by itself after this long, so a forgotten hold cannot hang
 
-Subscription = Literal["active", "suspended"]
+# CompanyInfo's NameValue "SubscriptionStatus". The last four make the company read-only.
+SUBSCRIPTION_STATUSES = (
+    "TRIAL",
+    "TRIALOPTIN",
+    "SUBSCRIBED",
+    "PAID",
+    "EXPIRED",
+    "RESTRICTED",
+    "SUSPENDED",
+    "CANCELED",
+)
+READ_ONLY_STATUSES = frozenset({"EXPIRED", "RESTRICTED", "SUSPENDED", "CANCELED"})
+DEFAULT_SUBSCRIPTION_STATUS = "SUBSCRIBED"
+# The control API's older words for a status.
+SUBSCRIPTION_ALIASES = {"active": "SUBSCRIBED", "suspended": "SUSPENDED"}
+
+BUILDER_TIER_ALLOWANCE = 500_000  # metered calls a month per app on Intuit's free Builder tier
 
 
 class SimError(Exception):
@@ -132,11 +151,28 @@ class User:
 class Company:
     realm_id: str
     name: str
-    subscription: Subscription
+    subscription_status: str
     created_at: datetime
     members: dict[str, bool] = field(default_factory=dict)  # user_id -> is admin
     non_admin_code: Literal["3100", "120"] = "3100"
     status_6190: Literal[400, 200] = 400
+    lapsed_reads: Literal["serve", "refuse"] = "serve"
+    expired_token_code: Literal["100", "3200"] = "100"
+    customers: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def read_only(self) -> bool:
+        return self.subscription_status in READ_ONLY_STATUSES
+
+
+def subscription_status(value: str) -> str:
+    """A status name (any case) or one of the older words ``active``/``suspended``; raises a control error."""
+    status = SUBSCRIPTION_ALIASES.get(value, value.upper() if isinstance(value, str) else "")
+    if status not in SUBSCRIPTION_STATUSES:
+        raise control_error(
+            f"subscription must be one of {list(SUBSCRIPTION_STATUSES)} (or 'active'/'suspended')"
+        )
+    return status
 
 
 @dataclass
@@ -209,21 +245,45 @@ class Stats:
 
 
 class RateLimiter:
-    """Sliding windows per (app, realm): 10 requests per second and 500 per minute, on the monotonic clock."""
+    """Intuit's limits per (app, realm): 10 requests in flight at once and 500 per sliding minute.
+
+    The minute is measured on the simulated clock. ``enter`` admits a request (or refuses it) and ``leave``
+    ends it; a refused request never counts.
+    """
 
     def __init__(self) -> None:
-        self._hits: dict[tuple[str, str], deque[float]] = {}
+        self._hits: dict[tuple[str, str], deque[datetime]] = {}
+        self.in_flight: Counter[tuple[str, str]] = Counter()
 
-    def allow(self, key: tuple[str, str]) -> bool:
-        now = time.monotonic()
+    def enter(self, key: tuple[str, str], now: datetime) -> bool:
         hits = self._hits.setdefault(key, deque())
-        while hits and hits[0] <= now - 60.0:
+        while hits and hits[0] <= now - MINUTE:
             hits.popleft()
-        last_second = sum(1 for hit in hits if hit > now - 1.0)
-        if last_second >= RATE_PER_SECOND or len(hits) >= RATE_PER_MINUTE:
+        if self.in_flight[key] >= CONCURRENT_PER_REALM or len(hits) >= RATE_PER_MINUTE:
             return False
         hits.append(now)
+        self.in_flight[key] += 1
         return True
+
+    def leave(self, key: tuple[str, str]) -> None:
+        if self.in_flight[key] > 0:
+            self.in_flight[key] -= 1
+        if self.in_flight[key] == 0:
+            del self.in_flight[key]
+
+
+@dataclass
+class ApiCall:
+    """One QuickBooks API request that got past the gateway (token, metering, limits) and is now in flight.
+
+    ``refusal`` is what the service answers instead of data (3100, 6190, 120), decided on entry; ``slot`` is
+    the (app, realm) it occupies until :meth:`SimState.end_api_call`.
+    """
+
+    grant: Grant
+    company: Company | None
+    slot: tuple[str, str] | None
+    refusal: ApiRefusal | None = None
 
 
 def _seconds(delta: timedelta) -> int:
@@ -261,6 +321,14 @@ class SimState:
             self.rate_limit_enabled = True
             self.rate_limiter = RateLimiter()
             self.stats = Stats()
+            self.invalid_grant_description = True
+            self.metering_allowance: int | None = None
+            self.metering: Counter[tuple[str, str]] = Counter()  # (client_id, "YYYY-MM") -> metered calls
+            previous_gate = getattr(self, "_gate", None)
+            self._gate = threading.Event()
+            self._gate.set()
+            if previous_gate is not None:
+                previous_gate.set()  # a reset lets every held request go
             self.apps[DEFAULT_CLIENT_ID] = App(
                 DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, [], allow_loopback=True
             )
@@ -293,8 +361,7 @@ class SimState:
     # -- companies and users ---------------------------------------------------------------------------
 
     def create_company(self, realm_id: str | None, name: str | None, subscription: str) -> str:
-        if subscription not in ("active", "suspended"):
-            raise control_error("subscription must be 'active' or 'suspended'")
+        status = subscription_status(subscription)
         with self._lock:
             if realm_id is None:
                 realm_id = "9341" + "".join(str(secrets.randbelow(10)) for _ in range(12))
@@ -303,7 +370,7 @@ class SimState:
             elif not realm_id or realm_id in self.companies:
                 raise control_error(f"realm {realm_id!r} exists or is empty", 409, "conflict")
             label = name or f"Sandbox Company_US_{len(self.companies) + 1}"
-            self.companies[realm_id] = Company(realm_id, label, subscription, self.now())  # type: ignore[arg-type]
+            self.companies[realm_id] = Company(realm_id, label, status, self.now())
             return realm_id
 
     def _company(self, realm_id: str) -> Company:
@@ -353,17 +420,40 @@ class SimState:
             if company.members.pop(user_id, None) is None:
                 raise control_error(f"user {user_id!r} is not in company {realm_id!r}", 404, "not_found")
 
-    def set_subscription(self, realm_id: str, subscription: Subscription) -> None:
+    def set_subscription_status(self, realm_id: str, status: str) -> str:
+        """Sets CompanyInfo's SubscriptionStatus; returns the status name it was normalised to."""
+        normalised = subscription_status(status)
         with self._lock:
-            self._company(realm_id).subscription = subscription
+            self._company(realm_id).subscription_status = normalised
+            return normalised
 
-    def set_fault_style(self, realm_id: str, non_admin_code: str, status_6190: int) -> None:
-        if non_admin_code not in ("3100", "120") or status_6190 not in (400, 200):
-            raise control_error("non_admin_code must be '3100' or '120'; status_6190 400 or 200")
+    def set_fault_style(
+        self,
+        realm_id: str,
+        non_admin_code: str | None = None,
+        status_6190: int | None = None,
+        lapsed_reads: str | None = None,
+        expired_token: str | None = None,
+    ) -> None:
+        """How one company's API reports problems. ``None`` leaves a setting as it is."""
+        if non_admin_code not in (None, "3100", "120"):
+            raise control_error("non_admin_code must be '3100' or '120'")
+        if status_6190 not in (None, 400, 200) or isinstance(status_6190, bool):
+            raise control_error("status_6190 must be 400 or 200")
+        if lapsed_reads not in (None, "serve", "refuse"):
+            raise control_error("lapsed_reads must be 'serve' or 'refuse'")
+        if expired_token not in (None, "100", "3200"):
+            raise control_error("expired_token must be '100' or '3200'")
         with self._lock:
             company = self._company(realm_id)
-            company.non_admin_code = non_admin_code  # type: ignore[assignment]
-            company.status_6190 = status_6190  # type: ignore[assignment]
+            if non_admin_code is not None:
+                company.non_admin_code = non_admin_code  # type: ignore[assignment]
+            if status_6190 is not None:
+                company.status_6190 = status_6190  # type: ignore[assignment]
+            if lapsed_reads is not None:
+                company.lapsed_reads = lapsed_reads  # type: ignore[assignment]
+            if expired_token is not None:
+                company.expired_token_code = expired_token  # type: ignore[assignment]
 
     def disconnect_app(self, realm_id: str, client_id: str) -> int:
         """The user disconnected the app inside QuickBooks: every grant of it on the realm dies."""
@@ -383,6 +473,7 @@ class SimState:
                 {
                     "realm_id": company.realm_id,
                     "name": company.name,
+                    "subscription_status": company.subscription_status,
                     "users": [
                         {"user_id": uid, "email": self.users[uid].email, "admin": admin}
                         for uid, admin in company.members.items()
@@ -538,10 +629,11 @@ class SimState:
     def revoke(self, app: App, token: str) -> None:
         with self._lock:
             grant = self._grant_of(token)
-            if grant is None:
-                return  # RFC 7009: an unknown token is answered with 200
-            if grant.client_id != app.client_id:
+            if grant is not None and grant.client_id != app.client_id:
                 raise oauth_error(400, "unauthorized_client", "The token was issued to another client")
+            if grant is None or grant.revoked_at is not None:
+                # Intuit answers an unknown or already revoked token with a bare 400 (not RFC 7009's 200).
+                raise SimError("empty", 400, "already_revoked_or_unknown")
             self._revoke(grant, "revoked_by_client")
 
     def _grant_of(self, token: str) -> Grant | None:
@@ -553,7 +645,7 @@ class SimState:
 
     # -- resource checks -------------------------------------------------------------------------------
 
-    def _valid_access(self, token: str) -> tuple[Grant, AccessToken]:
+    def _valid_access(self, token: str, realm_id: str | None = None) -> tuple[Grant, AccessToken]:
         access = self.access_index.get(token)
         if access is None:
             raise ApiRefusal("3200", 401, "Token invalid: the access token is unknown")
@@ -561,28 +653,133 @@ class SimState:
         if grant.revoked_at is not None:
             raise ApiRefusal("3200", 401, "Token revoked: the authorization was revoked")
         if self.now() >= access.expires_at:
+            company = self.companies.get(realm_id) if realm_id is not None else None
+            if company is None or company.expired_token_code == "100":
+                raise ApiRefusal("100", 401, "Token expired: the access token has expired")
             raise ApiRefusal("3200", 401, "Token expired: the access token has expired")
         return grant, access
 
-    def company_access(self, token: str, realm_id: str) -> Company:
-        """In the order Intuit's gateway then service check: token, throttle, app authorization, company."""
+    def begin_api_call(self, token: str, realm_id: str, write: bool = False) -> ApiCall:
+        """Admits one QuickBooks API request, in the order Intuit's gateway then service check.
+
+        The gateway refuses by raising :class:`ApiRefusal`: token (3200/100), the app's metering allowance
+        (6900), the per-realm limits (429). A request that gets past it is metered (reads only) and in
+        flight until :meth:`end_api_call`; what the company's service then answers instead of data (3100,
+        6190, 120) is in ``ApiCall.refusal``.
+        """
         with self._lock:
-            grant, _ = self._valid_access(token)
-            if self.rate_limit_enabled and not self.rate_limiter.allow((grant.client_id, realm_id)):
-                self.stats.throttled += 1
-                raise ApiRefusal("throttle", 429, "The request limit was reached.")
-            if grant.realm_id != realm_id:
-                raise ApiRefusal("3100", 403, "The token was not issued for this company")
-            if SCOPE_ACCOUNTING not in grant.scopes:
-                raise ApiRefusal("3100", 403, "The token does not carry the accounting scope")
-            company = self.companies.get(realm_id)
-            if company is None:
-                raise ApiRefusal("3100", 403, "The company no longer exists")
-            if company.subscription != "active":
-                raise ApiRefusal("6190", company.status_6190, "")
-            if not company.members.get(grant.user_id, False):
-                raise ApiRefusal(company.non_admin_code, 403 if company.non_admin_code == "3100" else 401, "")
-            return company
+            grant, _ = self._valid_access(token, realm_id)
+            month_key = (grant.client_id, self.now().strftime("%Y-%m"))
+            if (
+                not write
+                and self.metering_allowance is not None
+                and self.metering[month_key] >= self.metering_allowance
+            ):
+                raise ApiRefusal("metered", 403, "")
+            slot = (grant.client_id, realm_id)
+            if self.rate_limit_enabled:
+                if not self.rate_limiter.enter(slot, self.now()):
+                    self.stats.throttled += 1
+                    raise ApiRefusal("throttle", 429, "The request limit was reached.")
+            else:
+                self.rate_limiter.in_flight[slot] += 1  # still counted, never refused
+            if not write:
+                self.metering[month_key] += 1
+            call = ApiCall(grant, self.companies.get(realm_id), slot)
+            call.refusal = self._service_refusal(grant, realm_id, call.company, write)
+            return call
+
+    def _service_refusal(
+        self, grant: Grant, realm_id: str, company: Company | None, write: bool
+    ) -> ApiRefusal | None:
+        if grant.realm_id != realm_id:
+            return ApiRefusal("3100", 403, "The token was not issued for this company")
+        if SCOPE_ACCOUNTING not in grant.scopes:
+            return ApiRefusal("3100", 403, "The token does not carry the accounting scope")
+        if company is None:
+            return ApiRefusal("3100", 403, "The company no longer exists")
+        if company.read_only and (write or company.lapsed_reads == "refuse"):
+            return ApiRefusal("6190", company.status_6190, "")
+        if not company.members.get(grant.user_id, False):
+            return ApiRefusal(company.non_admin_code, 403 if company.non_admin_code == "3100" else 401, "")
+        return None
+
+    def end_api_call(self, call: ApiCall) -> None:
+        with self._lock:
+            if call.slot is not None:
+                self.rate_limiter.leave(call.slot)
+                call.slot = None
+
+    def company_access(self, token: str, realm_id: str, write: bool = False) -> Company:
+        """One whole API call at once (admitted, checked, ended): the company, or the refusal raised."""
+        call = self.begin_api_call(token, realm_id, write)
+        self.end_api_call(call)
+        if call.refusal is not None:
+            raise call.refusal
+        assert call.company is not None
+        return call.company
+
+    def add_customer(self, realm_id: str, fields: dict[str, Any]) -> dict[str, Any]:
+        with self._lock:
+            company = self._company(realm_id)
+            customer = {
+                **fields,
+                "Id": str(len(company.customers) + 1),
+                "SyncToken": "0",
+                "Active": True,
+                "CreatedAt": self.now(),
+            }
+            company.customers.append(customer)
+            return customer
+
+    def in_flight(self, realm_id: str | None = None, client_id: str | None = None) -> int:
+        with self._lock:
+            return sum(
+                count
+                for (app_id, realm), count in self.rate_limiter.in_flight.items()
+                if (realm_id is None or realm == realm_id) and (client_id is None or app_id == client_id)
+            )
+
+    # -- holding requests (a slow Intuit, without sleeping) ----------------------------------------------
+
+    def hold(self, held: bool) -> None:
+        """While held, every admitted API request waits (in flight) until released."""
+        with self._lock:
+            if held:
+                self._gate.clear()
+            else:
+                self._gate.set()
+
+    def wait_if_held(self) -> None:
+        with self._lock:
+            gate = self._gate
+        gate.wait(HOLD_LIMIT_SECONDS)
+
+    # -- metering ---------------------------------------------------------------------------------------
+
+    def set_metering(self, allowance: int | None) -> None:
+        if allowance is not None and (isinstance(allowance, bool) or not isinstance(allowance, int)):
+            raise control_error("allowance must be a whole number or null")
+        if allowance is not None and allowance < 0:
+            raise control_error("allowance must not be negative")
+        with self._lock:
+            self.metering_allowance = allowance
+
+    def metering_view(self, month: str | None, client_id: str) -> dict[str, Any]:
+        if month is not None and not re.fullmatch(r"\d{4}-(0[1-9]|1[0-2])", month):
+            raise control_error("month must look like 2026-12")
+        with self._lock:
+            month = month or self.now().strftime("%Y-%m")
+            return {
+                "client_id": client_id,
+                "month": month,
+                "calls": self.metering[(client_id, month)],
+                "allowance": self.metering_allowance,
+            }
+
+    def set_oauth_style(self, invalid_grant_description: bool) -> None:
+        with self._lock:
+            self.invalid_grant_description = bool(invalid_grant_description)
 
     def userinfo(self, token: str) -> dict[str, Any]:
         with self._lock:
@@ -747,7 +944,9 @@ class SimState:
     def set_rate_limit(self, enabled: bool) -> None:
         with self._lock:
             self.rate_limit_enabled = bool(enabled)
+            in_flight = self.rate_limiter.in_flight
             self.rate_limiter = RateLimiter()
+            self.rate_limiter.in_flight = in_flight  # requests under way still end
 
     def count_call(self, endpoint: str, metered_realm: str | None = None) -> None:
         with self._lock:

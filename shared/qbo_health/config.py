@@ -176,7 +176,8 @@ class EscalationPolicyModel(BaseModel):
 
     default: StageDays = Field(default_factory=StageDays)
     overrides: dict[
-        Literal["ADMIN_ACCESS_LOST", "SUBSCRIPTION_LAPSED", "AUTHORIZATION_EXPIRED"], IssuePolicy
+        Literal["ADMIN_ACCESS_LOST", "SUBSCRIPTION_LAPSED", "SUBSCRIPTION_ENDED", "AUTHORIZATION_EXPIRED"],
+        IssuePolicy,
     ] = Field(default_factory=dict)
 
 

@@ -7,6 +7,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from qbo_health.domain.model import IssueType
+
 CheckReason = Literal[
     "scheduled", "confirm", "retry", "on_demand", "problem_report", "disconnect_url", "busy", "escalation"
 ]
@@ -25,3 +27,6 @@ class CheckRequest(BaseModel):
     attempt: int = Field(default=0, ge=0, le=100)
     # Earliest (simulated or real) time to act on it: delayed re-checks carry it so an early delivery waits.
     not_before: datetime | None = None
+    # What the product saw on a write (``POST /connections/{id}/problems``) that our own read cannot see:
+    # a 6190 (``SUBSCRIPTION_LAPSED``). Carried by the re-checks that follow the report.
+    reported_issue: IssueType | None = None

@@ -17,6 +17,7 @@ from qbo_health.domain.model import (
     IssueType,
     OpenIssue,
     SealedTokens,
+    SubscriptionStatus,
     SuspectedIssue,
     TokenTimes,
 )
@@ -90,6 +91,7 @@ def everything(connection_id: str = "conn-full") -> Connection:
         transient_failures=3,
         on_hold=True,
         reauth_due_warned_at=at(days=-1),
+        subscription_status=SubscriptionStatus.SUSPENDED,
         disconnect_reason=DisconnectReason.CUSTOMER_REQUEST,
         disconnected_at=at(hours=-6),
     )

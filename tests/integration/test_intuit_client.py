@@ -17,7 +17,7 @@ from qbo_health.adapters.intuit import (
     IntuitClient,
     IntuitEndpoints,
 )
-from qbo_health.domain.classification import FailureKind, classify
+from qbo_health.domain.classification import FailureKind, classify, revoke_already_done
 from qbo_health.domain.model import IssueType
 from qbo_health.errors import ConfigurationError, IntuitCallFailed
 
@@ -276,8 +276,14 @@ def test_refresh_with_a_wrong_client_secret_is_a_misconfiguration(intuit, grante
     wrong.close()
 
 
-def test_invalid_grant_after_the_app_is_disconnected_in_qbo(client, intuit, company, granted):
+@pytest.mark.parametrize("with_description", [True, False])
+def test_invalid_grant_after_the_app_is_disconnected_in_qbo(
+    client, intuit, company, granted, with_description
+):
+    """``invalid_grant`` sometimes comes without ``error_description`` (oauth-jsclient issue 77): the same
+    classification either way (the client never depends on the field)."""
     realm_id, _ = company
+    intuit.control.set_oauth_style(invalid_grant_description=with_description)
     intuit.control.disconnect_app(realm_id)
 
     error = failure_of(client.refresh, granted["refresh_token"])
@@ -301,14 +307,20 @@ def test_company_info(client, company, granted):
     assert info.intuit_tid
 
 
-def test_expired_access_token_answers_3200_then_refresh_and_retry_works(client, intuit, company, granted):
+@pytest.mark.parametrize(("style", "code"), [("100", "100"), ("3200", "3200")])
+def test_expired_access_token_is_refused_then_refresh_and_retry_works(
+    client, intuit, company, granted, style, code
+):
+    """An expired access token draws 401 with the XML AuthenticationFault code 100 (Intuit's usual answer),
+    or the 3200 gateway fault (type AUTHENTICATION, WWW-Authenticate header): both mean refresh and retry."""
     realm_id, _ = company
+    intuit.control.set_company_fault_style(realm_id, expired_token=style)
     intuit.control.advance_clock(HOUR + 1)
 
     error = failure_of(client.company_info, realm_id, granted["access_token"])
 
     assert error.failure.status == 401
-    assert error.failure.codes == ("3200",)
+    assert error.failure.codes == (code,)
     assert error.failure.endpoint == "api"
     assert error.failure.intuit_tid
     assert classify(error.failure).kind is FailureKind.REFRESH_AND_RETRY
@@ -345,9 +357,9 @@ def test_admin_demoted_answers_120_for_some_companies(client, intuit, company, g
 
 
 @pytest.mark.parametrize("status", [400, 200])
-def test_suspended_company_answers_6190(client, intuit, company, granted, status):
+def test_suspended_company_answers_6190_in_the_refusing_style(client, intuit, company, granted, status):
     realm_id, _ = company
-    intuit.control.set_company_fault_style(realm_id, status_6190=status)
+    intuit.control.set_company_fault_style(realm_id, status_6190=status, lapsed_reads="refuse")
     intuit.control.suspend(realm_id)
 
     error = failure_of(client.company_info, realm_id, granted["access_token"])
@@ -358,6 +370,20 @@ def test_suspended_company_answers_6190(client, intuit, company, granted, status
     assert error.failure.intuit_tid
     assert classify(error.failure).issue is IssueType.SUBSCRIPTION_LAPSED
     assert_no_secrets(error, granted["access_token"])
+
+
+@pytest.mark.parametrize(
+    "status", ["TRIAL", "TRIALOPTIN", "SUBSCRIBED", "PAID", "RESTRICTED", "SUSPENDED", "CANCELED", "EXPIRED"]
+)
+def test_company_info_carries_the_subscription_status(client, intuit, company, granted, status):
+    """By default a read-only company (suspended, canceled...) still reads: the status says what is wrong."""
+    realm_id, _ = company
+    intuit.control.set_subscription_status(realm_id, status)
+
+    info = client.company_info(realm_id, granted["access_token"])
+
+    assert info.company_name == "Sierra Bikes"
+    assert info.subscription_status == status
 
 
 def test_a_token_for_another_company_answers_3100(client, intuit, granted):
@@ -487,8 +513,36 @@ def test_revoke_ends_the_grant(client, company, granted):
     assert api.failure.codes == ("3200",)
 
 
-def test_revoking_an_unknown_token_is_fine(client):
-    client.revoke("never-issued-token")
+def test_revoking_an_unknown_token_answers_400_empty_which_means_already_done(client, company, granted):
+    """Intuit answers the revoke of an unknown or already revoked token with 400 and an empty body: the
+    client reports it as it is, and the domain reads it as done (the disconnect goes on; see
+    tests/integration/test_revoke_answers.py)."""
+    for token in ("never-issued-token", granted["refresh_token"]):
+        if token == granted["refresh_token"]:
+            client.revoke(token)  # the first revoke of a live token succeeds
+        error = failure_of(client.revoke, token)
+        assert error.failure.status == 400
+        assert error.failure.endpoint == "revoke"
+        assert error.failure.empty_body
+        assert revoke_already_done(error.failure)
+        assert classify(error.failure).kind is FailureKind.TRANSIENT  # never an issue on its own
+
+
+def test_metered_calls_past_the_allowance_are_refused_as_metering(client, intuit, company, granted):
+    """Past the app's monthly allowance, CompanyInfo (a metered read) answers 403 with Fault 6900 (the
+    simulator's assumed shape): its own failure kind, never an issue, never transient."""
+    realm_id, _ = company
+    intuit.control.set_metering(intuit.control.metered_calls() + 1)
+    client.company_info(realm_id, granted["access_token"])  # the last call of the allowance
+
+    error = failure_of(client.company_info, realm_id, granted["access_token"])
+
+    assert error.failure.status == 403
+    assert error.failure.codes == ("6900",)
+    verdict = classify(error.failure)
+    assert verdict.kind is FailureKind.METERED and verdict.issue is None
+    assert classify(error.failure, after_fresh_refresh=True).kind is FailureKind.METERED
+    client.refresh(granted["refresh_token"])  # OAuth endpoints are not metered
 
 
 def test_userinfo(client, company, granted):

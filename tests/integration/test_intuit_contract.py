@@ -11,6 +11,9 @@ base URL, so passing ``intuit.discovery_url`` is all it takes: no attribute patc
 
 from __future__ import annotations
 
+import time
+import xml.etree.ElementTree as ET
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from urllib.parse import parse_qs, urlsplit
 
@@ -28,6 +31,7 @@ REDIRECT_URI = "http://127.0.0.1:8999/qbo/callback"
 SCOPES = [Scopes.ACCOUNTING, Scopes.OPENID, Scopes.EMAIL, Scopes.PROFILE]
 HUNDRED_DAYS = 100 * 86400
 FIVE_YEARS = 5 * 365 * 86400
+V3 = "{http://schema.intuit.com/finance/v3}"
 
 
 @pytest.fixture
@@ -282,3 +286,133 @@ def test_user_info(intuit: IntuitSimulator, company: tuple[str, str]) -> None:
     assert info["email"] == "owner@contract.example"
     assert info["emailVerified"] is True
     assert {"givenName", "familyName"} <= set(info)
+
+
+# -- Intuit's reported fault shapes, met by a client holding intuitlib's tokens ---------------------------------
+
+
+def api_get(simulator: IntuitSimulator, realm_id: str, access_token: str | None) -> requests.Response:
+    return requests.get(
+        f"{simulator.base_url}/v3/company/{realm_id}/companyinfo/{realm_id}?minorversion=75",
+        headers={"Authorization": f"Bearer {access_token}", "Accept": "application/json"},
+        timeout=30,
+    )
+
+
+def test_revoking_twice_is_a_bare_400(intuit: IntuitSimulator, company: tuple[str, str]) -> None:
+    """oauth-jsclient #18 and #71: an already revoked (or unknown) token gets 400 with an empty body."""
+    client, _ = connected_client(intuit, company)
+    refresh_token = client.refresh_token
+    assert client.revoke() is True
+
+    for token in (refresh_token, "AB11never-issued"):
+        with pytest.raises(AuthClientError) as failure:
+            client.revoke(token=token)
+        assert failure.value.status_code == 400
+        assert failure.value.content == b""
+        assert failure.value.intuit_tid
+
+
+def test_invalid_grant_without_a_description(intuit: IntuitSimulator, company: tuple[str, str]) -> None:
+    """oauth-jsclient #77: a client must not depend on error_description."""
+    client, _ = connected_client(intuit, company)
+    client.revoke()
+    intuit.control.set_oauth_style(invalid_grant_description=False)
+
+    with pytest.raises(AuthClientError) as failure:
+        client.refresh()
+    assert failure.value.status_code == 400
+    assert failure.value.response.json() == {"error": "invalid_grant"}
+
+
+def test_an_expired_access_token_is_xml_code_100_and_a_refresh_cures_it(
+    intuit: IntuitSimulator, company: tuple[str, str], sim_clock: SimulatedClock
+) -> None:
+    client, _ = connected_client(intuit, company)
+    sim_clock.advance(3600)
+
+    expired = api_get(intuit, company[0], client.access_token)
+
+    assert expired.status_code == 401
+    assert expired.headers["Content-Type"].startswith("application/xml")  # although JSON was asked for
+    root = ET.fromstring(expired.content)
+    fault = root.find(f"{V3}Fault")
+    assert fault is not None and fault.get("type") == "AuthenticationFault"
+    error = fault.find(f"{V3}Error")
+    assert error is not None and error.get("code") == "100"
+    client.refresh()
+    assert api_get(intuit, company[0], client.access_token).status_code == 200
+
+
+def test_a_revoked_access_token_is_3200_with_a_bearer_challenge(
+    intuit: IntuitSimulator, company: tuple[str, str]
+) -> None:
+    client, _ = connected_client(intuit, company)
+    access = client.access_token
+    client.revoke()
+
+    refused = api_get(intuit, company[0], access)
+
+    assert refused.status_code == 401
+    assert refused.headers["WWW-Authenticate"] == 'Bearer realm="Intuit", error="invalid_token"'
+    fault = refused.json()["fault"]
+    assert fault["type"] == "AUTHENTICATION"
+    assert fault["error"][0]["code"] == "3200"
+
+
+def test_a_suspended_company_is_read_only(intuit: IntuitSimulator, company: tuple[str, str]) -> None:
+    client, _ = connected_client(intuit, company)
+    intuit.control.suspend(company[0])
+
+    read = api_get(intuit, company[0], client.access_token)
+    write = requests.post(
+        f"{intuit.base_url}/v3/company/{company[0]}/customer",
+        json={"DisplayName": "Contract Customer"},
+        headers={"Authorization": f"Bearer {client.access_token}", "Accept": "application/json"},
+        timeout=5,
+    )
+
+    assert read.status_code == 200
+    status = {item["Name"]: item["Value"] for item in read.json()["CompanyInfo"]["NameValue"]}
+    assert status["SubscriptionStatus"] == "SUSPENDED"
+    assert write.status_code == 400
+    assert write.json()["Fault"]["Error"][0]["code"] == "6190"
+
+
+def test_oauth_calls_are_never_metered(intuit: IntuitSimulator, company: tuple[str, str]) -> None:
+    intuit.control.set_metering(0)  # no data read allowed at all
+
+    client, _ = connected_client(intuit, company)
+    client.refresh()
+    assert client.get_user_info().status_code == 200
+
+    refused = api_get(intuit, company[0], client.access_token)
+    assert refused.status_code == 403
+    assert refused.json()["Fault"]["Error"][0]["code"] == "6900"
+    assert client.revoke() is True
+    assert intuit.control.metered_calls() == 0
+
+
+def test_the_eleventh_call_in_flight_to_one_company_is_throttled(
+    intuit: IntuitSimulator, company: tuple[str, str]
+) -> None:
+    """Intuit blog 2016-08-08: at most 10 concurrent requests per app and company, the 11th gets 429."""
+    client, _ = connected_client(intuit, company)
+    intuit.control.hold_api_calls()
+    try:
+        with ThreadPoolExecutor(max_workers=10) as pool:
+            slow = [pool.submit(api_get, intuit, company[0], client.access_token) for _ in range(10)]
+            deadline = time.monotonic() + 20  # a bound on waiting only; the outcome never depends on it
+            while intuit.control.api_calls_in_flight(company[0]) < 10:
+                assert time.monotonic() < deadline, "the held calls never arrived"
+                time.sleep(0.01)
+
+            eleventh = api_get(intuit, company[0], client.access_token)
+
+            intuit.control.release_api_calls()
+            assert [future.result().status_code for future in slow] == [200] * 10
+    finally:
+        intuit.control.release_api_calls()
+    assert eleventh.status_code == 429
+    error = ET.fromstring(eleventh.content).find(f"{V3}Fault/{V3}Error")
+    assert error is not None and error.get("code") == "3001"

@@ -73,8 +73,35 @@ def companyinfo(
 
 def gateway_error(response: requests.Response) -> dict[str, Any]:
     error = response.json()["fault"]["error"][0]
-    assert response.json()["fault"]["type"] == "SERVICE"
+    if error["code"] == "3200":  # Intuit types 3200 AUTHENTICATION and adds the RFC 6750 challenge
+        assert response.json()["fault"]["type"] == "AUTHENTICATION"
+        assert response.headers["WWW-Authenticate"] == 'Bearer realm="Intuit", error="invalid_token"'
+    else:
+        assert response.json()["fault"]["type"] == "SERVICE"
     return error
+
+
+def xml_error(response: requests.Response) -> tuple[str | None, ET.Element]:
+    """(the Fault's type, its Error element) of an XML answer."""
+    assert response.headers["Content-Type"].startswith("application/xml")
+    fault = ET.fromstring(response.content).find(f"{V3}Fault")
+    assert fault is not None
+    error = fault.find(f"{V3}Error")
+    assert error is not None
+    return fault.get("type"), error
+
+
+def assert_expired_token_answer(response: requests.Response) -> None:
+    """Intuit's answer to an expired access token: 401, XML AuthenticationFault code 100, even when JSON was
+    asked for (oauth-jsclient #91 and #135, python-quickbooks #120)."""
+    assert response.status_code == 401
+    fault_type, error = xml_error(response)
+    assert fault_type == "AuthenticationFault"
+    assert error.get("code") == "100"
+    assert error.findtext(f"{V3}Message") == "General Authentication Error"
+    assert error.findtext(f"{V3}Detail") == (
+        "AuthenticationErrorGeneral: SRV-110-Authentication Failure , statusCode: 401"
+    )
 
 
 def service_error(response: requests.Response) -> dict[str, Any]:
@@ -186,12 +213,21 @@ def test_access_token_lives_3600_seconds(
     sim_clock.advance(1)
     expired = companyinfo(intuit, company.realm_id, tokens["access_token"])
 
+    assert_expired_token_answer(expired)
+    assert tokens["access_token"] not in expired.text
+
+
+def test_expired_access_token_in_the_3200_style(intuit: IntuitSimulator, company: Company) -> None:
+    tokens = intuit.control.issue_tokens(company.realm_id, company.admin_id, refreshed_days_ago=1)
+    intuit.control.set_company_fault_style(company.realm_id, expired_token="3200")
+
+    expired = companyinfo(intuit, company.realm_id, tokens["access_token"])
+
     assert expired.status_code == 401
     error = gateway_error(expired)
     assert error["code"] == "3200"
     assert error["message"] == "message=AuthenticationFailed; errorCode=003200; statusCode=401"
     assert error["detail"].startswith("Token expired")
-    assert tokens["access_token"] not in expired.text
 
 
 def test_old_access_token_survives_a_refresh_until_it_expires(
@@ -210,7 +246,7 @@ def test_old_access_token_survives_a_refresh_until_it_expires(
 
 def test_backdated_grant_has_an_expired_access_token(intuit: IntuitSimulator, company: Company) -> None:
     tokens = intuit.control.issue_tokens(company.realm_id, company.admin_id, refreshed_days_ago=1)
-    assert gateway_error(companyinfo(intuit, company.realm_id, tokens["access_token"]))["code"] == "3200"
+    assert_expired_token_answer(companyinfo(intuit, company.realm_id, tokens["access_token"]))
 
 
 def test_expire_access_token_control(intuit: IntuitSimulator, company: Company) -> None:
@@ -235,11 +271,21 @@ def test_malformed_authorization_header_is_code_100(
     error = service_error(response)
     assert error["code"] == "100"
     assert error["Message"] == "General Authentication Error"
+    assert error["type"] == "AuthenticationFault"
 
 
-def test_missing_or_unknown_token_is_3200(intuit: IntuitSimulator, company: Company) -> None:
-    assert gateway_error(companyinfo(intuit, company.realm_id, None))["code"] == "3200"
-    assert gateway_error(companyinfo(intuit, company.realm_id, "eyJunknown"))["code"] == "3200"
+def test_missing_unknown_or_revoked_token_is_3200(intuit: IntuitSimulator, company: Company) -> None:
+    tokens = intuit.control.issue_tokens(company.realm_id, company.admin_id)
+    intuit.control.revoke_grant_of(tokens["access_token"])
+    for token in (None, "eyJunknown", tokens["access_token"]):
+        response = companyinfo(intuit, company.realm_id, token)
+        assert response.status_code == 401
+        assert gateway_error(response)["code"] == "3200"
+
+    xml = companyinfo(intuit, company.realm_id, "eyJunknown", accept="application/xml")
+    fault_type, error = xml_error(xml)
+    assert (fault_type, error.get("code")) == ("AUTHENTICATION", "3200")
+    assert xml.headers["WWW-Authenticate"] == 'Bearer realm="Intuit", error="invalid_token"'
 
 
 def test_token_for_another_company_is_3100(intuit: IntuitSimulator, company: Company) -> None:
@@ -324,8 +370,11 @@ def test_non_admin_consent_gives_tokens_that_the_api_refuses(
     assert companyinfo(intuit, company.realm_id, tokens["access_token"]).status_code == 403
 
 
-def test_suspended_subscription_is_6190_with_400(intuit: IntuitSimulator, company: Company) -> None:
+def test_suspended_company_refusing_reads_is_6190_with_400(intuit: IntuitSimulator, company: Company) -> None:
+    """The older reported style (opt-in): a lapsed company's reads are refused too. Subscription states in
+    the default style are in test_simulator_subscriptions.py."""
     tokens = intuit.control.issue_tokens(company.realm_id, company.admin_id)
+    intuit.control.set_company_fault_style(company.realm_id, lapsed_reads="refuse")
     intuit.control.suspend(company.realm_id)
 
     response = companyinfo(intuit, company.realm_id, tokens["access_token"])
@@ -341,9 +390,10 @@ def test_suspended_subscription_is_6190_with_400(intuit: IntuitSimulator, compan
     assert companyinfo(intuit, company.realm_id, tokens["access_token"]).status_code == 200
 
 
-def test_suspended_subscription_is_6190_with_200(intuit: IntuitSimulator, company: Company) -> None:
+def test_suspended_company_refusing_reads_is_6190_with_200(intuit: IntuitSimulator, company: Company) -> None:
     tokens = intuit.control.issue_tokens(company.realm_id, company.admin_id)
     intuit.control.set_company_fault_style(company.realm_id, status_6190=200)
+    intuit.control.set_company_fault_style(company.realm_id, lapsed_reads="refuse")  # keeps status_6190
     intuit.control.suspend(company.realm_id)
 
     response = companyinfo(intuit, company.realm_id, tokens["access_token"])
@@ -355,6 +405,7 @@ def test_suspended_subscription_is_6190_with_200(intuit: IntuitSimulator, compan
 
 def test_6190_in_xml(intuit: IntuitSimulator) -> None:
     realm_id = intuit.control.create_company(subscription="suspended")
+    intuit.control.set_company_fault_style(realm_id, lapsed_reads="refuse")
     tokens = intuit.control.issue_tokens(realm_id, intuit.control.add_user(realm_id))
 
     response = companyinfo(intuit, realm_id, tokens["access_token"], accept="application/xml")
@@ -678,6 +729,27 @@ def test_refresh_token_of_another_app_is_invalid_grant(intuit: IntuitSimulator, 
     assert intuit.control.is_refresh_token_current(theirs["refresh_token"])
 
 
+def test_invalid_grant_without_a_description_as_a_style(
+    intuit: IntuitSimulator, company: Company, sim_clock: SimulatedClock
+) -> None:
+    """oauth-jsclient #77: Intuit's invalid_grant sometimes has no error_description."""
+    assert set(refresh(intuit, "AB11unknown").json()) == {"error", "error_description"}
+
+    intuit.control.set_oauth_style(invalid_grant_description=False)
+    lapsed = intuit.control.issue_tokens(company.realm_id, company.admin_id, refreshed_days_ago=101)
+    for value in ("AB11unknown", lapsed["refresh_token"]):
+        answer = refresh(intuit, value)
+        assert answer.status_code == 400
+        assert answer.json() == {"error": "invalid_grant"}
+    # Other errors keep their description; the style ends with a reset.
+    assert (
+        "error_description"
+        in token_call(intuit, data={"grant_type": "refresh_token"}, headers={"Authorization": BASIC}).json()
+    )
+    intuit.control.reset()
+    assert "error_description" in refresh(intuit, "AB11unknown").json()
+
+
 def test_wrong_method_on_token_endpoint(intuit: IntuitSimulator) -> None:
     response = requests.get(f"{intuit.base_url}/oauth2/v1/tokens/bearer", timeout=5)
     assert response.status_code == 405
@@ -704,8 +776,25 @@ def test_revoke_needs_client_authentication(intuit: IntuitSimulator) -> None:
     assert response.json()["error"] == "invalid_client"
 
 
-def test_revoke_of_an_unknown_token_is_200(intuit: IntuitSimulator) -> None:
-    assert revoke_call(intuit, b'{"token": "AB11never-issued"}').status_code == 200
+def test_revoke_of_an_unknown_or_revoked_token_is_400_with_an_empty_body(
+    intuit: IntuitSimulator, company: Company
+) -> None:
+    """oauth-jsclient #18 and #71: Intuit answers a bare 400, not RFC 7009's 200."""
+    unknown = revoke_call(intuit, b'{"token": "AB11never-issued"}')
+    assert (unknown.status_code, unknown.content) == (400, b"")
+
+    tokens = intuit.control.issue_tokens(company.realm_id, company.admin_id)
+    first = revoke_call(intuit, f'{{"token": "{tokens["refresh_token"]}"}}'.encode())
+    assert (first.status_code, first.content) == (200, b"")
+    for value in (tokens["refresh_token"], tokens["access_token"]):
+        again = revoke_call(intuit, f'{{"token": "{value}"}}'.encode())
+        assert (again.status_code, again.content) == (400, b"")
+        assert again.headers["intuit_tid"]
+
+    disconnected = intuit.control.issue_tokens(company.realm_id, company.admin_id)
+    intuit.control.disconnect_app(company.realm_id)  # revoked inside QuickBooks
+    late = revoke_call(intuit, f'{{"token": "{disconnected["refresh_token"]}"}}'.encode())
+    assert (late.status_code, late.content) == (400, b"")
 
 
 def test_revoke_of_another_apps_token_is_refused(intuit: IntuitSimulator, company: Company) -> None:

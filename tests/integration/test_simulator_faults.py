@@ -6,11 +6,14 @@ import contextlib
 import time
 import xml.etree.ElementTree as ET
 from collections import Counter
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import pytest
 import requests
 
 from local.intuit_sim import IntuitSimulator, SimulatorControlError
+from qbo_health.clock import SimulatedClock
 
 V3 = "{http://schema.intuit.com/finance/v3}"
 
@@ -63,9 +66,26 @@ def assert_throttle_xml(response: requests.Response) -> None:
 # -- throttling -------------------------------------------------------------------------------------------
 
 
-def test_eleventh_call_in_a_second_is_throttled_in_xml(
-    intuit: IntuitSimulator, grant: dict[str, str]
-) -> None:
+@contextlib.contextmanager
+def held_calls(intuit: IntuitSimulator, grant: dict[str, str], n: int) -> Iterator[list[Future[int]]]:
+    """``n`` CompanyInfo calls to one realm, all held in flight at the simulator until the block ends."""
+    intuit.control.hold_api_calls()
+    with ThreadPoolExecutor(max_workers=n) as pool:
+        try:
+            futures = [
+                pool.submit(lambda: companyinfo(intuit, grant, timeout=30).status_code) for _ in range(n)
+            ]
+            deadline = time.monotonic() + 20  # only a bound on waiting: the outcome never depends on it
+            while intuit.control.api_calls_in_flight(grant["realm_id"]) < n:
+                assert time.monotonic() < deadline, "the held calls never arrived"
+                time.sleep(0.01)
+            yield futures
+        finally:
+            intuit.control.release_api_calls()
+
+
+def test_eleventh_call_in_flight_is_throttled_in_xml(intuit: IntuitSimulator, grant: dict[str, str]) -> None:
+    """Intuit blog 2016-08-08: more than 10 concurrent requests to one realm from one app get 429."""
     live = fresh_access(intuit, grant)
     other_realm = intuit.control.create_company()
     other = {
@@ -73,26 +93,65 @@ def test_eleventh_call_in_a_second_is_throttled_in_xml(
         **intuit.control.issue_tokens(other_realm, intuit.control.add_user(other_realm)),
     }
 
-    statuses = [companyinfo(intuit, live).status_code for _ in range(10)]
-    throttled = companyinfo(intuit, live)
+    with held_calls(intuit, live, 10) as slow:
+        assert intuit.control.api_calls_in_flight(live["realm_id"]) == 10
+        throttled = companyinfo(intuit, live)  # answered at once: a refused call is never held
+        assert_throttle_xml(throttled)  # XML although JSON was asked for
+        assert intuit.control.stats()["throttled"] == 1
+        assert intuit.control.api_calls_in_flight(live["realm_id"]) == 10
+        # Limits are per (app, realm): another realm is not affected (its call is held too, so ask it in a
+        # thread and let the release answer it).
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            elsewhere = pool.submit(lambda: companyinfo(intuit, other, timeout=30).status_code)
+            deadline = time.monotonic() + 20
+            while intuit.control.api_calls_in_flight(other_realm) < 1:
+                assert time.monotonic() < deadline
+                time.sleep(0.01)
+            intuit.control.release_api_calls()
+            assert elsewhere.result() == 200
 
-    assert statuses == [200] * 10
-    assert_throttle_xml(throttled)  # XML although JSON was asked for
-    assert companyinfo(intuit, other).status_code == 200  # limits are per realm
-    assert intuit.control.stats()["throttled"] == 1
+    assert [future.result() for future in slow] == [200] * 10
+    assert intuit.control.api_calls_in_flight() == 0
+    # Sequential calls are never too many at once: no per-second rule (the blog's limit is concurrency).
+    assert {companyinfo(intuit, live).status_code for _ in range(15)} == {200}
 
-    time.sleep(1.05)
-    assert companyinfo(intuit, live).status_code == 200
+
+def test_500_calls_a_minute_on_the_simulated_clock(
+    intuit: IntuitSimulator, grant: dict[str, str], sim_clock: SimulatedClock
+) -> None:
+    live = fresh_access(intuit, grant)
+    with requests.Session() as session:
+
+        def call() -> int:
+            realm_id = live["realm_id"]
+            return session.get(
+                f"{intuit.base_url}/v3/company/{realm_id}/companyinfo/{realm_id}",
+                headers={"Authorization": f"Bearer {live['access_token']}", "Accept": "application/json"},
+                timeout=5,
+            ).status_code
+
+        first_half = [call() for _ in range(250)]
+        sim_clock.advance(30)
+        second_half = [call() for _ in range(250)]
+        assert set(first_half) == set(second_half) == {200}
+        assert_throttle_xml(companyinfo(intuit, live))
+
+        sim_clock.advance(30)  # the first 250 slide out of the minute
+        assert [call() for _ in range(250)] == [200] * 250
+        assert call() == 429
 
 
 def test_rate_limit_can_be_switched_off(intuit: IntuitSimulator, grant: dict[str, str]) -> None:
     live = fresh_access(intuit, grant)
     intuit.control.set_rate_limit(False)
 
-    assert {companyinfo(intuit, live).status_code for _ in range(25)} == {200}
+    with held_calls(intuit, live, 12) as held:
+        assert intuit.control.api_calls_in_flight(live["realm_id"]) == 12
+    assert [future.result() for future in held] == [200] * 12
 
     intuit.control.set_rate_limit(True)
-    assert [companyinfo(intuit, live).status_code for _ in range(11)][-1] == 429
+    with held_calls(intuit, live, 10):
+        assert companyinfo(intuit, live).status_code == 429
 
 
 # -- injected faults ----------------------------------------------------------------------------------------

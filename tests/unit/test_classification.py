@@ -11,6 +11,7 @@ from qbo_health.domain.classification import (
     Classification,
     FailureKind,
     classify,
+    revoke_already_done,
 )
 from qbo_health.domain.model import IntuitFailure, IssueType
 
@@ -18,6 +19,7 @@ ISSUE = FailureKind.ISSUE
 TRANSIENT = FailureKind.TRANSIENT
 RETRY = FailureKind.REFRESH_AND_RETRY
 MISCONFIGURED = FailureKind.MISCONFIGURED
+METERED = FailureKind.METERED
 
 
 def api(status, *codes):
@@ -83,6 +85,12 @@ TABLE = [
         None,
         "not_started",
     ),
+    # Metering refusal (the wire shape is our assumption: 403, Fault type SERVICE, code 6900): the app's
+    # quota, never the customer's issue and never transient.
+    (api(403, "6900"), False, METERED, None, "metered_limit_exceeded"),
+    (api(403, "6900"), True, METERED, None, "metered_limit_exceeded"),
+    (api(429, "6900"), False, METERED, None, "metered_limit_exceeded"),
+    (api(403, "6900", "3100"), False, METERED, None, "metered_limit_exceeded"),
     (token(401, "invalid_client"), False, MISCONFIGURED, None, "client_credentials_rejected"),
     (token(400, "invalid_client"), True, MISCONFIGURED, None, "client_credentials_rejected"),
     (token(400, "unauthorized_client"), False, MISCONFIGURED, None, "client_credentials_rejected"),
@@ -129,7 +137,9 @@ def test_only_issues_carry_an_issue_type():
 
 def test_every_issue_type_is_reachable():
     reached = {classify(row[0], after_fresh_refresh=row[1]).issue for row in TABLE} - {None}
-    assert reached == set(IssueType)
+    # A subscription that ended is never a failure: a read-only company reads, and its SubscriptionStatus
+    # says so (domain.subscription, tests/unit/test_subscription_status.py).
+    assert reached == set(IssueType) - {IssueType.SUBSCRIPTION_ENDED}
 
 
 def test_classification_is_a_frozen_value():
@@ -145,3 +155,26 @@ def test_the_domain_module_is_pure():
     source = Path(module.__file__).read_text(encoding="utf-8")
     for forbidden in ("boto3", "botocore", "pynamodb", "requests", "import os", "datetime.now"):
         assert forbidden not in source
+
+
+def test_a_revoke_answered_400_with_an_empty_body_is_already_done():
+    empty = IntuitFailure(status=400, endpoint="revoke", empty_body=True)
+    assert revoke_already_done(empty)
+    assert classify(empty).kind is FailureKind.TRANSIENT  # on its own, never an issue
+    # Anything else is a real failure: a body says why, another status or endpoint means something else.
+    assert not revoke_already_done(IntuitFailure(status=400, endpoint="revoke"))
+    assert not revoke_already_done(
+        IntuitFailure(status=400, oauth_error="invalid_request", endpoint="revoke")
+    )
+    assert not revoke_already_done(IntuitFailure(status=500, endpoint="revoke", empty_body=True))
+    assert not revoke_already_done(IntuitFailure(status=400, endpoint="token", empty_body=True))
+    assert not revoke_already_done(IntuitFailure(status=None, transport="timeout", endpoint="revoke"))
+
+
+def test_invalid_grant_never_depends_on_its_description():
+    with_text = IntuitFailure(
+        status=400, oauth_error="invalid_grant", message="Token invalid", endpoint="token"
+    )
+    without = IntuitFailure(status=400, oauth_error="invalid_grant", message=None, endpoint="token")
+    assert classify(with_text) == classify(without)
+    assert classify(without).issue is IssueType.AUTHORIZATION_EXPIRED

@@ -475,3 +475,37 @@ def test_intuit_tid_is_kept_and_trimmed():
 )
 def test_normalize_code(value, expected):
     assert normalize_code(value) == expected
+
+
+# --- issue 11: fault shapes the simulator added --------------------------------------------------------------
+
+
+def test_an_empty_revoke_answer_is_marked_empty():
+    """Revoking an unknown or already revoked token: HTTP 400, no body (the domain reads it as done)."""
+    for body in (b"", None, b"  \n"):
+        failure = parse(400, body, None, endpoint="revoke")
+        assert failure is not None and failure.empty_body
+        assert failure.codes == () and failure.oauth_error is None
+    assert not parse(400, "<html><body>Bad Request</body></html>", "text/html", endpoint="revoke").empty_body
+    assert not parse(400, '{"error":"invalid_request"}', endpoint="revoke").empty_body
+
+
+def test_the_metering_refusal_shape():
+    """Our assumption of Intuit's metering refusal: 403, a Fault of type SERVICE, code 6900."""
+    body = service_fault("6900", "MeteredLimitExceeded", "monthly allowance used", fault_type="SERVICE")
+    failure = parse(403, body)
+    assert failure is not None and failure.status == 403 and failure.codes == ("6900",)
+
+
+def test_an_expired_access_tokens_xml_authentication_fault():
+    body = (
+        '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
+        '<IntuitResponse xmlns="http://schema.intuit.com/finance/v3" time="2026-01-05T06:00:00.000-08:00">'
+        '<Fault type="AuthenticationFault"><Error code="100" element="">'
+        "<Message>General Authentication Error</Message>"
+        "<Detail>AuthenticationErrorGeneral: SRV-110-Authentication Failure , statusCode: 401</Detail>"
+        "</Error></Fault></IntuitResponse>"
+    )
+    failure = parse(401, body, XML)
+    assert failure is not None and failure.status == 401 and failure.codes == ("100",)
+    assert not failure.empty_body

@@ -104,24 +104,79 @@ def test_fault_draws_are_reproducible(sim: SimState) -> None:
     assert sim.decide_fault("token") is None  # not a chosen endpoint
 
 
-def test_rate_limiter_windows(monkeypatch: pytest.MonkeyPatch) -> None:
-    now = [1000.0]
-    monkeypatch.setattr(sim_state.time, "monotonic", lambda: now[0])
+def test_rate_limiter_counts_requests_in_flight_and_a_minute(clock: SimulatedClock) -> None:
     limiter = RateLimiter()
     key = ("app", "realm")
+    now = clock.now()
 
-    assert all(limiter.allow(key) for _ in range(10))
-    assert not limiter.allow(key)
-    assert limiter.allow(("app", "other-realm"))
+    assert all(limiter.enter(key, now) for _ in range(10))
+    assert not limiter.enter(key, now)  # the 11th at once
+    assert limiter.enter(("app", "other-realm"), now)
+    assert limiter.enter(("other-app", "realm"), now)
+    limiter.leave(key)
+    assert limiter.enter(key, now)  # one ended, one more may start
+    for _ in range(10):
+        limiter.leave(key)
+    assert limiter.in_flight[key] == 0
 
-    # 500 a minute: 10 a second for 49 more seconds fills it.
-    for _ in range(49):
-        now[0] += 1.0
-        assert all(limiter.allow(key) for _ in range(10))
-    now[0] += 1.0
-    assert not limiter.allow(key)
-    now[0] += 10.0  # the oldest second slides out of the minute
-    assert limiter.allow(key)
+    # 500 a minute: 11 so far; one at a time up to 500 within the same minute.
+    for second in range(489):
+        moment = now + timedelta(seconds=second * 0.1)
+        assert limiter.enter(key, moment)
+        limiter.leave(key)
+    later = now + timedelta(seconds=59)
+    assert not limiter.enter(key, later)
+    assert limiter.enter(key, now + timedelta(seconds=60))  # the first 11 slid out of the minute
+
+
+def test_api_call_order_and_in_flight_accounting(sim: SimState, grant: dict) -> None:
+    call = sim.begin_api_call(grant["access_token"], "1234")
+    assert call.refusal is None and sim.in_flight("1234") == 1
+    sim.end_api_call(call)
+    sim.end_api_call(call)  # ending twice is harmless
+    assert sim.in_flight() == 0
+
+    # Past the gateway, the service's refusal is carried, and the call still occupies its slot.
+    sim.set_subscription_status("1234", "canceled")
+    write = sim.begin_api_call(grant["access_token"], "1234", write=True)
+    assert write.refusal is not None and write.refusal.kind == "6190"
+    assert sim.in_flight("1234") == 1
+    sim.end_api_call(write)
+    assert sim.company_access(grant["access_token"], "1234").subscription_status == "CANCELED"
+
+
+def test_subscription_statuses_and_aliases(sim: SimState) -> None:
+    assert sim.companies[sim.create_company(None, None, "active")].subscription_status == "SUBSCRIBED"
+    assert sim.companies[sim.create_company(None, None, "suspended")].subscription_status == "SUSPENDED"
+    for status in sim_state.SUBSCRIPTION_STATUSES:
+        realm_id = sim.create_company(None, None, status.lower())
+        assert sim.companies[realm_id].read_only is (status in sim_state.READ_ONLY_STATUSES)
+    with pytest.raises(SimError):
+        sim.create_company(None, None, "LAPSED")
+    with pytest.raises(SimError):
+        sim.set_fault_style(realm_id, lapsed_reads="maybe")
+
+
+def test_metering_counts_reads_per_app_and_month(sim: SimState, clock: SimulatedClock, grant: dict) -> None:
+    sim.set_metering(2)
+    month = clock.now().strftime("%Y-%m")
+    sim.company_access(grant["access_token"], "1234")
+    sim.company_access(grant["access_token"], "1234", write=True)  # writes are not metered
+    sim.company_access(grant["access_token"], "1234")
+    with pytest.raises(ApiRefusal) as refused:
+        sim.company_access(grant["access_token"], "1234")
+    assert (refused.value.kind, refused.value.status) == ("metered", 403)
+    sim.company_access(grant["access_token"], "1234", write=True)  # still allowed
+    assert sim.metering_view(None, "sim-client-id") == {
+        "client_id": "sim-client-id",
+        "month": month,
+        "calls": 2,
+        "allowance": 2,
+    }
+    with pytest.raises(SimError):
+        sim.metering_view("2026-13", "sim-client-id")
+    with pytest.raises(SimError):
+        sim.set_metering(-1)
 
 
 def test_reset_keeps_only_the_default_app(sim: SimState, grant: dict) -> None:

@@ -22,6 +22,7 @@ from qbo_health.domain.model import (
     OpenIssue,
     PauseWindow,
     SealedTokens,
+    SubscriptionStatus,
     SuspectedIssue,
     TokenTimes,
 )
@@ -219,6 +220,9 @@ def _attributes(connection: Connection) -> dict[str, Any]:
         "transient_failures": connection.transient_failures,
         "on_hold": connection.on_hold,
         "reauth_due_warned_at": connection.reauth_due_warned_at,
+        "subscription_status": connection.subscription_status.value
+        if connection.subscription_status
+        else None,
         "disconnect_reason": connection.disconnect_reason.value if connection.disconnect_reason else None,
         "disconnected_at": connection.disconnected_at,
     }
@@ -259,6 +263,15 @@ def _pause(entry: str) -> PauseWindow:
     return PauseWindow(
         datetime.fromtimestamp(int(start), UTC), datetime.fromtimestamp(int(end), UTC) if end else None
     )
+
+
+def _subscription_status(value: str | None) -> SubscriptionStatus | None:
+    if not value:
+        return None
+    try:
+        return SubscriptionStatus(value)
+    except ValueError:
+        return SubscriptionStatus.UNKNOWN
 
 
 def to_domain(item: ConnectionModel) -> Connection:
@@ -314,6 +327,7 @@ def to_domain(item: ConnectionModel) -> Connection:
         transient_failures=int(item.transient_failures or 0),
         on_hold=bool(item.on_hold),
         reauth_due_warned_at=item.reauth_due_warned_at,
+        subscription_status=_subscription_status(item.subscription_status),
         disconnect_reason=DisconnectReason(item.disconnect_reason) if item.disconnect_reason else None,
         disconnected_at=item.disconnected_at,
         access_wanted=bool(item.access_wanted),

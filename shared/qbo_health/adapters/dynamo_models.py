@@ -92,6 +92,8 @@ class ConnectionModel(Model):
     transient_failures = NumberAttribute(default=0)
     on_hold = BooleanAttribute(default=False)
     reauth_due_warned_at = UTCDateTimeAttribute(null=True)
+    # CompanyInfo's SubscriptionStatus at the latest successful probe (a short enum value).
+    subscription_status = UnicodeAttribute(null=True)
     disconnect_reason = UnicodeAttribute(null=True)
     disconnected_at = UTCDateTimeAttribute(null=True)
     # Owner-checked lease: one worker (or API call) at a time may refresh.

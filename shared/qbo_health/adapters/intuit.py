@@ -41,6 +41,8 @@ DEFAULT_SCOPES: tuple[str, ...] = ("com.intuit.quickbooks.accounting", "openid",
 DEFAULT_MINOR_VERSION = 75
 HARD_EXPIRY_HEADER = "x-include-refresh-token-hard-expires-in"
 TID_HEADER = "intuit_tid"
+SUBSCRIPTION_STATUS = "SubscriptionStatus"  # a NameValue entry of CompanyInfo
+_MAX_NAME_VALUE_CHARS = 64
 
 DEFAULT_ACCESS_SECONDS = 3600  # when Intuit leaves out expires_in
 DEFAULT_REFRESH_SECONDS = 100 * 24 * 3600  # when Intuit leaves out x_refresh_token_expires_in
@@ -150,6 +152,9 @@ class GrantedTokens:
 class CompanyInfo:
     company_name: str
     intuit_tid: str | None = None
+    # The raw ``SubscriptionStatus`` of CompanyInfo's ``NameValue`` list (None when absent); what it means is
+    # decided by ``qbo_health.domain.subscription``.
+    subscription_status: str | None = None
 
 
 @dataclass(frozen=True)
@@ -272,10 +277,16 @@ class IntuitClient:
         self._raise_for_failure(response, "api", secrets)
         data = _json_object(response)
         info = data.get("CompanyInfo") if data is not None else None
-        name = info.get("CompanyName") if isinstance(info, Mapping) else None
+        if not isinstance(info, Mapping):
+            raise self._malformed(response, "api", "CompanyInfo answer without CompanyInfo")
+        name = info.get("CompanyName")
         if not isinstance(name, str):
             raise self._malformed(response, "api", "CompanyInfo answer without CompanyName")
-        return CompanyInfo(company_name=name, intuit_tid=_tid(response))
+        return CompanyInfo(
+            company_name=name,
+            intuit_tid=_tid(response),
+            subscription_status=_name_value(info, SUBSCRIPTION_STATUS),
+        )
 
     def userinfo(self, access_token: str) -> UserIdentity:
         """The OpenID identity of the user who granted the tokens (not their QBO role)."""
@@ -518,6 +529,18 @@ def _tid(response: requests.Response) -> str | None:
     if not value:
         return None
     return value.strip()[:128] or None
+
+
+def _name_value(info: Mapping[str, Any], name: str) -> str | None:
+    """The ``Value`` of the ``NameValue`` entry called ``name`` (``[{"Name": .., "Value": ..}, ..]``)."""
+    entries = info.get("NameValue")
+    if not isinstance(entries, list):
+        return None
+    for entry in entries[:200]:
+        if isinstance(entry, Mapping) and entry.get("Name") == name:
+            value = entry.get("Value")
+            return value.strip()[:_MAX_NAME_VALUE_CHARS] if isinstance(value, str) else None
+    return None
 
 
 def _json_object(response: requests.Response) -> dict[str, Any] | None:

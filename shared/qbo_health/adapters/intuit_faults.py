@@ -66,7 +66,15 @@ def parse_failure(
         intuit_tid=_clean_tid(intuit_tid),
         message=message,
         endpoint=endpoint,
+        empty_body=_is_empty(body),
     )
+
+
+def _is_empty(body: str | bytes | None) -> bool:
+    if body is None:
+        return True
+    raw = body if isinstance(body, bytes) else body.encode("utf-8", errors="replace")
+    return not raw.strip()
 
 
 def redact(text: str, secrets: Iterable[str] = ()) -> str:

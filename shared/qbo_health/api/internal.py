@@ -86,6 +86,7 @@ def status_of(connection: Connection, now: datetime) -> ConnectionStatus:
         else None,
         last_success_at=connection.last_success_at,
         last_check_at=connection.last_check_at,
+        subscription_status=connection.subscription_status.value if connection.subscription_status else None,
         disconnect_reason=connection.disconnect_reason.value if connection.disconnect_reason else None,
         disconnected_at=connection.disconnected_at,
     )

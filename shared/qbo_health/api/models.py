@@ -57,7 +57,11 @@ class ConnectionStatus(_Response):
     realm_id: str | None = None
     state: Literal["PENDING", "HEALTHY", "NEEDS_ATTENTION", "DISCONNECTED"]
     on_hold: bool = False
-    issue: str | None = Field(default=None, description="ADMIN_ACCESS_LOST, SUBSCRIPTION_LAPSED, ...")
+    issue: str | None = Field(
+        default=None,
+        description="ADMIN_ACCESS_LOST, SUBSCRIPTION_LAPSED (payment problem: make a payment), "
+        "SUBSCRIPTION_ENDED (canceled or expired: resubscribe) or AUTHORIZATION_EXPIRED.",
+    )
     headline: str | None = None
     title: str | None = None
     user_message: str | None = None
@@ -71,6 +75,12 @@ class ConnectionStatus(_Response):
     authorized_by: AuthorizedBy | None = None
     last_success_at: datetime | None = None
     last_check_at: datetime | None = None
+    subscription_status: str | None = Field(
+        default=None,
+        description="QuickBooks' SubscriptionStatus at the latest successful probe: TRIAL, TRIALOPTIN, "
+        "SUBSCRIBED, PAID, RESTRICTED, SUSPENDED, CANCELED, EXPIRED, or UNKNOWN (a value Intuit added since); "
+        "absent when never read.",
+    )
     disconnect_reason: str | None = None
     disconnected_at: datetime | None = None
 
@@ -97,7 +107,9 @@ class ProblemRequest(_Request):
 class CheckResponse(_Response):
     connection_id: str
     status: Literal["checked", "busy", "skipped"]
-    outcome: str | None = None
+    outcome: str | None = Field(
+        default=None, description="HEALTHY, PROBLEM, TRANSIENT, MISCONFIGURED or METERED_OUT."
+    )
     reason: str | None = None
     refreshed: bool = False
     connection: ConnectionStatus
@@ -111,7 +123,9 @@ class Classified(_Response):
 
 class ProblemResponse(_Response):
     reported: Classified | None = Field(
-        default=None, description="What the reported answer would mean; the check decides, not this."
+        default=None,
+        description="What the reported answer would mean; the check decides, not this (a 6190 goes with "
+        "the check as evidence: a suspended company still reads, only its writes are refused).",
     )
     check: CheckResponse
 

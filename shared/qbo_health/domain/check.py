@@ -15,6 +15,7 @@ from qbo_health.domain.model import (
     IssueType,
     OpenIssue,
     PauseWindow,
+    SubscriptionStatus,
     SuspectedIssue,
 )
 
@@ -44,6 +45,10 @@ class OutcomeKind(StrEnum):
     PROBLEM = "PROBLEM"
     TRANSIENT = "TRANSIENT"
     MISCONFIGURED = "MISCONFIGURED"
+    # Intuit refused the probe because the app is past its metered allowance: nothing is known about the
+    # connection. Never an issue, never retried (the allowance returns next month), never counted towards
+    # the outage guard (it is our quota, not Intuit's health); an open issue's escalation pauses meanwhile.
+    METERED_OUT = "METERED_OUT"
 
 
 @dataclass(frozen=True)
@@ -51,12 +56,15 @@ class CheckOutcome:
     kind: OutcomeKind
     issue: IssueType | None = None
     reason: str = "ok"
+    # The probe read CompanyInfo (HEALTHY, or PROBLEM found in a successful read).
     probed: bool = False
     intuit_tid: str | None = None
+    # The SubscriptionStatus that read carried (None when it had none, or nothing was read).
+    subscription_status: SubscriptionStatus | None = None
 
     @classmethod
-    def healthy(cls, *, probed: bool) -> CheckOutcome:
-        return cls(OutcomeKind.HEALTHY, probed=probed)
+    def healthy(cls, *, probed: bool, subscription_status: SubscriptionStatus | None = None) -> CheckOutcome:
+        return cls(OutcomeKind.HEALTHY, probed=probed, subscription_status=subscription_status)
 
 
 class EventKind(StrEnum):
@@ -145,6 +153,11 @@ def apply_outcome(
     paused meanwhile, so nobody loses anything by the wait)."""
     answered = outcome.kind in (OutcomeKind.HEALTHY, OutcomeKind.PROBLEM)
     checked = replace(track_pause(connection, answered=answered, now=now), last_check_at=now)
+    if outcome.probed:
+        checked = replace(checked, subscription_status=outcome.subscription_status)
+    if outcome.kind is OutcomeKind.METERED_OUT:
+        # Not Intuit's trouble and not the connection's: no counter, no retry, no suspicion.
+        return Transition(checked)
     if outcome.kind is OutcomeKind.HEALTHY:
         return _healthy(checked, outcome, now, policy)
     if outcome.kind is OutcomeKind.PROBLEM and outcome.issue is not None:

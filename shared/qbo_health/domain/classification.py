@@ -18,6 +18,9 @@ class FailureKind(StrEnum):
     TRANSIENT = "TRANSIENT"  # try again later; says nothing about the connection's health
     REFRESH_AND_RETRY = "REFRESH_AND_RETRY"  # access token rejected: refresh once, then call again
     MISCONFIGURED = "MISCONFIGURED"  # our app credentials are wrong: page the operators, never the customer
+    # Intuit refused a metered call (the app is past its monthly allowance of CorePlus reads): the app's
+    # problem, until the next month or a higher tier; it says nothing about the connection.
+    METERED = "METERED"
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,7 @@ REASON_CONNECTION = "connection"
 REASON_NOT_STARTED = "not_started"
 REASON_CLIENT_CREDENTIALS_REJECTED = "client_credentials_rejected"
 REASON_UNEXPECTED = "unexpected"
+REASON_METERED = "metered_limit_exceeded"
 
 REASONS: frozenset[str] = frozenset(
     {
@@ -56,6 +60,7 @@ REASONS: frozenset[str] = frozenset(
         REASON_NOT_STARTED,
         REASON_CLIENT_CREDENTIALS_REJECTED,
         REASON_UNEXPECTED,
+        REASON_METERED,
     }
 )
 
@@ -63,6 +68,10 @@ CODE_SUBSCRIPTION_LAPSED = "6190"  # Invalid Company Status
 CODES_ADMIN_ACCESS_LOST = frozenset({"3100", "120"})  # ApplicationAuthorizationFailed, AuthorizationFailure
 CODES_AUTHENTICATION_FAILED = frozenset({"3200", "100"})  # AuthenticationFailed, General Authentication Error
 CODE_THROTTLED = "3001"  # ThrottleExceeded
+# The metering refusal: Intuit does not document its wire shape. We expect a Fault of type SERVICE with code
+# 6900 "MeteredLimitExceeded" and HTTP 403 (an assumption, modelled the same way by the simulator); the code
+# alone decides, whatever the status.
+CODE_METERED = "6900"
 OAUTH_ERRORS_MISCONFIGURED = frozenset({"invalid_client", "unauthorized_client"})
 
 
@@ -85,6 +94,9 @@ def classify(failure: IntuitFailure, *, after_fresh_refresh: bool = False) -> Cl
     if oauth_error == "invalid_grant" and failure.endpoint == "token":
         # Refresh token expired (100 days unused), revoked (app disconnected in QBO), or superseded.
         return _issue(IssueType.AUTHORIZATION_EXPIRED, REASON_INVALID_GRANT)
+
+    if CODE_METERED in codes:
+        return Classification(FailureKind.METERED, None, REASON_METERED)
 
     # 6190 first: a lapsed company can also answer 3100, and paying is the fix, not a new admin.
     if CODE_SUBSCRIPTION_LAPSED in codes:
@@ -117,6 +129,20 @@ def classify(failure: IntuitFailure, *, after_fresh_refresh: bool = False) -> Cl
         return _transient(REASON_SERVER_ERROR)
 
     return _transient(REASON_UNEXPECTED)
+
+
+def revoke_already_done(failure: IntuitFailure) -> bool:
+    """Whether a failed revoke means the token was already revoked (or never known): nothing left to do.
+
+    Intuit answers the revoke of an already revoked or unknown token with HTTP 400 and an empty body
+    (oauth-jsclient issues 18 and 71). Any other answer is a real failure (a body we could read says why).
+    """
+    return (
+        failure.endpoint == "revoke"
+        and failure.status == 400
+        and failure.transport is None
+        and failure.empty_body
+    )
 
 
 def _issue(issue: IssueType, reason: str) -> Classification:

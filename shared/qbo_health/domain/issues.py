@@ -2,7 +2,8 @@
 
 The wording follows the help article "QBO Integration Error Codes" (``shared/seed``), which customers
 already know; where our cause is broader than the article's (a lapsed subscription, an authorization that
-expired *or was revoked*) the sentence is adapted, not replaced.
+expired *or was revoked*) the sentence is adapted, not replaced. A subscription that ended (canceled or
+expired, which the article does not cover) has its own wording: resubscribe, before Intuit deletes the data.
 
 Each guidance carries the sentence about the automatic disconnect in its own field, ``consequence``, as a
 template: notices fill in the deadline date with :meth:`IssueGuidance.consequence_for`.
@@ -109,12 +110,28 @@ _GUIDANCE: dict[IssueType, IssueGuidance] = {
         issue=IssueType.SUBSCRIPTION_LAPSED,
         title="QBO account suspended",
         user_message=(
-            "You missed a payment for your QBO account and QBO has suspended your account "
-            "(or the QBO subscription has ended or was canceled)."
+            "You missed a payment for your QBO account and QBO has suspended your account (or restricted "
+            "it): QBO now only lets the integration read your data, not update it."
         ),
         remedy=(
             "Make a payment on your QBO account. Once the QBO subscription is active again, updates "
             "resume on their own: there is nothing to reauthorize."
+        ),
+        who_can_fix="Whoever manages billing for the QBO subscription (usually the company's primary Admin).",
+        reauthorize=False,
+        consequence=_DISCONNECT_DATED,
+    ),
+    IssueType.SUBSCRIPTION_ENDED: IssueGuidance(
+        issue=IssueType.SUBSCRIPTION_ENDED,
+        title="QBO subscription ended",
+        user_message=(
+            "Your QBO subscription has ended or was canceled: QBO now only lets the integration read your "
+            "data, not update it."
+        ),
+        remedy=(
+            "Resubscribe to QBO (sign in to QBO and follow its prompts to resubscribe). Don't wait: Intuit "
+            "deletes a company's data some time after its subscription ends. Once the QBO subscription is "
+            "active again, updates resume on their own: there is nothing to reauthorize."
         ),
         who_can_fix="Whoever manages billing for the QBO subscription (usually the company's primary Admin).",
         reauthorize=False,

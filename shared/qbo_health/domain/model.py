@@ -18,6 +18,23 @@ class IssueType(StrEnum):
     ADMIN_ACCESS_LOST = "ADMIN_ACCESS_LOST"
     SUBSCRIPTION_LAPSED = "SUBSCRIPTION_LAPSED"
     AUTHORIZATION_EXPIRED = "AUTHORIZATION_EXPIRED"
+    # The subscription was canceled or expired (CompanyInfo's SubscriptionStatus): resubscribe.
+    SUBSCRIPTION_ENDED = "SUBSCRIPTION_ENDED"
+
+
+class SubscriptionStatus(StrEnum):
+    """CompanyInfo's ``SubscriptionStatus`` (see ``domain.subscription`` for what each means)."""
+
+    TRIAL = "TRIAL"
+    TRIALOPTIN = "TRIALOPTIN"
+    SUBSCRIBED = "SUBSCRIBED"
+    PAID = "PAID"
+    RESTRICTED = "RESTRICTED"
+    SUSPENDED = "SUSPENDED"
+    CANCELED = "CANCELED"
+    EXPIRED = "EXPIRED"
+    # Not an Intuit value: what we record when Intuit sent a value we do not know.
+    UNKNOWN = "UNKNOWN"
 
 
 class DisconnectReason(StrEnum):
@@ -110,6 +127,8 @@ class Connection:
     reauth_due_warned_at: datetime | None = None
     disconnect_reason: DisconnectReason | None = None
     disconnected_at: datetime | None = None
+    # The SubscriptionStatus of the latest successful probe (None: never read, or CompanyInfo had none).
+    subscription_status: SubscriptionStatus | None = None
     # An API caller is waiting for an access token from whoever holds the lease (see service.access_tokens).
     access_wanted: bool = False
 
@@ -165,3 +184,5 @@ class IntuitFailure:
     intuit_tid: str | None = None
     message: str | None = None
     endpoint: str = "api"
+    # The answer had no body at all (Intuit's answer to revoking an already revoked token, for one).
+    empty_body: bool = False

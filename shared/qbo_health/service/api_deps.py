@@ -11,7 +11,7 @@ from typing import Protocol
 from qbo_health.adapters.intuit import GrantedTokens, UserIdentity
 from qbo_health.adapters.oauth_states import StoredState
 from qbo_health.domain.model import Connection
-from qbo_health.service.health_check import CheckDeps, ConnectionRepository
+from qbo_health.service.health_check import CheckDeps, CompanyRead, ConnectionRepository
 from qbo_health.service.links import LinkSigner
 
 
@@ -40,7 +40,7 @@ class IntuitOAuth(Protocol):
         self, code: str, redirect_uri: str, *, realm_id: str | None = None
     ) -> GrantedTokens: ...
 
-    def company_info(self, realm_id: str, access_token: str) -> object: ...
+    def company_info(self, realm_id: str, access_token: str) -> CompanyRead: ...
 
     def userinfo(self, access_token: str) -> UserIdentity: ...
 

@@ -14,6 +14,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from qbo_health.adapters.control import RunTally
 from qbo_health.domain.check import EventKind, OutcomeKind
+from qbo_health.domain.model import SubscriptionStatus
 from qbo_health.domain.outage import OutageThresholds, looks_like_outage
 from qbo_health.messages import CheckRequest
 from qbo_health.observability import logger, metrics
@@ -81,7 +82,15 @@ def _count(result: CheckResult) -> None:
     if result.status != "checked" or result.outcome is None:
         metrics.add_metric(name=f"Check{result.status.capitalize()}", unit=MetricUnit.Count, value=1)
         return
-    metrics.add_metric(name=f"Check{result.outcome.kind.value.capitalize()}", unit=MetricUnit.Count, value=1)
+    outcome = result.outcome
+    metrics.add_metric(name=_OUTCOME_METRICS[outcome.kind], unit=MetricUnit.Count, value=1)
+    if outcome.probed and outcome.subscription_status in (None, SubscriptionStatus.UNKNOWN):
+        # Counted healthy (an unknown answer is never the customer's problem); the check logged it.
+        metrics.add_metric(name="SubscriptionStatusUnknown", unit=MetricUnit.Count, value=1)
+    if outcome.kind is OutcomeKind.METERED_OUT:
+        logger.warning(
+            "Intuit refused the probe: metered allowance used up", extra={"intuit_tid": outcome.intuit_tid}
+        )
     if result.refreshed:
         metrics.add_metric(name="TokenRefreshed", unit=MetricUnit.Count, value=1)
     if result.outcome.kind is OutcomeKind.TRANSIENT:
@@ -99,6 +108,15 @@ def _count(result: CheckResult) -> None:
             extra={"event": event.kind.value, "issue": event.issue.value if event.issue else None},
         )
 
+
+_OUTCOME_METRICS = {
+    OutcomeKind.HEALTHY: "CheckHealthy",
+    OutcomeKind.PROBLEM: "CheckProblem",
+    OutcomeKind.TRANSIENT: "CheckTransient",
+    OutcomeKind.MISCONFIGURED: "CheckMisconfigured",
+    # Its own alarm: the app is past its metered allowance (ProbeRefusedMeteringAlarm).
+    OutcomeKind.METERED_OUT: "ProbeRefusedMetering",
+}
 
 _EVENT_METRICS = {
     EventKind.ISSUE_SUSPECTED: "IssueSuspected",

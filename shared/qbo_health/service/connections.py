@@ -11,6 +11,7 @@ from qbo_health.adapters.intuit_faults import parse_failure
 from qbo_health.domain.check import ConnectionEvent, EventKind
 from qbo_health.domain.classification import Classification, classify
 from qbo_health.domain.model import Connection, ConnectionState, TokenPair, TokenTimes
+from qbo_health.domain.subscription import reported_evidence
 from qbo_health.errors import AlreadyExists, ConcurrentUpdate
 from qbo_health.messages import CheckRequest
 from qbo_health.service.api_deps import ApiDeps
@@ -150,7 +151,10 @@ def report_problem(
     deps.store.get(connection_id)
     failure = parse_failure(status, content_type, body.encode("utf-8"), intuit_tid=None, endpoint="api")
     classification = classify(failure) if failure is not None else None
+    reported = reported_evidence(classification)
     result = check_connection(
-        CheckRequest(connection_id=connection_id, reason="problem_report"), deps.check, now
+        CheckRequest(connection_id=connection_id, reason="problem_report", reported_issue=reported),
+        deps.check,
+        now,
     )
     return ProblemReport(classification, result)

@@ -12,7 +12,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 
 from qbo_health.domain.check import ConnectionEvent, EventKind
-from qbo_health.domain.classification import FailureKind, classify
+from qbo_health.domain.classification import FailureKind, classify, revoke_already_done
 from qbo_health.domain.model import Connection, ConnectionState, DisconnectReason
 from qbo_health.errors import IntuitCallFailed, TokenDecryptionFailed
 from qbo_health.observability import logger
@@ -105,6 +105,13 @@ def _revoke(deps: CheckDeps, connection: Connection) -> str | None:
             return None
         except IntuitCallFailed as error:
             failure = error.failure
+            if revoke_already_done(failure):
+                # 400 with an empty body: Intuit no longer knows the token (revoked already). Done.
+                logger.info(
+                    "revoke: token already revoked at Intuit",
+                    extra={"connection_id": connection.connection_id, "intuit_tid": failure.intuit_tid},
+                )
+                return None
             logger.warning(
                 "revoke failed",
                 extra={

@@ -24,10 +24,17 @@ from qbo_health.domain.model import (
     Connection,
     ConnectionState,
     IntuitFailure,
+    IssueType,
     SealedTokens,
     StoredAccessToken,
     TokenPair,
     TokenTimes,
+)
+from qbo_health.domain.subscription import (
+    REASON_REPORTED_6190,
+    REASON_SUBSCRIPTION_STATUS,
+    classify_subscription,
+    issue_with_report,
 )
 from qbo_health.errors import AccessWanted, ConnectionBusy, ConnectionNotFound, IntuitCallFailed, LeaseHeld
 from qbo_health.messages import NO_RETRY_REASONS, CheckReason, CheckRequest
@@ -87,10 +94,18 @@ class Granted(Protocol):
     def pair(self) -> TokenPair: ...
 
 
+class CompanyRead(Protocol):
+    @property
+    def subscription_status(self) -> str | None: ...
+
+    @property
+    def intuit_tid(self) -> str | None: ...
+
+
 class IntuitApi(Protocol):
     def refresh(self, refresh_token: str) -> Granted: ...
 
-    def company_info(self, realm_id: str, access_token: str) -> object: ...
+    def company_info(self, realm_id: str, access_token: str) -> CompanyRead: ...
 
 
 class AuditTrail(Protocol):
@@ -188,7 +203,7 @@ def check_connection(request: CheckRequest, deps: CheckDeps, now: datetime) -> C
         skip = _skip_reason(connection)
         if skip:
             return CheckResult(request.connection_id, "skipped", skipped_because=skip)
-        session = _Session(deps, owner, now, connection)
+        session = _Session(deps, owner, now, connection, reported=request.reported_issue)
         outcome = session.run()
         transition = apply_outcome(
             session.connection,
@@ -233,6 +248,8 @@ def _requeue(
     follow = CheckRequest(
         connection_id=request.connection_id,
         reason=reason,
+        # A reported 6190 stays evidence for the re-checks that follow its report (confirm, retry, busy).
+        reported_issue=request.reported_issue,
         run_id=request.run_id,
         attempt=request.attempt + 1 if reason == "retry" else 0,
         not_before=now + delay,
@@ -243,8 +260,17 @@ def _requeue(
 class _Session:
     """The Intuit side of one check, holding the lease. Tokens stay in memory only."""
 
-    def __init__(self, deps: CheckDeps, owner: str, now: datetime, connection: Connection) -> None:
+    def __init__(
+        self,
+        deps: CheckDeps,
+        owner: str,
+        now: datetime,
+        connection: Connection,
+        *,
+        reported: IssueType | None = None,
+    ) -> None:
         self.deps, self.owner, self.now, self.connection = deps, owner, now, connection
+        self.reported = reported  # what the product saw on a write (see ``report_problem``)
         self.refreshed = False
         assert connection.sealed_tokens is not None and connection.realm_id is not None
         self.realm_id: str = connection.realm_id
@@ -287,19 +313,44 @@ class _Session:
 
     def probe(self) -> CheckOutcome:
         try:
-            self.deps.intuit.company_info(self.realm_id, self.tokens.access_token)
-            return CheckOutcome.healthy(probed=True)
+            return self.read(self.deps.intuit.company_info(self.realm_id, self.tokens.access_token))
         except IntuitCallFailed as error:
             verdict = classify(error.failure, after_fresh_refresh=self.refreshed)
             if verdict.kind is not FailureKind.REFRESH_AND_RETRY:
                 return _outcome_of(error.failure, after_fresh_refresh=self.refreshed)
-        # The access token was refused: refresh once and ask again; a second refusal means the grant is gone.
+        # The access token was refused (an expired one draws 401 with code 100, or 3200): refresh once and
+        # ask again; a second refusal means the grant is gone.
         self.refresh()
         try:
-            self.deps.intuit.company_info(self.realm_id, self.tokens.access_token)
+            info = self.deps.intuit.company_info(self.realm_id, self.tokens.access_token)
         except IntuitCallFailed as error:
             return _outcome_of(error.failure, after_fresh_refresh=True)
-        return CheckOutcome.healthy(probed=True)
+        return self.read(info)
+
+    def read(self, info: CompanyRead) -> CheckOutcome:
+        """A successful CompanyInfo read: its SubscriptionStatus decides (a suspended company still reads)."""
+        verdict = classify_subscription(info.subscription_status)
+        if verdict.unknown:
+            logger.warning(
+                "CompanyInfo without a known SubscriptionStatus: counted healthy",
+                extra={
+                    "connection_id": self.connection.connection_id,
+                    "subscription_status": (info.subscription_status or "")[:32] or None,
+                    "intuit_tid": info.intuit_tid,
+                },
+            )
+        issue = issue_with_report(verdict, self.reported)
+        if issue is None:
+            return CheckOutcome.healthy(probed=True, subscription_status=verdict.status)
+        reason = REASON_REPORTED_6190 if verdict.issue is None else REASON_SUBSCRIPTION_STATUS
+        return CheckOutcome(
+            OutcomeKind.PROBLEM,
+            issue,
+            reason,
+            probed=True,
+            intuit_tid=info.intuit_tid,
+            subscription_status=verdict.status,
+        )
 
     def refresh(self) -> None:
         self.connection, self.tokens = refresh_and_persist(
@@ -412,4 +463,6 @@ def _outcome_of(failure: IntuitFailure, *, after_fresh_refresh: bool) -> CheckOu
         return CheckOutcome(OutcomeKind.PROBLEM, verdict.issue, verdict.reason, intuit_tid=failure.intuit_tid)
     if verdict.kind is FailureKind.MISCONFIGURED:
         return CheckOutcome(OutcomeKind.MISCONFIGURED, reason=verdict.reason, intuit_tid=failure.intuit_tid)
+    if verdict.kind is FailureKind.METERED:
+        return CheckOutcome(OutcomeKind.METERED_OUT, reason=verdict.reason, intuit_tid=failure.intuit_tid)
     return CheckOutcome(OutcomeKind.TRANSIENT, reason=verdict.reason, intuit_tid=failure.intuit_tid)

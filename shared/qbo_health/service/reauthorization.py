@@ -36,6 +36,7 @@ from qbo_health.domain.model import (
     TokenPair,
     TokenTimes,
 )
+from qbo_health.domain.subscription import classify_subscription
 from qbo_health.errors import (
     AuthorizationCodeRejected,
     AuthorizationDenied,
@@ -210,10 +211,17 @@ def _exchange_once(deps: ApiDeps, code: str, redirect_uri: str, realm_id: str) -
 
 def _verify_admin(deps: ApiDeps, realm_id: str, pair: TokenPair) -> None:
     try:
-        deps.oauth.company_info(realm_id, pair.access_token)
-        return
+        info = deps.oauth.company_info(realm_id, pair.access_token)
     except IntuitCallFailed as error:
         failure = error.failure
+    else:
+        # A company whose subscription lapsed or ended still reads: its status says so.
+        issue = classify_subscription(info.subscription_status).issue
+        if issue is None:
+            return
+        logger.warning("new grant's company is read-only", extra={"intuit_tid": info.intuit_tid})
+        _revoke_quietly(deps, pair.refresh_token)
+        raise _company_inactive(issue)
     verdict = classify(failure, after_fresh_refresh=True)
     logger.warning("new grant failed its probe", extra={"intuit_tid": failure.intuit_tid})
     _revoke_quietly(deps, pair.refresh_token)
@@ -223,11 +231,21 @@ def _verify_admin(deps: ApiDeps, realm_id: str, pair: TokenPair) -> None:
             "in, or have an Admin make you an Admin, then use the link again."
         )
     if verdict.kind is FailureKind.ISSUE and verdict.issue is IssueType.SUBSCRIPTION_LAPSED:
-        raise CompanyInactive(
-            "QuickBooks says this company's subscription is not active. Make a payment on your QBO "
-            "account; updates resume on their own afterwards."
-        )
+        raise _company_inactive(IssueType.SUBSCRIPTION_LAPSED)
     raise IntuitUnavailable("QuickBooks could not confirm the connection. Please try again in a few minutes.")
+
+
+def _company_inactive(issue: IssueType) -> CompanyInactive:
+    if issue is IssueType.SUBSCRIPTION_ENDED:
+        return CompanyInactive(
+            "QuickBooks says this company's subscription has ended or was canceled. Resubscribe to QBO "
+            "soon (Intuit deletes a company's data some time after its subscription ends); updates resume on "
+            "their own afterwards."
+        )
+    return CompanyInactive(
+        "QuickBooks says this company's subscription is not active. Make a payment on your QBO "
+        "account; updates resume on their own afterwards."
+    )
 
 
 def _identity(deps: ApiDeps, access_token: str) -> Authorizer | None:
