@@ -21,6 +21,7 @@ os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "ERROR")  # the demo prints its ow
 
 import requests
 
+from local.http_front import HttpFront
 from local.production import Invocation, ProductionSchedule  # imported after the log level is set
 from local.runner import LocalLambda
 from local.seed import seed_connection
@@ -29,7 +30,6 @@ from local.timeline import Timeline, format_table
 from qbo_health import wiring
 from qbo_health.domain.issues import guidance_for
 from qbo_health.domain.model import Connection, ConnectionState, IssueType
-from qbo_health.service.links import reconnect_url
 
 
 @dataclass(frozen=True)
@@ -134,9 +134,13 @@ def main() -> int:
 def show_reconnect_link(stack: EmbeddedStack, connections: list[Connection]) -> None:
     """Print a reconnect link and prove it works: the API front answers it with a redirect to Intuit."""
     broken = next(c for c in connections if c.issue and c.issue.type is IssueType.ADMIN_ACCESS_LOST)
-    stack.start_api()
-    link = reconnect_url(broken.connection_id, stack.clock.now())
-    answer = requests.get(link, allow_redirects=False, timeout=10)
+    front = HttpFront(stack)
+    front.start()
+    try:
+        link = wiring.link_signer().reconnect_url(broken.connection_id, stack.clock.now())
+        answer = requests.get(link, allow_redirects=False, timeout=10)
+    finally:
+        front.stop()
     target = answer.headers.get("Location", "")
     works = answer.status_code == 302 and target.startswith(stack.intuit.base_url + "/connect/oauth2")
     print(f"Reconnect link for {broken.connection_id} (signed, valid 30 days; the e-mails carry it):")

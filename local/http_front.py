@@ -115,9 +115,9 @@ class _Containers:
 
 
 class HttpFront:
-    def __init__(self, stack: EmbeddedStack, *, port: int, function: str = "api") -> None:
+    def __init__(self, stack: EmbeddedStack, *, function: str = "api") -> None:
         self.stack = stack
-        self.port = port
+        self.port = stack.api_port
         self.function = function
         self.timeout_seconds = function_timeouts(stack.template)[function]
         self.routes = routes_from_template(stack.template)

@@ -68,10 +68,9 @@ class EmbeddedStack:
         self.template = load_template()
         self.resources: dict[str, PhysicalResource] = {}
         self.environment: dict[str, str] = {}
-        # The API's loopback front (local/http_front.py): its port is fixed now so PUBLIC_BASE_URL is known
-        # before the front starts; start_api() starts it.
-        self._api_port = free_port()
-        self._api_front: Any = None
+        # The API's loopback front (local/http_front.py, started by whoever needs it) listens on this port:
+        # it is fixed now so PUBLIC_BASE_URL is known before the front starts.
+        self.api_port = free_port()
 
     @property
     def aws_endpoint(self) -> str:
@@ -80,21 +79,7 @@ class EmbeddedStack:
     @property
     def api_base_url(self) -> str:
         """Where the API's loopback front listens (PUBLIC_BASE_URL of every function)."""
-        return f"http://127.0.0.1:{self._api_port}"
-
-    def start_api(self) -> str:
-        """Start the API's HTTP front (API Gateway HTTP API v2 events, IAM auth); returns its base URL."""
-        if self._api_front is None:
-            from local.http_front import HttpFront
-
-            self._api_front = HttpFront(self, port=self._api_port)
-            self._api_front.start()
-        return self.api_base_url
-
-    def stop_api(self) -> None:
-        if self._api_front is not None:
-            self._api_front.stop()
-            self._api_front = None
+        return f"http://127.0.0.1:{self.api_port}"
 
     def start(self) -> EmbeddedStack:
         logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request drowns the output
@@ -106,7 +91,6 @@ class EmbeddedStack:
         return self
 
     def stop(self) -> None:
-        self.stop_api()
         self.intuit.stop()
         self._moto.stop()
 

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from local.http_front import HttpFront
 from local.intuit_sim import IntuitSimulator
 from local.runner import LocalLambda
 from local.stack import EmbeddedStack
@@ -96,10 +97,23 @@ def _assert_no_secret_logged(capture: _LogCapture, since: int, simulator: Intuit
 # --- API (local HTTP front) ----------------------------------------------------------------------------------
 
 
+@pytest.fixture(scope="session")
+def _api_front(_embedded_stack: EmbeddedStack) -> Iterator[HttpFront]:
+    front = HttpFront(_embedded_stack)
+    front.start()
+    yield front
+    front.stop()
+
+
 @pytest.fixture
-def api_url(stack: EmbeddedStack) -> str:
-    """Base URL of the API's loopback front (API Gateway HTTP API v2 events, IAM auth on internal routes)."""
-    return stack.start_api()
+def api_front(stack: EmbeddedStack, _api_front: HttpFront) -> HttpFront:
+    """The API's loopback front (API Gateway HTTP API v2 events, IAM auth on internal routes)."""
+    return _api_front
+
+
+@pytest.fixture
+def api_url(api_front: HttpFront) -> str:
+    return api_front.base_url
 
 
 @pytest.fixture

@@ -236,9 +236,7 @@ def notices() -> Notices:
 
 
 def _reconnect_url(connection_id: str, now: datetime) -> str:
-    from qbo_health.service import links  # the API's link signer; imported when a notice needs it
-
-    return links.reconnect_url(connection_id, now)
+    return link_signer().reconnect_url(connection_id, now)  # built when a notice first needs a link
 
 
 def escalation_policy(model: EscalationPolicyModel) -> EscalationPolicy:

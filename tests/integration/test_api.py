@@ -485,12 +485,14 @@ def test_a_disconnect_forgets_the_kept_access_token(stack, api_client):
     assert wiring.access_token_cache().get("conn-1", stack.clock.now()) is None
 
 
-def test_an_access_token_request_near_the_api_timeout_refreshes_nothing(stack, api_client, monkeypatch):
+def test_an_access_token_request_near_the_api_timeout_refreshes_nothing(
+    stack, api_front, api_client, monkeypatch
+):
     """With less time left than a refresh and its write need (Intuit's timeout plus 10 s), the API answers
     503 and never calls Intuit: cut off between Intuit's rotation and our write, the token would be lost."""
     seed_connection(stack, "conn-1", refreshed_days_ago=1.5)  # the access token expired: a refresh is needed
     refreshed_before = stored("conn-1").tokens.refreshed_at
-    monkeypatch.setattr(stack._api_front, "timeout_seconds", 15.0)  # 29 s on AWS; 20 s needed here
+    monkeypatch.setattr(api_front, "timeout_seconds", 15.0)  # 29 s on AWS; 20 s needed here
     stack.intuit.control.reset_stats()
 
     with pytest.raises(QboHealthApiError) as refused:

@@ -6,11 +6,14 @@ Browser routes answer with an HTML page, internal routes with JSON ``{"error": c
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 
+from qbo_health import clock
 from qbo_health.api.internal import internal_router
 from qbo_health.api.pages import PageStatus, result_page
 from qbo_health.api.public import public_router
@@ -21,6 +24,7 @@ from qbo_health.errors import (
     ConnectionNotFound,
 )
 from qbo_health.observability import logger
+from qbo_health.service.api_deps import ApiDeps
 
 API_TITLE = "QBO Connection Health API"
 API_VERSION = "1.0.0"
@@ -57,11 +61,14 @@ _NEXT_STEP = {
 }
 
 
-def build_app() -> APIGatewayHttpResolver:
-    """A new resolver (one per Lambda container: the resolver keeps the current event on itself)."""
+def build_app(deps: Callable[[], ApiDeps], now: Callable[[], datetime]) -> APIGatewayHttpResolver:
+    """A new resolver (one per Lambda container: the resolver keeps the current event on itself).
+
+    ``deps`` is called per request (the composition root caches what it builds); ``now`` is the clock.
+    """
     app = APIGatewayHttpResolver(enable_validation=True)
-    app.include_router(internal_router())
-    app.include_router(public_router())
+    app.include_router(internal_router(deps, now))
+    app.include_router(public_router(deps, now))
 
     def is_browser() -> bool:
         path = app.current_event.raw_path or ""
@@ -114,9 +121,13 @@ def build_app() -> APIGatewayHttpResolver:
     return app
 
 
+def _no_deps() -> ApiDeps:
+    raise RuntimeError("the OpenAPI document is built without dependencies; no route runs")
+
+
 def openapi_json(app: APIGatewayHttpResolver | None = None) -> str:
     """The OpenAPI document, generated from the routes (committed as ``openapi.json``)."""
-    resolver = app or build_app()
+    resolver = app or build_app(_no_deps, clock.now)
     document = resolver.get_openapi_json_schema(
         title=API_TITLE,
         version=API_VERSION,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated
 
@@ -12,7 +13,6 @@ from aws_lambda_powertools.event_handler.openapi.params import Path
 from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 from pydantic import BaseModel
 
-from qbo_health import clock, wiring
 from qbo_health.api.models import (
     AccessTokenResponse,
     AuthorizedBy,
@@ -30,9 +30,10 @@ from qbo_health.domain.issues import HEADLINE, guidance_for
 from qbo_health.domain.model import Connection, ConnectionState, DisconnectReason
 from qbo_health.service import connections
 from qbo_health.service.access_tokens import get_access_token
+from qbo_health.service.api_deps import ApiDeps
 from qbo_health.service.disconnect import disconnect_connection
 from qbo_health.service.health_check import CheckResult
-from qbo_health.service.links import CONNECTION_ID_PATTERN
+from qbo_health.service.links import CONNECTION_ID_PATTERN, LinkSigner
 
 ConnectionIdPath = Annotated[str, Path(pattern=CONNECTION_ID_PATTERN, max_length=128)]
 
@@ -53,7 +54,7 @@ _ERRORS: dict[int, OpenAPIResponse] = {
 }
 
 
-def status_of(connection: Connection, now: datetime) -> ConnectionStatus:
+def status_of(connection: Connection, signer: LinkSigner, now: datetime) -> ConnectionStatus:
     """The product's view of one connection (wording from the seed article, via domain.issues)."""
     issue = connection.issue
     guidance = guidance_for(issue.type) if issue else None
@@ -61,7 +62,7 @@ def status_of(connection: Connection, now: datetime) -> ConnectionStatus:
     if issue is not None:
         days_left = max(0, math.ceil((issue.deadline - now).total_seconds() / 86400))
     # Always a fresh link: the Reauthorize button (and a deliberate reconnect after a disconnect) use it.
-    reconnect = wiring.link_signer().reconnect_url(connection.connection_id, now)
+    reconnect = signer.reconnect_url(connection.connection_id, now)
     authorizer = connection.authorized_by
     return ConnectionStatus(
         connection_id=connection.connection_id,
@@ -92,8 +93,8 @@ def status_of(connection: Connection, now: datetime) -> ConnectionStatus:
     )
 
 
-def _check_response(result: CheckResult, now: datetime) -> CheckResponse:
-    connection = wiring.connection_store().get(result.connection_id)
+def _check_response(result: CheckResult, deps: ApiDeps, now: datetime) -> CheckResponse:
+    connection = deps.store.get(result.connection_id)
     outcome = result.outcome
     return CheckResponse(
         connection_id=result.connection_id,
@@ -101,11 +102,12 @@ def _check_response(result: CheckResult, now: datetime) -> CheckResponse:
         outcome=outcome.kind.value if outcome else None,
         reason=outcome.reason if outcome else result.skipped_because,
         refreshed=result.refreshed,
-        connection=status_of(connection, now),
+        connection=status_of(connection, deps.signer, now),
     )
 
 
-def internal_router() -> Router:
+def internal_router(api_deps: Callable[[], ApiDeps], clock: Callable[[], datetime]) -> Router:
+    """The product's routes, on the dependencies and the clock they are given."""
     router = Router()
 
     @router.post(
@@ -115,9 +117,9 @@ def internal_router() -> Router:
         tags=["internal"],
     )
     def register(request: RegisterRequest) -> Response[RegisterResponse]:
-        now = clock.now()
+        now, deps = clock(), api_deps()
         registered = connections.register_connection(
-            wiring.api_deps(),
+            deps,
             now,
             tenant_id=request.tenant_id,
             contacts=request.contact_tuple(),
@@ -127,7 +129,7 @@ def internal_router() -> Router:
             connection_id=registered.connection.connection_id,
             state=registered.connection.state.value,
             connect_url=registered.connect_url,
-            connection=status_of(registered.connection, now),
+            connection=status_of(registered.connection, deps.signer, now),
         )
         return Response(201, "application/json", body)
 
@@ -138,9 +140,9 @@ def internal_router() -> Router:
         tags=["internal"],
     )
     def import_(request: ImportRequest) -> Response[ConnectionStatus]:
-        now = clock.now()
+        now, deps = clock(), api_deps()
         imported = connections.import_connection(
-            wiring.api_deps(),
+            deps,
             now,
             tenant_id=request.tenant_id,
             realm_id=request.realm_id,
@@ -148,7 +150,7 @@ def internal_router() -> Router:
             contacts=request.contact_tuple(),
             connection_id=request.connection_id,
         )
-        return Response(201, "application/json", status_of(imported, now))
+        return Response(201, "application/json", status_of(imported, deps.signer, now))
 
     @router.get(
         "/connections/<connection_id>",
@@ -157,7 +159,8 @@ def internal_router() -> Router:
         tags=["internal"],
     )
     def get_status(connection_id: ConnectionIdPath) -> ConnectionStatus:
-        return status_of(wiring.connection_store().get(connection_id), clock.now())
+        deps = api_deps()
+        return status_of(deps.store.get(connection_id), deps.signer, clock())
 
     @router.post(
         "/connections/<connection_id>/access-token",
@@ -166,7 +169,7 @@ def internal_router() -> Router:
         tags=["internal"],
     )
     def access_token(connection_id: ConnectionIdPath) -> AccessTokenResponse:
-        token = get_access_token(connection_id, wiring.api_deps(), clock.now())
+        token = get_access_token(connection_id, api_deps(), clock())
         return AccessTokenResponse(
             access_token=token.access_token, expires_at=token.expires_at, realm_id=token.realm_id
         )
@@ -178,9 +181,9 @@ def internal_router() -> Router:
         tags=["internal"],
     )
     def report_problem(connection_id: ConnectionIdPath, request: ProblemRequest) -> ProblemResponse:
-        now = clock.now()
+        now, deps = clock(), api_deps()
         report = connections.report_problem(
-            connection_id, request.status, request.body, request.content_type, wiring.api_deps(), now
+            connection_id, request.status, request.body, request.content_type, deps, now
         )
         verdict = report.classification
         return ProblemResponse(
@@ -191,7 +194,7 @@ def internal_router() -> Router:
             )
             if verdict
             else None,
-            check=_check_response(report.check, now),
+            check=_check_response(report.check, deps, now),
         )
 
     @router.post(
@@ -201,8 +204,8 @@ def internal_router() -> Router:
         tags=["internal"],
     )
     def check(connection_id: ConnectionIdPath) -> CheckResponse:
-        now = clock.now()
-        return _check_response(connections.check_now(connection_id, wiring.api_deps(), now), now)
+        now, deps = clock(), api_deps()
+        return _check_response(connections.check_now(connection_id, deps, now), deps, now)
 
     @router.post(
         "/connections/<connection_id>/hold",
@@ -211,8 +214,8 @@ def internal_router() -> Router:
         tags=["internal"],
     )
     def hold(connection_id: ConnectionIdPath) -> ConnectionStatus:
-        now = clock.now()
-        return status_of(connections.set_hold(connection_id, True, wiring.api_deps(), now), now)
+        now, deps = clock(), api_deps()
+        return status_of(connections.set_hold(connection_id, True, deps, now), deps.signer, now)
 
     @router.delete(
         "/connections/<connection_id>/hold",
@@ -221,8 +224,8 @@ def internal_router() -> Router:
         tags=["internal"],
     )
     def release(connection_id: ConnectionIdPath) -> ConnectionStatus:
-        now = clock.now()
-        return status_of(connections.set_hold(connection_id, False, wiring.api_deps(), now), now)
+        now, deps = clock(), api_deps()
+        return status_of(connections.set_hold(connection_id, False, deps, now), deps.signer, now)
 
     @router.delete(
         "/connections/<connection_id>",
@@ -231,10 +234,10 @@ def internal_router() -> Router:
         tags=["internal"],
     )
     def disconnect(connection_id: ConnectionIdPath) -> ConnectionStatus:
-        now = clock.now()
-        deps = wiring.api_deps()
+        now = clock()
+        deps = api_deps()
         deps.store.get(connection_id)
         connection = disconnect_connection(connection_id, DisconnectReason.CUSTOMER_REQUEST, deps.check, now)
-        return status_of(connection, now)
+        return status_of(connection, deps.signer, now)
 
     return router

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import datetime
 from typing import Annotated
 
 from aws_lambda_powertools.event_handler import Response
@@ -10,10 +12,10 @@ from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 from aws_lambda_powertools.shared.cookies import Cookie, SameSite
 
-from qbo_health import clock, wiring
 from qbo_health.api.pages import SECURITY_HEADERS, result_page
 from qbo_health.messages import CheckRequest
 from qbo_health.observability import logger
+from qbo_health.service.api_deps import ApiDeps
 from qbo_health.service.links import MAX_TOKEN_LENGTH
 from qbo_health.service.reauthorization import (
     MAX_CODE_LENGTH,
@@ -44,7 +46,8 @@ def _request_cookies(pairs: list[str]) -> dict[str, str]:
     return dict(pair.split("=", 1) for pair in pairs if "=" in pair)
 
 
-def public_router() -> Router:
+def public_router(api_deps: Callable[[], ApiDeps], clock: Callable[[], datetime]) -> Router:
+    """The routes a browser opens, on the dependencies and the clock they are given."""
     router = Router()
 
     @router.get(
@@ -54,7 +57,7 @@ def public_router() -> Router:
         tags=["public"],
     )
     def reconnect(token: Annotated[str, Path(max_length=MAX_TOKEN_LENGTH)]) -> Response[str]:
-        start = start_reauthorization(token, wiring.api_deps(), clock.now())
+        start = start_reauthorization(token, api_deps(), clock())
         cookie = _browser_cookie(start.browser_cookie, "1", start.cookie_max_age, router)
         return Response(
             302, "text/plain", "", headers={**SECURITY_HEADERS, "Location": start.location}, cookies=[cookie]
@@ -73,10 +76,10 @@ def public_router() -> Router:
         error: Annotated[str | None, Query(max_length=100)] = None,
         error_description: Annotated[str | None, Query(max_length=1000)] = None,
     ) -> Response[str]:
-        deps = wiring.api_deps()
+        deps = api_deps()
         cookies = _request_cookies(router.current_event.raw_event.get("cookies") or [])
         result = complete_reauthorization(
-            CallbackParams(code, state, realm_id, error, error_description), cookies, deps, clock.now()
+            CallbackParams(code, state, realm_id, error, error_description), cookies, deps, clock()
         )
         connection = result.connection
         who = connection.authorized_by
@@ -107,7 +110,7 @@ def public_router() -> Router:
     ) -> Response[str]:
         # Never proof of anything: anyone can open this URL. It only asks the worker to look.
         if realm_id and realm_id.isdigit():
-            deps = wiring.api_deps()
+            deps = api_deps()
             ids = deps.store.ids_for_realm(realm_id)[:MAX_DISCONNECT_RECHECKS]
             if ids:
                 deps.check.queue.send(

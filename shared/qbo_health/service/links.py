@@ -94,10 +94,3 @@ def _unb64(text: str) -> bytes:
     if not re.fullmatch(r"[A-Za-z0-9_-]*", text):
         raise ValueError("not base64url")
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
-def reconnect_url(connection_id: str, now: datetime) -> str:
-    """The reconnect link for a connection, signed with the configured key (notices call this)."""
-    from qbo_health import wiring  # the composition root builds the signer once per container
-
-    return wiring.link_signer().reconnect_url(connection_id, now)
