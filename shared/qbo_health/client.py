@@ -24,6 +24,7 @@ from qbo_health.api.models import (
     AccessTokenResponse,
     CheckResponse,
     ConnectionStatus,
+    ConnectLinkResponse,
     ImportRequest,
     ProblemRequest,
     ProblemResponse,
@@ -64,10 +65,26 @@ class QboHealthClient:
     # ------------------------------------------------------------------ routes
 
     def register(
-        self, tenant_id: str, contacts: list[str] | None = None, connection_id: str | None = None
+        self,
+        tenant_id: str,
+        contacts: list[str] | None = None,
+        connection_id: str | None = None,
+        *,
+        expected_realm_id: str | None = None,
+        expected_email: str | None = None,
     ) -> RegisterResponse:
-        request = RegisterRequest(tenant_id=tenant_id, contacts=contacts or [], connection_id=connection_id)
+        request = RegisterRequest(
+            tenant_id=tenant_id,
+            contacts=contacts or [],
+            connection_id=connection_id,
+            expected_realm_id=expected_realm_id,
+            expected_email=expected_email,
+        )
         return self._call("POST", "/connections", RegisterResponse, request)
+
+    def connect_link(self, connection_id: str) -> ConnectLinkResponse:
+        """A link to open now: single-use, short-lived for a first connect."""
+        return self._call("POST", f"/connections/{_id(connection_id)}/connect-link", ConnectLinkResponse)
 
     def import_connection(
         self,

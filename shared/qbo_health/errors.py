@@ -163,3 +163,10 @@ class CompanyInactive(ApiError):
 
     code = "subscription_inactive"
     status = 409
+
+
+class IdentityMismatch(ApiError):
+    """The QuickBooks user who consented is not the one the product bound the connect link to."""
+
+    code = "identity_mismatch"
+    status = 403

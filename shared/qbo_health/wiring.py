@@ -235,8 +235,8 @@ def notices() -> Notices:
     )
 
 
-def _reconnect_url(connection_id: str, now: datetime) -> str:
-    return link_signer().reconnect_url(connection_id, now)  # built when a notice first needs a link
+def _reconnect_url(connection: Connection, now: datetime) -> str:
+    return link_signer().link_for(connection, now).url  # the signer is built when a notice first needs it
 
 
 def escalation_policy(model: EscalationPolicyModel) -> EscalationPolicy:
@@ -328,6 +328,7 @@ def link_signer() -> LinkSigner:
         lambda: _link_key(settings),
         settings.public_base_url,
         lifetime=timedelta(days=settings.reconnect_link_days),
+        connect_lifetime=timedelta(minutes=settings.connect_link_minutes),
     )
 
 

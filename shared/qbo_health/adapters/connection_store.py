@@ -225,6 +225,9 @@ def _attributes(connection: Connection) -> dict[str, Any]:
         else None,
         "disconnect_reason": connection.disconnect_reason.value if connection.disconnect_reason else None,
         "disconnected_at": connection.disconnected_at,
+        "grant_generation": connection.grant_generation or None,
+        "expected_realm_id": connection.expected_realm_id,
+        "expected_email": connection.expected_email,
     }
 
 
@@ -331,4 +334,7 @@ def to_domain(item: ConnectionModel) -> Connection:
         disconnect_reason=DisconnectReason(item.disconnect_reason) if item.disconnect_reason else None,
         disconnected_at=item.disconnected_at,
         access_wanted=bool(item.access_wanted),
+        grant_generation=int(item.grant_generation or 0),
+        expected_realm_id=item.expected_realm_id,
+        expected_email=item.expected_email,
     )

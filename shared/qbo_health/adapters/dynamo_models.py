@@ -101,6 +101,10 @@ class ConnectionModel(Model):
     lease_expires_at = NumberAttribute(null=True)
     # Set by an API caller waiting on the lease holder for an access token; removed with the lease.
     access_wanted = BooleanAttribute(null=True)
+    # Grants stored so far (links carry it: single use); the first connect's optional bindings.
+    grant_generation = NumberAttribute(null=True)
+    expected_realm_id = UnicodeAttribute(null=True)
+    expected_email = UnicodeAttribute(null=True)
 
     by_realm = RealmIndex()
     open_issues = OpenIssueIndex()
@@ -151,6 +155,7 @@ class OAuthStateModel(Model):
     connection_id = UnicodeAttribute()
     redirect_uri = UnicodeAttribute()
     link_issued_at = NumberAttribute(null=True)
+    link_generation = NumberAttribute(null=True)
     created_at = UTCDateTimeAttribute()
     expires_at = NumberAttribute()
     consumed_at = UTCDateTimeAttribute(null=True)

@@ -18,6 +18,8 @@ class StoredState:
     created_at: datetime
     expires_at: int
     link_issued_at: int | None = None
+    # The connection's grant generation the link carried: the grant is stored only if it is still current.
+    link_generation: int = 0
 
 
 def _condition_failed(error: Exception) -> bool:
@@ -33,6 +35,7 @@ class OAuthStateStore:
             created_at=state.created_at,
             expires_at=state.expires_at,
             link_issued_at=state.link_issued_at,
+            link_generation=state.link_generation,
         )
         try:
             item.save(condition=OAuthStateModel.state_hash.does_not_exist())
@@ -64,4 +67,5 @@ class OAuthStateStore:
             created_at=item.created_at,
             expires_at=int(item.expires_at),
             link_issued_at=int(item.link_issued_at) if item.link_issued_at is not None else None,
+            link_generation=int(item.link_generation or 0),
         )

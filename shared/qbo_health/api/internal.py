@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.api_gateway import Router
@@ -19,6 +19,7 @@ from qbo_health.api.models import (
     CheckResponse,
     Classified,
     ConnectionStatus,
+    ConnectLinkResponse,
     ErrorResponse,
     ImportRequest,
     ProblemRequest,
@@ -26,6 +27,7 @@ from qbo_health.api.models import (
     RegisterRequest,
     RegisterResponse,
 )
+from qbo_health.domain.connect_links import PURPOSE_CONNECT, needs_first_connect
 from qbo_health.domain.issues import HEADLINE, guidance_for
 from qbo_health.domain.model import Connection, ConnectionState, DisconnectReason
 from qbo_health.service import connections
@@ -61,8 +63,9 @@ def status_of(connection: Connection, signer: LinkSigner, now: datetime) -> Conn
     days_left = None
     if issue is not None:
         days_left = max(0, math.ceil((issue.deadline - now).total_seconds() / 86400))
-    # Always a fresh link: the Reauthorize button (and a deliberate reconnect after a disconnect) use it.
-    reconnect = signer.reconnect_url(connection.connection_id, now)
+    # A fresh reconnect link: the Reauthorize button (and a deliberate reconnect after a disconnect) use it.
+    # A never-connected connection gets none here: its short-lived link comes from POST .../connect-link.
+    reconnect = None if needs_first_connect(connection) else signer.link_for(connection, now).url
     authorizer = connection.authorized_by
     return ConnectionStatus(
         connection_id=connection.connection_id,
@@ -124,11 +127,14 @@ def internal_router(api_deps: Callable[[], ApiDeps], clock: Callable[[], datetim
             tenant_id=request.tenant_id,
             contacts=request.contact_tuple(),
             connection_id=request.connection_id,
+            expected_realm_id=request.expected_realm_id,
+            expected_email=request.expected_email,
         )
         body = RegisterResponse(
             connection_id=registered.connection.connection_id,
             state=registered.connection.state.value,
-            connect_url=registered.connect_url,
+            connect_url=registered.connect_link.url,
+            connect_url_expires_at=registered.connect_link.expires_at,
             connection=status_of(registered.connection, deps.signer, now),
         )
         return Response(201, "application/json", body)
@@ -161,6 +167,20 @@ def internal_router(api_deps: Callable[[], ApiDeps], clock: Callable[[], datetim
     def get_status(connection_id: ConnectionIdPath) -> ConnectionStatus:
         deps = api_deps()
         return status_of(deps.store.get(connection_id), deps.signer, clock())
+
+    @router.post(
+        "/connections/<connection_id>/connect-link",
+        summary="A link that starts Intuit's sign-in now: short-lived and single-use for a first connect",
+        responses={200: _ok("The link", ConnectLinkResponse), **_ERRORS},
+        tags=["internal"],
+    )
+    def connect_link(connection_id: ConnectionIdPath) -> ConnectLinkResponse:
+        deps = api_deps()
+        link = deps.signer.link_for(deps.store.get(connection_id), clock())
+        kind: Literal["connect", "reconnect"] = "connect" if link.purpose == PURPOSE_CONNECT else "reconnect"
+        return ConnectLinkResponse(
+            connection_id=connection_id, url=link.url, kind=kind, expires_at=link.expires_at
+        )
 
     @router.post(
         "/connections/<connection_id>/access-token",

@@ -22,7 +22,7 @@ class _Response(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
 
-class RegisterRequest(_Request):
+class _NewConnection(_Request):
     tenant_id: str = Field(min_length=1, max_length=200, description="The product's tenant (customer) id.")
     connection_id: str | None = Field(
         default=None,
@@ -37,7 +37,20 @@ class RegisterRequest(_Request):
         return tuple(self.contacts)
 
 
-class ImportRequest(RegisterRequest):
+class RegisterRequest(_NewConnection):
+    expected_realm_id: str | None = Field(
+        default=None,
+        pattern=_REALM,
+        description="Optional: the only QuickBooks company (realmId) the first connect may choose.",
+    )
+    expected_email: str | None = Field(
+        default=None,
+        pattern=_EMAIL,
+        description="Optional: the e-mail of the QuickBooks user who must consent to the first connect.",
+    )
+
+
+class ImportRequest(_NewConnection):
     realm_id: str = Field(pattern=_REALM, description="The QuickBooks company id (realmId).")
     refresh_token: str = Field(
         min_length=1, max_length=2048, repr=False, description="The current refresh token; never logged."
@@ -71,7 +84,11 @@ class ConnectionStatus(_Response):
     reauthorize: bool = Field(default=False, description="Whether to offer the Reauthorize button.")
     deadline: datetime | None = None
     days_left: int | None = None
-    reconnect_url: str | None = None
+    reconnect_url: str | None = Field(
+        default=None,
+        description="A reconnect link (may go in an e-mail); absent for a connection never connected, "
+        "whose first-connect link comes from POST /connections/{id}/connect-link.",
+    )
     authorized_by: AuthorizedBy | None = None
     last_success_at: datetime | None = None
     last_check_at: datetime | None = None
@@ -88,8 +105,21 @@ class ConnectionStatus(_Response):
 class RegisterResponse(_Response):
     connection_id: str
     state: str
-    connect_url: str = Field(description="Open it in a new window: the user signs in to QuickBooks there.")
+    connect_url: str = Field(
+        description="Open it in a new window at once: the user signs in to QuickBooks there. It works once, "
+        "for a few minutes (ConnectLinkMinutes); POST /connections/{id}/connect-link mints another."
+    )
+    connect_url_expires_at: datetime
     connection: ConnectionStatus
+
+
+class ConnectLinkResponse(_Response):
+    connection_id: str
+    url: str = Field(description="Open it in a new window; it starts Intuit's sign-in and works once.")
+    kind: Literal["connect", "reconnect"] = Field(
+        description="connect: first connect, short-lived; reconnect: the connection has a company."
+    )
+    expires_at: datetime
 
 
 class AccessTokenResponse(_Response):

@@ -131,6 +131,11 @@ class Connection:
     subscription_status: SubscriptionStatus | None = None
     # An API caller is waiting for an access token from whoever holds the lease (see service.access_tokens).
     access_wanted: bool = False
+    # Goes up by one with every grant stored: links carry it, so a link works once (domain.connect_links).
+    grant_generation: int = 0
+    # Optional bindings the product set at registration for the first connect (IdentityMismatch otherwise).
+    expected_realm_id: str | None = None
+    expected_email: str | None = None
 
 
 @dataclass(frozen=True)

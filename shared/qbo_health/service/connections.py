@@ -16,6 +16,7 @@ from qbo_health.errors import AlreadyExists, ConcurrentUpdate
 from qbo_health.messages import CheckRequest
 from qbo_health.service.api_deps import ApiDeps
 from qbo_health.service.health_check import CheckResult, acquire_lease_waiting, check_connection
+from qbo_health.service.links import MintedLink
 
 # An imported refresh token's lifetime is unknown until its first refresh; Intuit's window is 100 days.
 IMPORTED_REFRESH_WINDOW = timedelta(days=100)
@@ -24,7 +25,7 @@ IMPORTED_REFRESH_WINDOW = timedelta(days=100)
 @dataclass(frozen=True)
 class Registered:
     connection: Connection
-    connect_url: str
+    connect_link: MintedLink
 
 
 def register_connection(
@@ -34,6 +35,8 @@ def register_connection(
     tenant_id: str,
     contacts: tuple[str, ...],
     connection_id: str | None = None,
+    expected_realm_id: str | None = None,
+    expected_email: str | None = None,
 ) -> Registered:
     connection = Connection(
         connection_id=connection_id or uuid.uuid4().hex,
@@ -42,9 +45,11 @@ def register_connection(
         state=ConnectionState.PENDING,
         contacts=contacts,
         created_at=now,
+        expected_realm_id=expected_realm_id,
+        expected_email=expected_email,
     )
     created = _create(deps, connection)
-    return Registered(created, deps.signer.reconnect_url(created.connection_id, now))
+    return Registered(created, deps.signer.link_for(created, now))
 
 
 def import_connection(

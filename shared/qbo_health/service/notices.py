@@ -36,7 +36,7 @@ class Notices:
     claims: Claims
     email: EmailSender
     events: EventSender
-    reconnect_url: Callable[[str, datetime], str]
+    reconnect_url: Callable[[Connection, datetime], str]
     dry_run: bool = False
 
     def send(self, connection: Connection, notice: Notice, now: datetime) -> SendResult:
@@ -74,7 +74,7 @@ class Notices:
     ) -> Notice:
         reconnect = None
         if kind not in (NoticeKind.RESTORED, NoticeKind.DISCONNECTED):
-            reconnect = self.reconnect_url(connection.connection_id, now)
+            reconnect = self.reconnect_url(connection, now)
         return Notice(
             kind=kind,
             connection_id=connection.connection_id,

@@ -9,9 +9,11 @@ Safety rules (architecture.md, intuit-facts.md):
   are revoked (best effort) and the old tokens stay as they were.
 - Another admin may take over: ``authorized_by`` records who consented.
 
-Links and customer disconnects: a connection the customer disconnected on purpose refuses links minted
-*before* the disconnect (old e-mails die with it); a fresh link (from ``GET /connections/{id}``) reconnects it.
-A connection disconnected by the grace period accepts any valid link: the notices promised exactly that.
+Links (domain.connect_links): a never-connected connection takes only a first-connect link (minutes), any
+other a reconnect link (30 days: the realm pin and Intuit's admin consent protect it). Every link carries the
+connection's grant generation: storing a grant moves it on, so a link works for one grant only, checked when
+the link is opened, again before the code is exchanged, and once more under the lease. A connection the
+customer disconnected on purpose refuses links minted *before* the disconnect.
 """
 
 from __future__ import annotations
@@ -27,11 +29,11 @@ from qbo_health.adapters.intuit import GrantedTokens
 from qbo_health.adapters.oauth_states import StoredState
 from qbo_health.domain.check import ConnectionEvent, EventKind, issue_closed
 from qbo_health.domain.classification import FailureKind, classify
+from qbo_health.domain.connect_links import needs_first_connect, refuse_stale_link
 from qbo_health.domain.model import (
     Authorizer,
     Connection,
     ConnectionState,
-    DisconnectReason,
     IssueType,
     TokenPair,
     TokenTimes,
@@ -42,6 +44,7 @@ from qbo_health.errors import (
     AuthorizationDenied,
     CompanyInactive,
     ConnectionNotFound,
+    IdentityMismatch,
     IntuitCallFailed,
     IntuitUnavailable,
     InvalidRequest,
@@ -102,7 +105,14 @@ def start_reauthorization(token: str, deps: ApiDeps, now: datetime) -> Authoriza
         connection = deps.store.get(claims.connection_id)
     except ConnectionNotFound:
         raise ReconnectLinkInvalid("This link is no longer valid.", reason="unknown_connection") from None
-    _refuse_after_customer_disconnect(connection, claims.issued_at)
+    refuse_stale_link(connection, claims)
+    return begin_sign_in(connection, deps, now, link_issued_at=claims.issued_at)
+
+
+def begin_sign_in(
+    connection: Connection, deps: ApiDeps, now: datetime, *, link_issued_at: datetime | None = None
+) -> AuthorizationStart:
+    """Store a fresh state bound to this connection and its grant generation; Intuit's authorize URL."""
     raw_state = secrets.token_urlsafe(32)
     deps.states.put(
         StoredState(
@@ -111,7 +121,8 @@ def start_reauthorization(token: str, deps: ApiDeps, now: datetime) -> Authoriza
             redirect_uri=deps.redirect_uri,
             created_at=now,
             expires_at=int((now + deps.state_ttl).timestamp()),
-            link_issued_at=int(claims.issued_at.timestamp()),
+            link_issued_at=int(link_issued_at.timestamp()) if link_issued_at else None,
+            link_generation=connection.grant_generation,
         )
     )
     logger.info("reauthorization started", extra={"connection_id": connection.connection_id})
@@ -120,19 +131,6 @@ def start_reauthorization(token: str, deps: ApiDeps, now: datetime) -> Authoriza
         browser_cookie=browser_cookie_name(raw_state),
         cookie_max_age=int(deps.state_ttl.total_seconds()),
     )
-
-
-def _refuse_after_customer_disconnect(connection: Connection, link_issued_at: datetime) -> None:
-    if (
-        connection.state is ConnectionState.DISCONNECTED
-        and connection.disconnect_reason is DisconnectReason.CUSTOMER_REQUEST
-        and connection.disconnected_at is not None
-        and link_issued_at <= connection.disconnected_at
-    ):
-        raise ReconnectLinkInvalid(
-            "This connection was disconnected on request. Start a new connection from the app.",
-            reason="disconnected",
-        )
 
 
 def complete_reauthorization(
@@ -163,7 +161,10 @@ def complete_reauthorization(
     if stored is None:
         raise OAuthStateInvalid("This sign-in has expired or was already used.")
     connection = deps.store.get(stored.connection_id)
-    if connection.realm_id is not None and connection.realm_id != params.realm_id:
+    if connection.grant_generation != stored.link_generation:
+        raise _link_used()
+    pinned = connection.realm_id or connection.expected_realm_id
+    if pinned is not None and pinned != params.realm_id:
         logger.warning("callback for another company refused", extra={"connection_id": stored.connection_id})
         raise RealmMismatch(
             "You signed in to a different QuickBooks company than the one this connection uses."
@@ -173,7 +174,28 @@ def complete_reauthorization(
     pair = granted.pair
     _verify_admin(deps, realm_id, pair)
     identity = _identity(deps, pair.access_token)
-    return _store_new_grant(deps, connection.connection_id, realm_id, pair, identity, now)
+    if (
+        needs_first_connect(connection)
+        and connection.expected_email
+        and not _same_email(identity, connection.expected_email)
+    ):
+        logger.warning("first connect by another user refused", extra={"connection_id": stored.connection_id})
+        _revoke_quietly(deps, pair.refresh_token)
+        raise IdentityMismatch(
+            "You signed in to QuickBooks as a different user than the one invited to connect it. Nothing was "
+            "changed: ask the invited user to connect, or ask the app for a new link."
+        )
+    return _store_new_grant(deps, connection.connection_id, realm_id, pair, identity, stored, now)
+
+
+def _same_email(identity: Authorizer | None, expected: str) -> bool:
+    return identity is not None and (identity.email or "").casefold() == expected.casefold()
+
+
+def _link_used() -> ReconnectLinkInvalid:
+    return ReconnectLinkInvalid(
+        "This link was already used: QuickBooks was connected with it.", reason="used"
+    )
 
 
 def _check_lengths(params: CallbackParams) -> None:
@@ -270,6 +292,7 @@ def _store_new_grant(
     realm_id: str,
     pair: TokenPair,
     identity: Authorizer | None,
+    stored_state: StoredState,
     now: datetime,
 ) -> ReauthResult:
     owner = f"reauth:{uuid.uuid4().hex}"
@@ -278,6 +301,9 @@ def _store_new_grant(
     )
     saved = False
     try:
+        if leased.grant_generation != stored_state.link_generation:  # another tab's grant came first
+            _revoke_quietly(deps, pair.refresh_token)
+            raise _link_used()
         if leased.realm_id is not None and leased.realm_id != realm_id:  # changed while we talked to Intuit
             raise RealmMismatch("This connection now uses a different QuickBooks company.")
         sealed = deps.check.vault.seal(
@@ -303,6 +329,7 @@ def _store_new_grant(
             reauth_due_warned_at=None,
             disconnect_reason=None,
             disconnected_at=None,
+            grant_generation=leased.grant_generation + 1,
         )
         # The new grant's access token replaces any kept for the previous one, before the lease goes.
         share_access_token(deps.check, updated, pair, now)
