@@ -31,9 +31,12 @@ def tracing_enabled() -> bool:
 
 
 def traced(handler: Handler) -> Handler:
-    """``Tracer.capture_lambda_handler`` when tracing is on; the handler unchanged otherwise."""
+    """``Tracer.capture_lambda_handler`` when tracing is on; the handler unchanged otherwise.
+
+    Never with the response: the API's answers carry access tokens and the OAuth state in a redirect, and
+    Powertools would record them as trace metadata (tests/integration/test_traces.py)."""
     if not tracing_enabled():
         return handler
     from aws_lambda_powertools import Tracer
 
-    return cast(Handler, Tracer(service=SERVICE).capture_lambda_handler(handler))
+    return cast(Handler, Tracer(service=SERVICE).capture_lambda_handler(handler, capture_response=False))
