@@ -352,6 +352,7 @@ def api_deps() -> ApiDeps:
         signer=link_signer(),
         oauth=intuit_client(),
         redirect_uri=settings.redirect_uri,
+        rechecks=control_store(),
         product_origin=settings.product_origin,
         state_ttl=timedelta(minutes=settings.oauth_state_minutes),
         access_token_wait_seconds=settings.access_token_wait_seconds,

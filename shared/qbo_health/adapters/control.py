@@ -7,7 +7,7 @@ import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from pynamodb.exceptions import DoesNotExist
+from pynamodb.exceptions import DoesNotExist, PutError
 
 from qbo_health.adapters.dynamo_models import ControlModel
 from qbo_health.domain.escalation import PauseWindow
@@ -20,6 +20,7 @@ OUTAGE_KEY = "OUTAGE"
 PAUSES_KEY = "PAUSE_WINDOWS"
 # Closed pause windows older than this no longer matter (no episode lasts that long).
 PAUSE_MEMORY = timedelta(days=120)
+DISCONNECT_RECHECK_PREFIX = "DISCONNECT_RECHECK#"
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,22 @@ class RunTally:
 
 
 class ControlStore:
+    def claim_disconnect_recheck(self, realm_id: str, now: datetime, window: timedelta) -> bool:
+        """One conditional write: True for the first landing of this realm in ``window``, False after.
+
+        The item expires by itself (TTL on ``expires_at``); TTL deletion is lazy, so the condition also
+        accepts an item whose time has passed."""
+        until = int((now + window).timestamp())
+        item = ControlModel(f"{DISCONNECT_RECHECK_PREFIX}{realm_id}", at=now, expires_at=until)
+        condition = ControlModel.key.does_not_exist() | (ControlModel.expires_at <= int(now.timestamp()))
+        try:
+            item.save(condition=condition)
+        except PutError as error:
+            if getattr(error, "cause_response_code", None) == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
     def start_run(self, run_id: str, now: datetime, scheduled: int) -> None:
         expires = int((now + RUN_RETENTION).timestamp())
         ControlModel(f"RUN#{run_id}", at=now, scheduled=scheduled, expires_at=expires).save()

@@ -13,9 +13,8 @@ from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 from aws_lambda_powertools.shared.cookies import Cookie, SameSite
 
 from qbo_health.api.pages import SECURITY_HEADERS, result_page
-from qbo_health.messages import CheckRequest
-from qbo_health.observability import logger
 from qbo_health.service.api_deps import ApiDeps
+from qbo_health.service.disconnect_landing import recheck_after_landing
 from qbo_health.service.links import MAX_TOKEN_LENGTH
 from qbo_health.service.reauthorization import (
     MAX_CODE_LENGTH,
@@ -25,8 +24,6 @@ from qbo_health.service.reauthorization import (
     complete_reauthorization,
     start_reauthorization,
 )
-
-MAX_DISCONNECT_RECHECKS = 25
 
 
 def _html(description: str) -> OpenAPIResponse:
@@ -108,15 +105,7 @@ def public_router(api_deps: Callable[[], ApiDeps], clock: Callable[[], datetime]
     def disconnected(
         realm_id: Annotated[str | None, Query(alias="realmId", max_length=MAX_REALM_LENGTH)] = None,
     ) -> Response[str]:
-        # Never proof of anything: anyone can open this URL. It only asks the worker to look.
-        if realm_id and realm_id.isdigit():
-            deps = api_deps()
-            ids = deps.store.ids_for_realm(realm_id)[:MAX_DISCONNECT_RECHECKS]
-            if ids:
-                deps.check.queue.send(
-                    [CheckRequest(connection_id=cid, reason="disconnect_url") for cid in ids]
-                )
-            logger.info("disconnect landing", extra={"rechecks": len(ids)})
+        recheck_after_landing(realm_id, api_deps(), clock())
         return result_page(
             200,
             page_id="disconnected",

@@ -31,6 +31,10 @@ class StateStore(Protocol):
     def consume(self, state_hash: str, now: datetime) -> StoredState | None: ...
 
 
+class RecheckGate(Protocol):
+    def claim_disconnect_recheck(self, realm_id: str, now: datetime, window: timedelta) -> bool: ...
+
+
 class IntuitOAuth(Protocol):
     """The Intuit calls the browser flow makes (IntuitClient has them all)."""
 
@@ -55,6 +59,7 @@ class ApiDeps:
     signer: LinkSigner
     oauth: IntuitOAuth
     redirect_uri: str
+    rechecks: RecheckGate
     product_origin: str | None = None
     state_ttl: timedelta = timedelta(minutes=10)
     access_token_wait_seconds: float = 5.0
