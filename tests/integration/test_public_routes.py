@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import html
+import re
+from dataclasses import replace
+
 import requests
 
 from local.seed import seed_connection
 from qbo_health import wiring
+from qbo_health.domain.model import ConnectionState, DisconnectReason
 from qbo_health.service.disconnect_landing import RECHECK_WINDOW
-from tests.integration.test_api import stored
+from tests.integration.test_api import BROWSER, break_admin, deliver, stored
 
 
 def test_fifty_disconnect_landings_make_at_most_one_intuit_check_per_realm(stack, api_url, lambdas):
@@ -53,3 +58,69 @@ def test_a_landing_for_an_unknown_or_odd_realm_checks_nothing_and_reads_the_same
     assert len({answer.text.split("<main", 1)[1] for answer in answers}) == 1  # says nothing about the realm
     assert sum(stack.intuit.control.stats()["calls"].values()) == 0
     assert stored("conn-1") == before
+
+
+def action_link(page):
+    match = re.search(r'id="action" rel="noreferrer" href="([^"]+)"', page.text)
+    return html.unescape(match.group(1)) if match else None
+
+
+def test_intuits_reconnect_url_restarts_the_sign_in_for_the_one_broken_connection_of_a_company(
+    stack, api_url, api_client
+):
+    seeded = seed_connection(stack, "conn-1")
+    break_admin(stack, api_client, seeded)
+    other = stack.intuit.control.add_user(seeded.realm_id, email="other.admin@example.com", admin=True)
+
+    page = BROWSER.get(f"{api_url}/reconnect", params={"realmId": seeded.realm_id}, timeout=10)
+
+    assert page.status_code == 200 and 'id="reconnect_start"' in page.text
+    assert "<script" not in page.text and page.headers["Cache-Control"] == "no-store"
+    location = stack.intuit.control.consent(action_link(page), user_id=other)
+    assert deliver(location).status_code == 200
+    assert stored("conn-1").state is ConnectionState.HEALTHY
+
+
+def test_intuits_reconnect_url_starts_nothing_it_cannot_pin_to_one_connection_in_need(
+    stack, api_url, api_client
+):
+    healthy = seed_connection(stack, "healthy-1")
+    shared_realm = seed_connection(stack, "shared-1")
+    seed_connection(stack, "shared-2")  # same company, another tenant
+    wiring.connection_store().save(
+        replace(stored("shared-2"), realm_id=shared_realm.realm_id, state=ConnectionState.NEEDS_ATTENTION),
+        changed_from=stored("shared-2"),
+    )
+    asked = seed_connection(stack, "asked-1")
+    api_client.disconnect("asked-1")  # the customer disconnected on purpose: reconnect from the product
+    cases = [
+        {},
+        {"realmId": "999999"},
+        {"realmId": "١٢٣"},
+        {"realmId": healthy.realm_id},
+        {"realmId": shared_realm.realm_id},
+        {"realmId": asked.realm_id},
+    ]
+    for params in cases:
+        page = requests.get(f"{api_url}/reconnect", params=params, allow_redirects=False, timeout=10)
+        assert page.status_code == 200, params
+        assert 'id="reconnect_from_app"' in page.text and "Reauthorize button" in page.text, params
+        assert action_link(page) is None and "Set-Cookie" not in page.headers
+    assert stack.intuit.control.stats()["code_grants"] == 0
+
+
+def test_a_connection_disconnected_by_the_grace_period_can_be_restored_from_quickbooks(stack, api_url):
+    seeded = seed_connection(stack, "conn-1")
+    wiring.connection_store().save(
+        replace(
+            stored("conn-1"),
+            state=ConnectionState.DISCONNECTED,
+            disconnect_reason=DisconnectReason.GRACE_PERIOD_EXPIRED,
+            disconnected_at=stack.clock.now(),
+        ),
+        changed_from=stored("conn-1"),
+    )
+    page = BROWSER.get(f"{api_url}/reconnect", params={"realmId": seeded.realm_id}, timeout=10)
+    assert 'id="reconnect_start"' in page.text
+    assert deliver(stack.intuit.control.consent(action_link(page), user_id=seeded.user_id)).status_code == 200
+    assert stored("conn-1").state is ConnectionState.HEALTHY

@@ -28,7 +28,7 @@ from qbo_health.service.api_deps import ApiDeps
 
 API_TITLE = "QBO Connection Health API"
 API_VERSION = "1.0.0"
-BROWSER_PREFIXES = ("/reconnect/", "/oauth/", "/intuit/")
+BROWSER_PREFIXES = ("/reconnect", "/oauth/", "/intuit/")
 
 _PAGE_TITLES = {
     "reconnect_link_invalid": "This link cannot be used",

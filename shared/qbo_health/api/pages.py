@@ -43,11 +43,15 @@ def result_page(
     paragraphs: list[str],
     connection_id: str | None = None,
     target_origin: str | None = None,
+    action: tuple[str, str] | None = None,
 ) -> Response[str]:
     """A page that says what happened and what to do next; tells ``window.opener`` the outcome."""
     nonce = secrets.token_urlsafe(16)
     esc = html.escape
     body = "".join(f"<p>{esc(text)}</p>" for text in paragraphs)
+    if action is not None:
+        label, href = action
+        body += f'<p><a class="action" id="action" rel="noreferrer" href="{esc(href)}">{esc(label)}</a></p>'
     script = ""
     if status != "neutral":
         message = {"type": "qbo-connection", "connectionId": connection_id, "status": status}

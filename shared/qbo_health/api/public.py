@@ -22,6 +22,7 @@ from qbo_health.service.reauthorization import (
     MAX_STATE_LENGTH,
     CallbackParams,
     complete_reauthorization,
+    reconnect_from_quickbooks,
     start_reauthorization,
 )
 
@@ -59,6 +60,44 @@ def public_router(api_deps: Callable[[], ApiDeps], clock: Callable[[], datetime]
         return Response(
             302, "text/plain", "", headers={**SECURITY_HEADERS, "Location": start.location}, cookies=[cookie]
         )
+
+    @router.get(
+        "/reconnect",
+        summary="Intuit's Reconnect URL: a page that restarts the sign-in, or says to reconnect from the app",
+        responses={200: _html("A page: a button to QuickBooks, or where to reconnect")},
+        tags=["public"],
+    )
+    def reconnect_from_intuit(
+        realm_id: Annotated[str | None, Query(alias="realmId", max_length=MAX_REALM_LENGTH)] = None,
+    ) -> Response[str]:
+        # QuickBooks sends the user here; nothing in the request is trusted (see reconnect_from_quickbooks).
+        start = reconnect_from_quickbooks(realm_id, api_deps(), clock())
+        if start is None:
+            return result_page(
+                200,
+                page_id="reconnect_from_app",
+                status="neutral",
+                title="Reconnect QuickBooks from the app",
+                paragraphs=[
+                    "Nothing was changed. To reconnect QuickBooks, open the app that uses it and click its "
+                    "Reauthorize button (or Connect to QuickBooks).",
+                    "For your security, this page cannot tell which connection you mean.",
+                ],
+            )
+        page = result_page(
+            200,
+            page_id="reconnect_start",
+            status="neutral",
+            title="Reconnect QuickBooks",
+            paragraphs=[
+                "The app's connection to this QuickBooks company needs to be renewed.",
+                "Sign in to QuickBooks as an Admin of this company to reconnect it. Nothing changes until you "
+                "do.",
+            ],
+            action=("Reconnect to QuickBooks", start.location),
+        )
+        page.cookies.append(_browser_cookie(start.browser_cookie, "1", start.cookie_max_age, router))
+        return page
 
     @router.get(
         "/oauth/callback",

@@ -40,6 +40,17 @@ def link_purpose(connection: Connection) -> str:
     return PURPOSE_CONNECT if needs_first_connect(connection) else PURPOSE_RECONNECT
 
 
+def needs_reconnect(connection: Connection) -> bool:
+    """Broken, or disconnected by us (the grace period ran out): a sign-in from QuickBooks may restore it.
+    A disconnect the customer asked for is undone from the product, not from QuickBooks."""
+    if connection.state is ConnectionState.NEEDS_ATTENTION:
+        return True
+    return (
+        connection.state is ConnectionState.DISCONNECTED
+        and connection.disconnect_reason is not DisconnectReason.CUSTOMER_REQUEST
+    )
+
+
 def refuse_stale_link(connection: Connection, claims: LinkClaims) -> None:
     """Raise unless this link may start a sign-in for this connection now."""
     if claims.generation != connection.grant_generation:

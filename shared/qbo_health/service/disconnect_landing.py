@@ -13,13 +13,13 @@ from datetime import datetime, timedelta
 from qbo_health.messages import CheckRequest
 from qbo_health.observability import logger
 from qbo_health.service.api_deps import ApiDeps
+from qbo_health.service.reauthorization import REALM_PATTERN
 
 # Our choice: Intuit calls the URL once per disconnect; a real disconnect missed inside the window is still
 # found by that company's daily check (a guess at a window long enough to blunt a flood, short enough to
 # notice a second disconnect the same day).
 RECHECK_WINDOW = timedelta(hours=1)
 MAX_RECHECKS = 25
-REALM_PATTERN = r"^[0-9]{1,64}$"  # ASCII digits only: str.isdigit() also accepts "٣" and "²"
 
 
 def recheck_after_landing(realm_id: str | None, deps: ApiDeps, now: datetime) -> int:

@@ -19,6 +19,7 @@ customer disconnected on purpose refuses links minted *before* the disconnect.
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 import uuid
 from collections.abc import Mapping
@@ -29,7 +30,7 @@ from qbo_health.adapters.intuit import GrantedTokens
 from qbo_health.adapters.oauth_states import StoredState
 from qbo_health.domain.check import ConnectionEvent, EventKind, issue_closed
 from qbo_health.domain.classification import FailureKind, classify
-from qbo_health.domain.connect_links import needs_first_connect, refuse_stale_link
+from qbo_health.domain.connect_links import needs_first_connect, needs_reconnect, refuse_stale_link
 from qbo_health.domain.model import (
     Authorizer,
     Connection,
@@ -60,6 +61,7 @@ from qbo_health.service.health_check import acquire_lease_waiting, share_access_
 MAX_CODE_LENGTH = 512  # Intuit: codes are at most 512 characters
 MAX_STATE_LENGTH = 200
 MAX_REALM_LENGTH = 64
+REALM_PATTERN = r"^[0-9]{1,64}$"  # ASCII digits: str.isdigit() also accepts other scripts' digits
 
 
 @dataclass(frozen=True)
@@ -209,7 +211,7 @@ def _check_lengths(params: CallbackParams) -> None:
     for name, (value, limit) in limits.items():
         if value is not None and len(value) > limit:
             raise InvalidRequest(f"The parameter {name} is too long.")
-    if params.realm_id is not None and not params.realm_id.isdigit():
+    if params.realm_id is not None and not re.fullmatch(REALM_PATTERN, params.realm_id):
         raise InvalidRequest("The company id from QuickBooks is not valid.")
 
 
@@ -347,3 +349,25 @@ def _store_new_grant(
     changed = identity is not None and (previous is None or previous.user_id != identity.user_id)
     logger.info("reauthorized", extra={"connection_id": connection_id, "admin_changed": changed})
     return ReauthResult(stored, previous, changed)
+
+
+def reconnect_from_quickbooks(
+    realm_id: str | None, deps: ApiDeps, now: datetime
+) -> AuthorizationStart | None:
+    """Intuit's Reconnect URL: a sign-in for the one connection of that company that needs one, else None.
+
+    Nothing in the request is trusted (anyone can open the URL with any ``realmId``): it only chooses which
+    connection a sign-in may restore. The callback's realm pin and Intuit's consent by an admin of that
+    company are the proof, as for an e-mailed reconnect link."""
+    if not realm_id or not re.fullmatch(REALM_PATTERN, realm_id):
+        return None
+    ids = deps.store.ids_for_realm(realm_id)[:2]
+    if len(ids) != 1:
+        return None
+    try:
+        connection = deps.store.get(ids[0])
+    except ConnectionNotFound:
+        return None
+    if not needs_reconnect(connection):
+        return None
+    return begin_sign_in(connection, deps, now)
