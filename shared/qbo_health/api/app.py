@@ -74,6 +74,13 @@ def build_app(deps: Callable[[], ApiDeps], now: Callable[[], datetime]) -> APIGa
         path = app.current_event.raw_path or ""
         return path.startswith(BROWSER_PREFIXES)
 
+    def product_origin() -> str | None:
+        try:
+            return deps().product_origin
+        except Exception:  # a page must still answer when the dependencies cannot be built
+            logger.exception("dependencies unavailable for an error page")
+            return None
+
     def answer(status: int, code: str, message: str, extra: dict[str, Any] | None = None) -> Response[str]:
         if is_browser():
             connection_id = extra.get("connection_id") if extra else None
@@ -85,6 +92,7 @@ def build_app(deps: Callable[[], ApiDeps], now: Callable[[], datetime]) -> APIGa
                 title=_PAGE_TITLES.get(code, "Something went wrong"),
                 paragraphs=[message, _NEXT_STEP.get(code, "Nothing was changed.")],
                 connection_id=connection_id if isinstance(connection_id, str) else None,
+                target_origin=product_origin(),
             )
         body: dict[str, Any] = {"error": code, "message": message}
         body.update({k: v for k, v in (extra or {}).items() if k != "connection_id"})

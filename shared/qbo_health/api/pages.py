@@ -45,7 +45,8 @@ def result_page(
     target_origin: str | None = None,
     action: tuple[str, str] | None = None,
 ) -> Response[str]:
-    """A page that says what happened and what to do next; tells ``window.opener`` the outcome."""
+    """A page that says what happened and what to do next; tells ``window.opener`` the outcome, and only
+    when the product's origin is known: a message posted to ``*`` would reach whatever page opened this one."""
     nonce = secrets.token_urlsafe(16)
     esc = html.escape
     body = "".join(f"<p>{esc(text)}</p>" for text in paragraphs)
@@ -53,9 +54,9 @@ def result_page(
         label, href = action
         body += f'<p><a class="action" id="action" rel="noreferrer" href="{esc(href)}">{esc(label)}</a></p>'
     script = ""
-    if status != "neutral":
+    if status != "neutral" and target_origin:
         message = {"type": "qbo-connection", "connectionId": connection_id, "status": status}
-        data = _json_for_script({"message": message, "origin": target_origin or "*"})
+        data = _json_for_script({"message": message, "origin": target_origin})
         script = (
             f'<script type="application/json" id="result">{data}</script>'
             f'<script nonce="{nonce}">(function(){{'
