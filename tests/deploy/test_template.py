@@ -186,3 +186,35 @@ def test_the_functions_have_time_for_their_slowest_work() -> None:
     assert timedelta(seconds=lease) >= longest_check(highest)  # no second worker while a check runs
     assert timeouts["escalator"] >= 2 * (longest_check(highest) + longest_revoke(highest))
     assert timedelta(seconds=QUEUES["CheckQueue"]["VisibilityTimeout"]) >= timeouts["check_worker"]
+
+
+def test_the_token_key_serves_only_the_vault_and_only_under_its_encryption_context() -> None:
+    """Each function may use the token key for the vault's two operations only, with the vault's encryption
+    context; the key itself refuses any cryptographic use without it."""
+    from qbo_health.adapters.token_vault import KMS_CONTEXT
+
+    expected_condition = {
+        "StringEquals": {f"kms:EncryptionContext:{name}": value for name, value in KMS_CONTEXT.items()}
+    }
+    functions = resources_of_type(TEMPLATE, "AWS::Serverless::Function")
+    users = {}
+    for name, function in functions.items():
+        for policy in function.get("Policies", []):
+            assert "KMSDecryptPolicy" not in policy, name  # a managed template without any condition
+            for statement in policy.get("Statement", []) if isinstance(policy, dict) else []:
+                actions = (
+                    statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+                )
+                if any(action.startswith("kms:") for action in actions):
+                    assert sorted(actions) == ["kms:Decrypt", "kms:GenerateDataKey"], name
+                    assert statement["Condition"] == expected_condition, name
+                    users[name] = actions
+    assert set(users) == {"CheckWorkerFunction", "EscalatorFunction", "ApiFunction"}
+
+    key_policy = resources_of_type(TEMPLATE, "AWS::KMS::Key")["TokenKey"]["KeyPolicy"]
+    denials = [statement for statement in key_policy["Statement"] if statement["Effect"] == "Deny"]
+    assert len(denials) == 1 and denials[0]["Principal"] == "*"
+    assert {"kms:Decrypt", "kms:GenerateDataKey"} <= set(denials[0]["Action"])
+    assert denials[0]["Condition"] == {
+        "StringNotEquals": {"kms:EncryptionContext:purpose": KMS_CONTEXT["purpose"]}
+    }

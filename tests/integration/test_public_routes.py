@@ -5,14 +5,18 @@ from __future__ import annotations
 import html
 import re
 from dataclasses import replace
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import requests
+from botocore.credentials import Credentials
 
+from local.runner import LambdaInvocationContext, load_handler
 from local.seed import seed_connection
 from qbo_health import wiring
+from qbo_health.client import QboHealthClient
 from qbo_health.domain.model import ConnectionState, DisconnectReason
 from qbo_health.service.disconnect_landing import RECHECK_WINDOW
-from tests.integration.test_api import BROWSER, break_admin, deliver, stored
+from tests.integration.test_api import BROWSER, break_admin, callback, deliver, stored
 
 
 def test_fifty_disconnect_landings_make_at_most_one_intuit_check_per_realm(stack, api_url, lambdas):
@@ -124,3 +128,91 @@ def test_a_connection_disconnected_by_the_grace_period_can_be_restored_from_quic
     assert 'id="reconnect_start"' in page.text
     assert deliver(stack.intuit.control.consent(action_link(page), user_id=seeded.user_id)).status_code == 200
     assert stored("conn-1").state is ConnectionState.HEALTHY
+
+
+# ------------------------------------------------------------------ smaller items (defect 6)
+
+
+def https_event(path, route, *, params=None, query=None, cookies=None):
+    """An API Gateway v2 event as it arrives over https (the local front is http)."""
+    event = {
+        "version": "2.0",
+        "routeKey": route,
+        "rawPath": path,
+        "rawQueryString": urlencode(query or {}),
+        "headers": {"host": "connect.example.com", "x-forwarded-proto": "https"},
+        "requestContext": {
+            "http": {"method": "GET", "path": path, "protocol": "HTTP/1.1", "sourceIp": "203.0.113.9"},
+            "requestId": "r-1",
+            "routeKey": route,
+            "stage": "$default",
+        },
+        "isBase64Encoded": False,
+    }
+    if params:
+        event["pathParameters"] = params
+    if query:
+        event["queryStringParameters"] = query
+    if cookies:
+        event["cookies"] = cookies
+    return event
+
+
+def invoke_api(event):
+    return load_handler("api")(event, LambdaInvocationContext(function_name="api", timeout_seconds=29))
+
+
+def test_over_https_the_sign_in_cookie_is_a_host_cookie_and_the_callback_expires_it(stack):
+    seeded = seed_connection(stack, "conn-1")
+    token = wiring.link_signer().link_for(stored("conn-1"), stack.clock.now()).url.rsplit("/", 1)[1]
+
+    redirect = invoke_api(
+        https_event(f"/reconnect/{token}", "GET /reconnect/{token}", params={"token": token})
+    )
+
+    [cookie] = redirect["cookies"]
+    assert cookie.startswith("__Host-qbo_oauth_") and "; Secure" in cookie and "; Path=/" in cookie
+    assert "Domain=" not in cookie
+    name = cookie.split("=", 1)[0]
+    callback = urlsplit(stack.intuit.control.consent(redirect["headers"]["Location"], user_id=seeded.user_id))
+    query = dict(parse_qsl(callback.query))
+
+    # The same cookie without its prefix (which any sibling subdomain could have set) does not count.
+    unprefixed = invoke_api(
+        https_event("/oauth/callback", "GET /oauth/callback", query=query, cookies=[f"{name[7:]}=1"])
+    )
+    assert unprefixed["statusCode"] == 400 and 'id="oauth_state_invalid"' in unprefixed["body"]
+    assert f"{name}=; Path=/; Max-Age=0" in " ".join(unprefixed["cookies"])
+    done = invoke_api(
+        https_event("/oauth/callback", "GET /oauth/callback", query=query, cookies=[f"{name}=1"])
+    )
+    assert done["statusCode"] == 200 and 'id="connected"' in done["body"]
+    assert any(c.startswith(f"{name}=;") and "Max-Age=0" in c for c in done["cookies"])
+
+
+def test_the_callback_clears_the_sign_in_cookie_in_the_browser(stack, api_client):
+    seeded = seed_connection(stack, "conn-1")
+    page = deliver(callback(stack, api_client.status("conn-1").reconnect_url, user_id=seeded.user_id))
+
+    assert page.status_code == 200
+    assert not [cookie.name for cookie in BROWSER.cookies if cookie.name.startswith("qbo_oauth_")]
+
+
+def test_secrets_in_answers_are_never_stored_by_a_cache(stack, api_url):
+    seed_connection(stack, "conn-1")
+    seen = []
+    http = requests.Session()
+    http.hooks["response"].append(lambda response, *args, **kwargs: seen.append(response))
+    client = QboHealthClient(api_url, "us-east-1", Credentials("testing", "testing", "testing"), session=http)
+
+    client.access_token("conn-1")
+    client.connect_link("conn-1")
+
+    assert [response.headers.get("Cache-Control") for response in seen] == ["no-store", "no-store"]
+
+
+def test_a_realm_id_of_non_ascii_digits_is_refused_as_invalid(stack, api_url):
+    page = requests.get(
+        f"{api_url}/oauth/callback", params={"code": "c", "state": "s" * 43, "realmId": "١٢٣٤"}, timeout=10
+    )
+    assert page.status_code == 400 and 'id="invalid_request"' in page.text

@@ -16,7 +16,7 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValida
 from qbo_health import clock
 from qbo_health.api.internal import internal_router
 from qbo_health.api.pages import PageStatus, result_page
-from qbo_health.api.public import public_router
+from qbo_health.api.public import EXPIRE_COOKIES, public_router
 from qbo_health.errors import (
     ApiError,
     AuthorizationDenied,
@@ -107,6 +107,7 @@ def build_app(deps: Callable[[], ApiDeps], now: Callable[[], datetime]) -> APIGa
             extra = {"connection_id": error.connection_id}
         logger.info("request refused", extra={"error": error.code, "status": error.status})
         response = answer(error.status, error.code, error.message, extra)
+        response.cookies.extend(app.context.get(EXPIRE_COOKIES, []))
         if error.status == 503:
             response.headers["Retry-After"] = "5"
         return response

@@ -37,6 +37,8 @@ from qbo_health.service.disconnect import disconnect_connection
 from qbo_health.service.health_check import CheckResult
 from qbo_health.service.links import CONNECTION_ID_PATTERN, LinkSigner
 
+# Answers that carry a bearer secret (an access token, a sign-in link) must not sit in any cache.
+NO_STORE = {"Cache-Control": "no-store"}
 ConnectionIdPath = Annotated[str, Path(pattern=CONNECTION_ID_PATTERN, max_length=128)]
 
 
@@ -174,13 +176,14 @@ def internal_router(api_deps: Callable[[], ApiDeps], clock: Callable[[], datetim
         responses={200: _ok("The link", ConnectLinkResponse), **_ERRORS},
         tags=["internal"],
     )
-    def connect_link(connection_id: ConnectionIdPath) -> ConnectLinkResponse:
+    def connect_link(connection_id: ConnectionIdPath) -> Response[ConnectLinkResponse]:
         deps = api_deps()
         link = deps.signer.link_for(deps.store.get(connection_id), clock())
         kind: Literal["connect", "reconnect"] = "connect" if link.purpose == PURPOSE_CONNECT else "reconnect"
-        return ConnectLinkResponse(
+        body = ConnectLinkResponse(
             connection_id=connection_id, url=link.url, kind=kind, expires_at=link.expires_at
         )
+        return Response(200, "application/json", body, headers=NO_STORE)
 
     @router.post(
         "/connections/<connection_id>/access-token",
@@ -188,11 +191,12 @@ def internal_router(api_deps: Callable[[], ApiDeps], clock: Callable[[], datetim
         responses={200: _ok("A valid access token", AccessTokenResponse), **_ERRORS},
         tags=["internal"],
     )
-    def access_token(connection_id: ConnectionIdPath) -> AccessTokenResponse:
+    def access_token(connection_id: ConnectionIdPath) -> Response[AccessTokenResponse]:
         token = get_access_token(connection_id, api_deps(), clock())
-        return AccessTokenResponse(
+        body = AccessTokenResponse(
             access_token=token.access_token, expires_at=token.expires_at, realm_id=token.realm_id
         )
+        return Response(200, "application/json", body, headers=NO_STORE)
 
     @router.post(
         "/connections/<connection_id>/problems",

@@ -21,6 +21,7 @@ from qbo_health.service.reauthorization import (
     MAX_REALM_LENGTH,
     MAX_STATE_LENGTH,
     CallbackParams,
+    browser_cookie_name,
     complete_reauthorization,
     reconnect_from_quickbooks,
     start_reauthorization,
@@ -31,17 +32,37 @@ def _html(description: str) -> OpenAPIResponse:
     return {"description": description, "content": {"text/html": {"schema": {"type": "string"}}}}
 
 
+# Over https (always, behind API Gateway) the sign-in cookie is a ``__Host-`` cookie: Secure, Path=/, no
+# Domain, so no sibling subdomain can set or overwrite it. The local front is http, where browsers refuse it.
+HOST_PREFIX = "__Host-"
+# Routing context: cookies every answer of this request expires (the exception handlers add them too).
+EXPIRE_COOKIES = "expire_cookies"
+
+
+def _https(router: Router) -> bool:
+    return router.current_event.headers.get("x-forwarded-proto", "https") == "https"
+
+
 def _browser_cookie(name: str, value: str, max_age: int, router: Router) -> Cookie:
-    # Secure wherever the browser came over https (always, behind API Gateway); the local front is http.
-    https = router.current_event.headers.get("x-forwarded-proto", "https") == "https"
+    https = _https(router)
     return Cookie(
-        name, value, path="/", secure=https, http_only=True, max_age=max_age, same_site=SameSite.LAX_MODE
+        f"{HOST_PREFIX}{name}" if https else name,
+        value,
+        path="/",
+        secure=https,
+        http_only=True,
+        max_age=max_age,
+        same_site=SameSite.LAX_MODE,
     )
 
 
-def _request_cookies(pairs: list[str]) -> dict[str, str]:
-    """HTTP API v2 events carry the request's cookies as ``name=value`` strings."""
-    return dict(pair.split("=", 1) for pair in pairs if "=" in pair)
+def _sign_in_cookies(router: Router) -> dict[str, str]:
+    """The request's cookies (HTTP API v2 events carry ``name=value`` strings), by name without the
+    ``__Host-`` prefix; over https only prefixed ones count."""
+    pairs = router.current_event.raw_event.get("cookies") or []
+    prefix = HOST_PREFIX if _https(router) else ""
+    found = dict(pair.split("=", 1) for pair in pairs if "=" in pair)
+    return {name.removeprefix(prefix): value for name, value in found.items() if name.startswith(prefix)}
 
 
 def public_router(api_deps: Callable[[], ApiDeps], clock: Callable[[], datetime]) -> Router:
@@ -113,7 +134,11 @@ def public_router(api_deps: Callable[[], ApiDeps], clock: Callable[[], datetime]
         error_description: Annotated[str | None, Query(max_length=1000)] = None,
     ) -> Response[str]:
         deps = api_deps()
-        cookies = _request_cookies(router.current_event.raw_event.get("cookies") or [])
+        cookies = _sign_in_cookies(router)
+        if state:  # the sign-in ends here, whatever the outcome: its cookie goes
+            router.append_context(
+                **{EXPIRE_COOKIES: [_browser_cookie(browser_cookie_name(state), "", 0, router)]}
+            )
         result = complete_reauthorization(
             CallbackParams(code, state, realm_id, error, error_description), cookies, deps, clock()
         )
@@ -125,7 +150,7 @@ def public_router(api_deps: Callable[[], ApiDeps], clock: Callable[[], datetime]
                 f"The integration now uses the QuickBooks account {who.email or who.user_id} as its Admin."
             )
         paragraphs.append("You can close this window and return to the app.")
-        return result_page(
+        page = result_page(
             200,
             page_id="connected",
             status="connected",
@@ -134,6 +159,8 @@ def public_router(api_deps: Callable[[], ApiDeps], clock: Callable[[], datetime]
             connection_id=connection.connection_id,
             target_origin=deps.product_origin,
         )
+        page.cookies.extend(router.context.get(EXPIRE_COOKIES, []))
+        return page
 
     @router.get(
         "/intuit/disconnected",

@@ -156,8 +156,9 @@ def complete_reauthorization(
     if cookies.get(browser_cookie_name(params.state)) != "1":
         logger.warning("callback in a browser that did not start the sign-in refused")
         raise OAuthStateInvalid(
-            "This sign-in was started in another browser (or cookies are blocked). "
-            "Open the reconnect link again in this browser."
+            # The cookie goes when a sign-in ends, so a reload of a finished callback lands here too.
+            "This sign-in has already finished, or it was started in another browser (or cookies are "
+            "blocked). Open the reconnect link again in this browser if QuickBooks is not connected."
         )
     stored = deps.states.consume(state_hash(params.state), now)
     if stored is None:
