@@ -137,7 +137,7 @@ def show_reconnect_link(stack: EmbeddedStack, connections: list[Connection]) -> 
     front = HttpFront(stack)
     front.start()
     try:
-        link = wiring.link_signer().reconnect_url(broken.connection_id, stack.clock.now())
+        link = wiring.link_signer().link_for(broken, stack.clock.now()).url
         answer = requests.get(link, allow_redirects=False, timeout=10)
     finally:
         front.stop()
