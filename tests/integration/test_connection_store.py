@@ -94,6 +94,9 @@ def everything(connection_id: str = "conn-full") -> Connection:
         subscription_status=SubscriptionStatus.SUSPENDED,
         disconnect_reason=DisconnectReason.CUSTOMER_REQUEST,
         disconnected_at=at(hours=-6),
+        grant_generation=3,
+        expected_realm_id="9130350001",
+        expected_email="owner@example.com",
     )
 
 

@@ -36,6 +36,7 @@ _PAGE_TITLES = {
     "authorization_denied": "QuickBooks was not connected",
     "realm_mismatch": "Wrong QuickBooks company",
     "not_an_admin": "An Admin needs to sign in",
+    "identity_mismatch": "Another QuickBooks user signed in",
     "subscription_inactive": "QuickBooks subscription not active",
     "authorization_code_rejected": "QuickBooks did not accept the sign-in",
     "intuit_unavailable": "QuickBooks could not be reached",
@@ -52,6 +53,7 @@ _NEXT_STEP = {
         "connected to."
     ),
     "not_an_admin": "Nothing was changed.",
+    "identity_mismatch": "Only the QuickBooks user the app invited can finish this connection.",
     "subscription_inactive": "Nothing was changed.",
     "authorization_code_rejected": "Nothing was changed. Use the Reauthorize button in the app to start again.",
     "intuit_unavailable": "Nothing was changed. Please try again in a few minutes.",
