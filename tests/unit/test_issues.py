@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
+from pathlib import Path
 
 import pytest
 
@@ -15,6 +16,7 @@ from qbo_health.domain.issues import (
     guidance_for,
 )
 from qbo_health.domain.model import IssueType
+
 
 @pytest.mark.parametrize("issue_type", list(IssueType))
 def test_every_issue_type_has_complete_guidance(issue_type):
