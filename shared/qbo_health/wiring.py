@@ -27,7 +27,7 @@ from qbo_health.config import (
     StoreSettings,
     VaultSettings,
 )
-from qbo_health.domain.check import CheckPolicy
+from qbo_health.domain.check import CheckPolicy, lease_too_short
 from qbo_health.domain.escalation import EscalationPolicy, Schedule, Stage
 from qbo_health.domain.model import Connection, DisconnectReason, IssueType
 from qbo_health.domain.outage import OutageThresholds
@@ -200,6 +200,9 @@ def outage_thresholds(settings: CheckSettings) -> OutageThresholds:
 @cache
 def check_deps() -> CheckDeps:
     settings = check_settings()
+    unsafe = lease_too_short(timedelta(seconds=settings.lease_seconds), intuit_timeout())
+    if unsafe:  # every function builds these at cold start: a bad pair of settings fails there
+        raise ConfigurationError(unsafe)
     return CheckDeps(
         store=connection_store(),
         vault=token_vault(),
@@ -267,11 +270,21 @@ def escalation_deps() -> EscalationDeps:
     settings = escalation_settings()
     deps = check_deps()
 
-    def recheck(connection_id: str, now: datetime) -> CheckResult:
-        return check_connection(CheckRequest(connection_id=connection_id, reason="escalation"), deps, now)
+    def recheck(connection_id: str, now: datetime, *, hold_lease: bool = False) -> CheckResult:
+        request = CheckRequest(connection_id=connection_id, reason="escalation")
+        return check_connection(request, deps, now, hold_lease=hold_lease)
 
-    def disconnect(connection_id: str, reason: DisconnectReason, now: datetime) -> Connection:
-        return disconnect_connection(connection_id, reason, deps, now)
+    def disconnect(
+        connection_id: str,
+        reason: DisconnectReason,
+        now: datetime,
+        *,
+        episode_id: str | None = None,
+        lease_owner: str | None = None,
+    ) -> Connection:
+        return disconnect_connection(
+            connection_id, reason, deps, now, episode_id=episode_id, lease_owner=lease_owner
+        )
 
     return EscalationDeps(
         store=connection_store(),

@@ -19,6 +19,29 @@ from qbo_health.domain.model import (
     SuspectedIssue,
 )
 
+# The most Intuit calls one check makes: a refresh, its second try after adopting a recovered pair, the
+# probe, a refresh after a refused access token, and the probe again. Each may last the client's timeout.
+MAX_INTUIT_CALLS_PER_CHECK = 5
+STORE_TIME_PER_CHECK = timedelta(seconds=10)  # lease, token and outcome writes with the SDK's retries
+
+
+def longest_check(intuit_timeout: timedelta) -> timedelta:
+    """The longest one check can hold its connection: every call at the client's timeout, and the writes."""
+    return MAX_INTUIT_CALLS_PER_CHECK * intuit_timeout + STORE_TIME_PER_CHECK
+
+
+def lease_too_short(lease: timedelta, intuit_timeout: timedelta) -> str | None:
+    """Why a lease of this length is unsafe, or None. A lease that ends while its check still runs lets a
+    second check refresh the same token at the same time: the race that loses a rotated token."""
+    needed = longest_check(intuit_timeout)
+    if lease >= needed:
+        return None
+    return (
+        f"LEASE_SECONDS={int(lease.total_seconds())} is shorter than the longest check "
+        f"({int(needed.total_seconds())} s with INTUIT_TIMEOUT_SECONDS={intuit_timeout.total_seconds():g})"
+    )
+
+
 # An access token this close to expiry is refreshed first: a probe must not race the expiry.
 ACCESS_TOKEN_MARGIN = timedelta(minutes=5)
 
