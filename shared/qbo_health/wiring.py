@@ -180,8 +180,9 @@ def check_queue() -> CheckQueue:
     )
 
 
-def check_policy(settings: CheckSettings) -> CheckPolicy:
+def check_policy(settings: CheckSettings, escalation: EscalationPolicy | None = None) -> CheckPolicy:
     return CheckPolicy(
+        escalation=escalation or EscalationPolicy(),
         refresh_after=timedelta(hours=settings.refresh_after_hours),
         probe_interval=timedelta(hours=settings.probe_interval_hours),
         confirm_delay=timedelta(seconds=settings.confirm_delay_seconds),
@@ -200,6 +201,7 @@ def outage_thresholds(settings: CheckSettings) -> OutageThresholds:
 @cache
 def check_deps() -> CheckDeps:
     settings = check_settings()
+    escalation = escalation_settings()
     unsafe = lease_too_short(timedelta(seconds=settings.lease_seconds), intuit_timeout())
     if unsafe:  # every function builds these at cold start: a bad pair of settings fails there
         raise ConfigurationError(unsafe)
@@ -213,7 +215,7 @@ def check_deps() -> CheckDeps:
         access_tokens=access_token_cache(),
         notifier=notices(),
         outage=CachedOutageFlag(control_store()),
-        policy=check_policy(settings),
+        policy=check_policy(settings, escalation_policy(escalation.escalation_policy, escalation)),
         lease_seconds=settings.lease_seconds,
         time_left=invocation.time_left,
         refresh_time_needed=intuit_timeout() + STORE_TIME_PER_CHECK,
@@ -244,7 +246,9 @@ def _reconnect_url(connection_id: str, now: datetime) -> str:
     return links.reconnect_url(connection_id, now)
 
 
-def escalation_policy(model: EscalationPolicyModel) -> EscalationPolicy:
+def escalation_policy(
+    model: EscalationPolicyModel, settings: EscalationSettings | None = None
+) -> EscalationPolicy:
     def schedule(days: StageDays) -> Schedule:
         return Schedule(
             stage_days=(
@@ -256,9 +260,16 @@ def escalation_policy(model: EscalationPolicyModel) -> EscalationPolicy:
             disconnect_day=days.DISCONNECT,
         )
 
+    damping = {}
+    if settings is not None:
+        damping = {
+            "flap_window": timedelta(days=settings.flap_window_days),
+            "restored_after": timedelta(hours=settings.restored_after_hours),
+        }
     return EscalationPolicy(
         default=schedule(model.default),
         overrides={IssueType(issue): schedule(rule.days) for issue, rule in model.overrides.items()},
+        **damping,
     )
 
 
@@ -293,7 +304,7 @@ def escalation_deps() -> EscalationDeps:
         history=history_log(),
         recheck=recheck,
         disconnect=disconnect,
-        policy=escalation_policy(settings.escalation_policy),
+        policy=escalation_policy(settings.escalation_policy, settings),
         thresholds=outage_thresholds(check_settings()),
         notes={issue: rule.note for issue, rule in settings.escalation_policy.overrides.items() if rule.note},
         dry_run=settings.escalation_dry_run,

@@ -58,7 +58,7 @@ def notices_by_day(timeline, connection_id):
     """(day, kind) of every notice sent for a connection, from its history claims."""
     sent = []
     for item in HistoryModel.query(connection_id):
-        if item.kind == "NOTICE_CLAIM" and item.status == "SENT":
+        if item.kind == "NOTICE_CLAIM" and item.status == "SENT" and item.entry.endswith("#EVENT"):
             sent.append((timeline.day_of(item.at), json.loads(item.detail)["kind"]))
     return sorted(sent)
 

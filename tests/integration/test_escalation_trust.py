@@ -6,26 +6,35 @@ Scenarios play production's schedules (`ProductionSchedule`) with default settin
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from datetime import timedelta
 
 import pytest
 import requests
+from botocore.awsrequest import AWSResponse
+from moto.ses.models import ses_backends
 
 from local.production import ProductionSchedule
 from local.seed import open_tokens, seed_connection
+from local.stack import ACCOUNT_ID, REGION
+from local.timeline import Timeline
 from qbo_health import wiring
-from qbo_health.adapters.dynamo_models import ConnectionModel
+from qbo_health.adapters.dynamo_models import ConnectionModel, HistoryModel
+from qbo_health.api.models import ConnectionStatus, ImportRequest, RegisterRequest
+from qbo_health.client import QboHealthApiError
 from qbo_health.domain.escalation import Stage
 from qbo_health.domain.model import ConnectionState, DisconnectReason, IssueType, OpenIssue
-from qbo_health.errors import ConfigurationError, DisconnectAverted
+from qbo_health.errors import ConfigurationError, DisconnectAverted, TokenDecryptionFailed
 from qbo_health.messages import CheckRequest
 from qbo_health.service.disconnect import disconnect_connection
 from qbo_health.service.health_check import check_connection
+from tests.integration.test_escalation import product_events
 
 
 def due_for_disconnect(stack, name, *, days_ago=14.1, contacts=("owner@example.com",)):
-    """A connection whose admin left, told at every stage, past its deadline; checks are running."""
+    """A connection whose admin left ``days_ago`` days ago, told at every stage due by a day ago (so past
+    its deadline by default); checks are running."""
     seeded = seed_connection(stack, name, refreshed_days_ago=1, contacts=contacts)
     stack.intuit.control.set_admin(seeded.realm_id, seeded.user_id, False)
     store = wiring.connection_store()
@@ -38,7 +47,9 @@ def due_for_disconnect(stack, name, *, days_ago=14.1, contacts=("owner@example.c
         first_seen_at=opened,
         opened_at=opened,
         deadline=opened + timedelta(days=14),
-        notices=tuple((stage.value, opened + timedelta(days=day)) for stage, day in told),
+        notices=tuple(
+            (stage.value, opened + timedelta(days=day)) for stage, day in told if day < days_ago - 1
+        ),
     )
     store.save(
         replace(connection, issue=issue, state=ConnectionState.NEEDS_ATTENTION), changed_from=connection
@@ -194,3 +205,314 @@ def test_a_lease_shorter_than_the_longest_check_fails_the_cold_start(stack, monk
     finally:
         monkeypatch.undo()
         wiring.reset()
+
+
+# ------------------------------------------------------------------ item 5: bad data never stops the run
+
+
+def emails_to(address):
+    return [message for message in sent_emails() if address in message.destinations["ToAddresses"]]
+
+
+def sent_emails():
+    return list(ses_backends[ACCOUNT_ID][REGION].sent_messages)
+
+
+def stage_events(read_events, connection_id):
+    return sorted(
+        (event["detail-type"], event["detail"].get("days_left"))
+        for event in read_events
+        if event["detail"]["connection_id"] == connection_id
+    )
+
+
+def test_a_contact_ses_refuses_never_stops_the_run_and_its_connection_still_escalates(stack, lambdas):
+    """A contact stored before addresses were checked (``owner-at-example.com``: SES answers
+    InvalidParameterValue). Its issue opens first, so every run takes it first. On production's schedule for
+    15 days: every connection gets each stage on its day and its disconnect on day 14, the bad one through
+    its events (no e-mail can reach it), and no escalator run fails."""
+    control = stack.intuit.control
+    read_events = product_events(stack)
+    bad = seed_connection(stack, "bad-contact", refreshed_days_ago=1, contacts=("owner-at-example.com",))
+    good = {
+        name: seed_connection(stack, name, refreshed_days_ago=1, contacts=(f"{name}@example.com",))
+        for name in ("good-a", "good-b")
+    }
+    healthy = [seed_connection(stack, f"ok-{n}", refreshed_days_ago=1) for n in range(3)]
+    schedule = ProductionSchedule(lambdas)
+    control.set_admin(bad.realm_id, bad.user_id, False)
+    schedule.run_for(
+        timedelta(days=1)
+    )  # the bad one is confirmed first: soonest deadline, first in every run
+    for seeded in good.values():
+        control.set_admin(seeded.realm_id, seeded.user_id, False)
+    schedule.run_for(timedelta(days=16))
+
+    assert [invocation.error for invocation in schedule.of("escalator") if invocation.error] == []
+    assert lambdas.metrics["EscalationFailed"] == 0
+    events = read_events()
+    for name in ("bad-contact", *good):
+        connection = wiring.connection_store().get(name)
+        assert connection.state is ConnectionState.DISCONNECTED, name
+        kinds = [kind for kind, _ in stage_events(events, name)]
+        assert sorted(kinds) == sorted(
+            [
+                "ConnectionNeedsAttention",
+                "ConnectionReminder",
+                "ConnectionReminder",
+                "ConnectionFinalWarning",
+                "ConnectionDisconnected",
+            ]
+        ), name
+    assert emails_to("owner-at-example.com") == []
+    for name in good:
+        assert len(emails_to(f"{name}@example.com")) == 5, name
+    assert all(
+        wiring.connection_store().get(seeded.connection_id).state is ConnectionState.HEALTHY
+        for seeded in healthy
+    )
+
+
+def test_one_connection_that_fails_is_logged_counted_and_the_run_goes_on(stack, lambdas, monkeypatch, caplog):
+    """A connection whose tokens cannot be opened (a decryption failure): its escalation fails, is logged with
+    its connection_id and counted in EscalationFailed; the run still sends the others' notices."""
+    for name in ("broken-0", "broken-1", "broken-2"):
+        due_for_disconnect(stack, name, days_ago=12.5)  # final warning due, re-check first
+    vault = wiring.token_vault()
+    original = vault.open
+
+    def unreadable(sealed, *, connection_id, realm_id):
+        if connection_id == "broken-0":
+            raise TokenDecryptionFailed("the data key is gone")
+        return original(sealed, connection_id=connection_id, realm_id=realm_id)
+
+    monkeypatch.setattr(vault, "open", unreadable)
+    schedule = ProductionSchedule(lambdas)
+    schedule.run_for(timedelta(hours=1))
+
+    [run] = schedule.of("escalator")
+    assert run.error is None and run.result["failed"] == ["broken-0"]
+    assert lambdas.metrics["EscalationFailed"] == 1
+    assert run.result["notices"] == {"FINAL_WARNING": 2}
+    [logged] = [record for record in caplog.records if "one connection failed" in record.getMessage()]
+    assert logged.connection_id == "broken-0" and logged.exc_info is not None
+
+
+def test_contacts_are_validated_on_every_route_that_takes_them(stack, api_client):
+    bad = "owner-at-example.com"
+    for path, request in (
+        ("/connections", RegisterRequest.model_construct(tenant_id="t-1", contacts=["ok@example.com", bad])),
+        (
+            "/connections/import",
+            ImportRequest.model_construct(
+                tenant_id="t-1", realm_id="123", refresh_token="r", contacts=["ok@example.com", bad]
+            ),
+        ),
+    ):
+        with pytest.raises(QboHealthApiError) as refused:
+            api_client._call("POST", path, ConnectionStatus, request)
+        assert refused.value.status == 400 and refused.value.error == "invalid_request"
+        assert "contacts.1" in refused.value.message
+        assert bad not in str(refused.value.body) and bad not in refused.value.message
+    registered = api_client.register("t-1", contacts=["owner@example.com"])
+    assert registered.state == "PENDING"
+
+
+# ------------------------------------------------------------------ item 6: each channel once
+
+
+class _Body:
+    def __init__(self, body: bytes) -> None:
+        self._body = body
+
+    def stream(self, **_):
+        yield self._body
+
+
+class EventBridgeFailure:
+    """PutEvents answering with a failed entry (HTTP 200, ``FailedEntryCount`` 1: how EventBridge reports an
+    entry it could not take, per its API reference), injected at the HTTP layer for the next ``calls``."""
+
+    def __init__(self, calls: int) -> None:
+        self.calls = calls
+        self._events = wiring.aws_client("events").meta.events
+
+    def __enter__(self) -> EventBridgeFailure:
+        self._events.register("before-send.events.PutEvents", self._answer)
+        return self
+
+    def __exit__(self, *_) -> None:
+        self._events.unregister("before-send.events.PutEvents", self._answer)
+
+    def _answer(self, request, **_):
+        if self.calls <= 0:
+            return None
+        self.calls -= 1
+        body = {
+            "FailedEntryCount": 1,
+            "Entries": [{"ErrorCode": "InternalFailure", "ErrorMessage": "injected"}],
+        }
+        return AWSResponse(
+            request.url, 200, {"x-amzn-RequestId": "injected"}, _Body(json.dumps(body).encode())
+        )
+
+
+def test_an_eventbridge_failure_after_the_email_never_sends_the_email_twice(stack, lambdas):
+    due_for_disconnect(stack, "conn-1", days_ago=0.1)  # day 0: the first notice is due
+    read_events = product_events(stack)
+    schedule = ProductionSchedule(lambdas)
+    with EventBridgeFailure(calls=1):
+        schedule.run_for(timedelta(hours=1))
+    [first] = schedule.of("escalator")
+    assert first.result["failed"] == ["conn-1"]  # the event did not go: the stage waits for the next run
+    assert len(emails_to("owner@example.com")) == 1
+
+    schedule.run_for(timedelta(hours=3))
+
+    assert len(emails_to("owner@example.com")) == 1
+    assert [event["detail-type"] for event in read_events()] == ["ConnectionNeedsAttention"]
+    assert [stage for stage, _ in wiring.connection_store().get("conn-1").issue.notices] == ["NOTICE"]
+
+
+def test_a_send_that_could_not_be_recorded_is_not_sent_again(stack, lambdas, monkeypatch):
+    due_for_disconnect(stack, "conn-1", days_ago=0.1)
+    claims = wiring.notices().claims
+    original = claims.mark
+
+    def lost_write(notice, channel, now, status):
+        raise RuntimeError("DynamoDB refused the write")
+
+    monkeypatch.setattr(claims, "mark", lost_write)
+    schedule = ProductionSchedule(lambdas)
+    schedule.run_for(timedelta(hours=1))
+    monkeypatch.setattr(claims, "mark", original)
+    stack.clock.advance(timedelta(minutes=30))  # the claims are stale now
+    schedule.run_for(timedelta(days=1))
+
+    assert len(emails_to("owner@example.com")) == 1
+    assert [stage for stage, _ in wiring.connection_store().get("conn-1").issue.notices] == ["NOTICE"]
+
+
+# ------------------------------------------------------------------ item 9: one source of every deadline
+
+
+def test_a_per_issue_grace_period_is_the_deadline_from_the_moment_the_issue_opens(
+    stack, lambdas, api_client, monkeypatch
+):
+    """``SUBSCRIPTION_LAPSED`` gets 21 days. The worker that opens the issue stores the deadline the
+    escalator decides (one function decides both): the status API shows 21 days from the start, the
+    open-issues index orders by the real deadline, and no run moves it."""
+    policy = {"overrides": {"SUBSCRIPTION_LAPSED": {"days": {"FINAL_WARNING": 19, "DISCONNECT": 21}}}}
+    monkeypatch.setenv("ESCALATION_POLICY", json.dumps(policy))
+    wiring.reset()
+    try:
+        lapsed = seed_connection(stack, "lapsed", refreshed_days_ago=1)
+        admin = seed_connection(stack, "admin-gone", refreshed_days_ago=1)
+        schedule = ProductionSchedule(lambdas)
+        stack.intuit.control.suspend(lapsed.realm_id)
+        schedule.run_for(timedelta(hours=2))  # lapsed opens first
+        stack.intuit.control.set_admin(admin.realm_id, admin.user_id, False)
+        issues = {}
+        for _ in range(48):  # each hour: what the status API says, before and after the escalator's runs
+            schedule.run_for(timedelta(hours=1))
+            for name in ("lapsed", "admin-gone"):
+                status = api_client.status(name)
+                if status.deadline is not None:
+                    issues.setdefault(name, set()).add(status.deadline)
+
+        store = wiring.connection_store()
+        opened = {name: store.get(name).issue.opened_at for name in ("lapsed", "admin-gone")}
+        assert issues == {
+            "lapsed": {opened["lapsed"] + timedelta(days=21)},
+            "admin-gone": {opened["admin-gone"] + timedelta(days=14)},
+        }
+        for name in ("lapsed", "admin-gone"):
+            kinds = [entry["kind"] for entry in wiring.history_log().entries(name)]
+            assert "NOTICE_SENT" in kinds and "DEADLINE_MOVED" not in kinds, name
+        # The index orders by the real deadline: the admin issue opened later but is due a week sooner.
+        assert [connection.connection_id for connection in store.open_issues()] == ["admin-gone", "lapsed"]
+    finally:
+        monkeypatch.undo()
+        wiring.reset()
+
+
+# ------------------------------------------------------------------ item 7: flapping damping
+
+
+def test_a_flapping_connection_gets_one_episode_one_notice_and_its_disconnect(stack, lambdas):
+    """Broken on odd days, fine on even days, for 20 days, on production's schedule with default settings:
+    each return within 7 days continues the episode and its clock. One "action needed" e-mail (not 10), no
+    "restored" (it never stayed healthy for 24 hours), and the disconnect once the 14 days ran out, at a
+    moment it was broken (without damping every return restarted the clock: never disconnected)."""
+    seeded = seed_connection(stack, "flappy", refreshed_days_ago=1, contacts=("flappy@example.com",))
+    steady = seed_connection(stack, "steady", refreshed_days_ago=1)
+    control = stack.intuit.control
+    days = {
+        day: (lambda broken=day % 2 == 1: control.set_admin(seeded.realm_id, seeded.user_id, not broken))
+        for day in range(1, 20)
+    }
+    timeline = Timeline(lambdas, ["flappy", "steady"])
+    timeline.run(20, days)
+
+    subjects = [message.subject for message in emails_to("flappy@example.com")]
+    sent = notices_by_kind("flappy")
+    assert sent["NOTICE"] == 1 and sent.get("RESTORED", 0) == 0, (sent, subjects)
+    connection = wiring.connection_store().get("flappy")
+    assert connection.state is ConnectionState.DISCONNECTED
+    assert connection.disconnect_reason is DisconnectReason.GRACE_PERIOD_EXPIRED
+    [day] = [record.day for record in timeline.days if record.disconnected]
+    print(f"disconnected on day {day}; notices {sent}")
+    assert day == 15  # day 1's episode ran out on day 15, a broken day: its live re-check agreed
+    episodes = {entry["detail"].get("episode_id") for entry in wiring.history_log().entries("flappy")}
+    assert len({episode for episode in episodes if episode}) == 1
+    assert wiring.connection_store().get("steady").state is ConnectionState.HEALTHY
+    assert steady.realm_id
+
+
+def test_restored_goes_out_only_after_a_full_healthy_day_and_the_episode_closes_after_the_window(
+    stack, lambdas
+):
+    seeded = seed_connection(stack, "fixed", refreshed_days_ago=1, contacts=("fixed@example.com",))
+    control = stack.intuit.control
+    timeline = Timeline(lambdas, ["fixed"])
+    timeline.run(
+        12,
+        {
+            0: lambda: control.set_admin(seeded.realm_id, seeded.user_id, False),
+            2: lambda: control.set_admin(seeded.realm_id, seeded.user_id, True),
+        },
+    )
+
+    claims = notice_claims("fixed")
+    healed_at = next(
+        entry["at"] for entry in wiring.history_log().entries("fixed") if entry["kind"] == "ISSUE_HEALED"
+    )
+    assert sorted(kind for kind, _ in claims) == ["NOTICE", "RESTORED"]
+    restored_at = dict(claims)["RESTORED"]
+    assert timedelta(hours=24) <= restored_at - healed_at <= timedelta(hours=25)
+    assert [record.notices.get("RESTORED", 0) for record in timeline.days].count(1) == 1
+    kinds = [entry["kind"] for entry in wiring.history_log().entries("fixed")]
+    assert kinds.count("ISSUE_CLOSED") == 1
+    [closed] = [
+        entry["at"] for entry in wiring.history_log().entries("fixed") if entry["kind"] == "ISSUE_CLOSED"
+    ]
+    assert timedelta(days=7) <= closed - healed_at <= timedelta(days=7, hours=1)
+    assert list(wiring.connection_store().open_issues()) == []
+    status = wiring.connection_store().get("fixed")
+    assert status.state is ConnectionState.HEALTHY and status.issue is None and status.recovering is None
+
+
+def notice_claims(connection_id):
+    """(kind, when) of every notice whose event went out for a connection."""
+    return sorted(
+        (json.loads(item.detail)["kind"], item.at)
+        for item in HistoryModel.query(connection_id)
+        if item.kind == "NOTICE_CLAIM" and item.status == "SENT" and item.entry.endswith("#EVENT")
+    )
+
+
+def notices_by_kind(connection_id):
+    counts: dict[str, int] = {}
+    for kind, _ in notice_claims(connection_id):
+        counts[kind] = counts.get(kind, 0) + 1
+    return counts

@@ -180,8 +180,9 @@ def _update_quietly(connection_id: str, actions: list[Action], condition: Condit
 
 def _attributes(connection: Connection) -> dict[str, Any]:
     """Domain -> stored attribute values (None means absent)."""
+    # An open issue, or a healed episode in its damping window (the same attributes, marked healed).
     issue, suspect, tokens, sealed = (
-        connection.issue,
+        connection.issue or connection.recovering,
         connection.suspect,
         connection.tokens,
         connection.sealed_tokens,
@@ -203,6 +204,7 @@ def _attributes(connection: Connection) -> dict[str, Any]:
         "issue_deadline": _iso(issue.deadline) if issue else None,
         "issue_notices": [f"{stage}@{_iso(at)}" for stage, at in issue.notices] or None if issue else None,
         "issue_pauses": [_pause_text(pause) for pause in issue.pauses] or None if issue else None,
+        "issue_healed_at": issue.healed_at if issue else None,
         "suspect_type": suspect.type.value if suspect else None,
         "suspect_first_seen_at": suspect.first_seen_at if suspect else None,
         "suspect_intuit_tid": suspect.intuit_tid if suspect else None,
@@ -286,6 +288,7 @@ def to_domain(item: ConnectionModel) -> Connection:
             deadline=datetime.fromisoformat(item.issue_deadline),
             notices=tuple(_notice(str(entry)) for entry in item.issue_notices or ()),
             pauses=tuple(_pause(str(entry)) for entry in item.issue_pauses or ()),
+            healed_at=item.issue_healed_at,
         )
     suspect = None
     if item.suspect_type and item.suspect_first_seen_at:
@@ -311,7 +314,8 @@ def to_domain(item: ConnectionModel) -> Connection:
         authorized_by=Authorizer(item.authorized_user_id, item.authorized_email)
         if item.authorized_user_id
         else None,
-        issue=issue,
+        issue=issue if issue is None or issue.healed_at is None else None,
+        recovering=issue if issue is not None and issue.healed_at is not None else None,
         suspect=suspect,
         tokens=TokenTimes(
             access_expires_at=item.access_expires_at,

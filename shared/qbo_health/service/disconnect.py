@@ -53,6 +53,7 @@ def disconnect_connection(
             disconnected_at=now,
             sealed_tokens=None,
             issue=None,
+            recovering=None,
             suspect=None,
         )
         if dry_run:

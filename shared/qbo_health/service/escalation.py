@@ -17,6 +17,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from qbo_health import clock
 from qbo_health.domain.check import OutcomeKind
 from qbo_health.domain.escalation import (
+    RESTORED,
     Blocked,
     Decision,
     EscalationPolicy,
@@ -24,7 +25,7 @@ from qbo_health.domain.escalation import (
     Safety,
     Stage,
     decide,
-    paused_time,
+    healing,
 )
 from qbo_health.domain.model import Connection, DisconnectReason
 from qbo_health.domain.notices import NoticeKind, SendResult
@@ -154,9 +155,12 @@ def run_escalation(
             summary.left_for_next_run = True
             logger.warning("escalation run out of time: the rest waits for the next run")
             break
-        summary.open_issues += 1
         logger.append_keys(connection_id=connection.connection_id)
         try:
+            if connection.issue is None:
+                _settle_healed(deps, connection, now, summary)
+                continue
+            summary.open_issues += 1
             _escalate_one(deps, connection, windows, safety, now, summary)
         except Exception:  # one connection's bad data or a failed send never stops the others
             summary.failed.append(connection.connection_id)
@@ -239,6 +243,40 @@ def _disconnect(
     summary.disconnected.append(connection_id)
 
 
+def _settle_healed(
+    deps: EscalationDeps, connection: Connection, now: datetime, summary: EscalationSummary
+) -> None:
+    """An episode that healed: "restored" once it stayed healthy long enough, closed after the damping window
+    (a problem back before then continues the episode: see ``domain.check``)."""
+    episode = connection.recovering
+    if episode is None:
+        return
+    step = healing(episode, now, deps.policy)
+    if deps.dry_run:
+        if step.send_restored:
+            summary.would.append(f"{connection.connection_id}: send {RESTORED}")
+        return
+    connection_id = connection.connection_id
+    if step.send_restored:
+        notice = deps.notices.notice_for(
+            connection, NoticeKind.RESTORED, now, episode_id=episode.episode_id, issue=episode.type
+        )
+        result = deps.notices.send(connection, notice, now)
+        if result is SendResult.IN_FLIGHT:
+            return
+        if result is SendResult.SENT:
+            summary.notices[RESTORED] += 1
+            deps.history.record(
+                connection_id, "NOTICE_SENT", now, {"stage": RESTORED, "notice_id": notice.notice_id}
+            )
+        told = replace(episode, notices=(*episode.notices, (RESTORED, now)))
+        connection = deps.store.save(replace(connection, recovering=told), changed_from=connection)
+    if step.close:
+        deps.store.save(replace(connection, recovering=None), changed_from=connection)
+        detail = {"episode_id": episode.episode_id, "issue": episode.type.value, "detail": "stayed healthy"}
+        deps.history.record(connection_id, "ISSUE_CLOSED", now, detail)
+
+
 def _decide(
     deps: EscalationDeps, connection: Connection, windows: list[PauseWindow], safety: Safety, now: datetime
 ) -> Decision:
@@ -246,9 +284,8 @@ def _decide(
     issue = connection.issue
     assert issue is not None
     sent = {Stage(stage): at for stage, at in issue.notices if stage in Stage.__members__}
-    paused = paused_time([*windows, *issue.pauses], issue.opened_at, now)
     own = replace(safety, paused=safety.paused or issue.paused_now)
-    return decide(connection, sent, now, deps.policy, paused=paused, safety=own)
+    return decide(connection, sent, now, deps.policy, windows=windows, safety=own)
 
 
 def _count_blocked(decision: Decision, summary: EscalationSummary) -> None:
