@@ -21,6 +21,7 @@ from qbo_health.domain.model import (
     IssueType,
     OpenIssue,
     PauseWindow,
+    PendingNotice,
     SealedTokens,
     SubscriptionStatus,
     SuspectedIssue,
@@ -180,6 +181,7 @@ def _update_quietly(connection_id: str, actions: list[Action], condition: Condit
 
 def _attributes(connection: Connection) -> dict[str, Any]:
     """Domain -> stored attribute values (None means absent)."""
+    pending = connection.pending_notice
     # An open issue, or a healed episode in its damping window (the same attributes, marked healed).
     issue, suspect, tokens, sealed = (
         connection.issue or connection.recovering,
@@ -196,12 +198,13 @@ def _attributes(connection: Connection) -> dict[str, Any]:
         "contacts": list(connection.contacts) or None,
         "authorized_user_id": connection.authorized_by.user_id if connection.authorized_by else None,
         "authorized_email": connection.authorized_by.email if connection.authorized_by else None,
-        "open_issue": OPEN_ISSUE_MARKER if issue else None,
+        # A pending notice keeps a disconnected connection in the index (keyed by when it disconnected).
+        "open_issue": OPEN_ISSUE_MARKER if issue or pending else None,
         "issue_type": issue.type.value if issue else None,
         "issue_episode": issue.episode_id if issue else None,
         "issue_first_seen_at": issue.first_seen_at if issue else None,
         "issue_opened_at": issue.opened_at if issue else None,
-        "issue_deadline": _iso(issue.deadline) if issue else None,
+        "issue_deadline": _iso(issue.deadline) if issue else _pending_key(connection),
         "issue_notices": [f"{stage}@{_iso(at)}" for stage, at in issue.notices] or None if issue else None,
         "issue_pauses": [_pause_text(pause) for pause in issue.pauses] or None if issue else None,
         "issue_healed_at": issue.healed_at if issue else None,
@@ -227,6 +230,7 @@ def _attributes(connection: Connection) -> dict[str, Any]:
         else None,
         "disconnect_reason": connection.disconnect_reason.value if connection.disconnect_reason else None,
         "disconnected_at": connection.disconnected_at,
+        "pending_notice": _pending_text(pending),
     }
 
 
@@ -244,6 +248,25 @@ def _set_actions(connection: Connection, before: Connection | None, *, version: 
         else:
             actions.append(attribute.set(value))
     return actions
+
+
+def _pending_key(connection: Connection) -> str | None:
+    if connection.pending_notice is None:
+        return None
+    return _iso(connection.disconnected_at) if connection.disconnected_at else "0"
+
+
+def _pending_text(pending: PendingNotice | None) -> str | None:
+    if pending is None:
+        return None
+    return f"{pending.kind}|{pending.episode_id}|{pending.issue.value if pending.issue else ''}"
+
+
+def _pending_of(text: str | None) -> PendingNotice | None:
+    if not text:
+        return None
+    kind, episode_id, issue = [*text.split("|"), "", ""][:3]
+    return PendingNotice(kind, episode_id, IssueType(issue) if issue else None)
 
 
 def _iso(moment: datetime) -> str:
@@ -334,5 +357,6 @@ def to_domain(item: ConnectionModel) -> Connection:
         subscription_status=_subscription_status(item.subscription_status),
         disconnect_reason=DisconnectReason(item.disconnect_reason) if item.disconnect_reason else None,
         disconnected_at=item.disconnected_at,
+        pending_notice=_pending_of(item.pending_notice),
         access_wanted=bool(item.access_wanted),
     )

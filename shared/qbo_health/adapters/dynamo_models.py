@@ -99,6 +99,8 @@ class ConnectionModel(Model):
     subscription_status = UnicodeAttribute(null=True)
     disconnect_reason = UnicodeAttribute(null=True)
     disconnected_at = UTCDateTimeAttribute(null=True)
+    # "KIND|episode|issue type" of a notice still to send (``Connection.pending_notice``).
+    pending_notice = UnicodeAttribute(null=True)
     # Owner-checked lease: one worker (or API call) at a time may refresh.
     lease_owner = UnicodeAttribute(null=True)
     lease_expires_at = NumberAttribute(null=True)

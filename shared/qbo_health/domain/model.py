@@ -136,6 +136,16 @@ class Connection:
     subscription_status: SubscriptionStatus | None = None
     # An API caller is waiting for an access token from whoever holds the lease (see service.access_tokens).
     access_wanted: bool = False
+    # The escalator's disconnect notice until it went out: the connection stays in the open-issues index,
+    # so a notice that failed (EventBridge down, say) is retried each hour instead of being lost.
+    pending_notice: PendingNotice | None = None
+
+
+@dataclass(frozen=True)
+class PendingNotice:
+    kind: str
+    episode_id: str
+    issue: IssueType | None = None
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,8 @@ from datetime import datetime, timedelta
 
 from qbo_health.domain.check import ConnectionEvent, EventKind
 from qbo_health.domain.classification import FailureKind, classify, revoke_already_done
-from qbo_health.domain.model import Connection, ConnectionState, DisconnectReason
+from qbo_health.domain.model import Connection, ConnectionState, DisconnectReason, PendingNotice
+from qbo_health.domain.notices import NoticeKind
 from qbo_health.errors import DisconnectAverted, IntuitCallFailed, LeaseHeld, TokenDecryptionFailed
 from qbo_health.observability import logger
 from qbo_health.service.health_check import CheckDeps, acquire_lease_waiting, open_tokens
@@ -55,6 +56,7 @@ def disconnect_connection(
             issue=None,
             recovering=None,
             suspect=None,
+            pending_notice=_escalator_notice(leased, episode_id),
         )
         if dry_run:
             logger.info("dry run: would disconnect", extra={"connection_id": connection_id})
@@ -80,9 +82,16 @@ def disconnect_connection(
         )
     )
     deps.history.append(connection_id, events)
-    deps.notifier.connection_events(stored, events, now)
+    if stored.pending_notice is None:  # the escalator sends its own (and retries it until it went out)
+        deps.notifier.connection_events(stored, events, now)
     logger.info("disconnected", extra={"connection_id": connection_id, "reason": reason.value})
     return stored
+
+
+def _escalator_notice(leased: Connection, episode_id: str | None) -> PendingNotice | None:
+    if episode_id is None or leased.issue is None:
+        return None
+    return PendingNotice(NoticeKind.DISCONNECTED.value, episode_id, leased.issue.type)
 
 
 def _lease(deps: CheckDeps, connection_id: str, owner: str, now: datetime, *, continuing: bool) -> Connection:

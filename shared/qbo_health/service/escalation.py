@@ -158,6 +158,7 @@ def run_escalation(
         logger.append_keys(connection_id=connection.connection_id)
         try:
             if connection.issue is None:
+                _send_pending(deps, connection, now, summary)
                 _settle_healed(deps, connection, now, summary)
                 continue
             summary.open_issues += 1
@@ -229,7 +230,7 @@ def _disconnect(
 ) -> None:
     connection_id = connection.connection_id
     try:
-        deps.disconnect(
+        disconnected = deps.disconnect(
             connection_id,
             DisconnectReason.GRACE_PERIOD_EXPIRED,
             deps.now(),
@@ -241,6 +242,26 @@ def _disconnect(
         logger.info("disconnect averted", extra={"connection_id": connection_id, "reason": averted.reason})
         return
     summary.disconnected.append(connection_id)
+    _send_pending(deps, disconnected, now, summary)
+
+
+def _send_pending(
+    deps: EscalationDeps, connection: Connection, now: datetime, summary: EscalationSummary
+) -> None:
+    """The disconnect notice, sent until it went out (each channel once: see ``Notices.send``)."""
+    pending = connection.pending_notice
+    if pending is None or deps.dry_run:
+        return
+    kind = NoticeKind(pending.kind)
+    notice = deps.notices.notice_for(
+        connection, kind, now, episode_id=pending.episode_id, issue=pending.issue
+    )
+    result = deps.notices.send(connection, notice, now)
+    if result is SendResult.IN_FLIGHT:
+        return
+    if result is SendResult.SENT:
+        summary.notices[kind.value] += 1
+    deps.store.save(replace(connection, pending_notice=None), changed_from=connection)
 
 
 def _settle_healed(
