@@ -29,6 +29,7 @@ from local.timeline import Timeline, format_table
 from qbo_health import wiring
 from qbo_health.domain.issues import guidance_for
 from qbo_health.domain.model import Connection, ConnectionState, IssueType
+from qbo_health.ops.progress import Progress
 from qbo_health.service.links import reconnect_url
 
 
@@ -49,26 +50,11 @@ COHORTS = (
 )
 
 
-class Progress:
-    def __init__(self, label: str, total: int) -> None:
-        self.label, self.total, self.started = label, max(total, 1), time.perf_counter()
-
-    def update(self, done: int) -> None:
-        width = 30
-        filled = min(width, width * done // self.total)
-        sys.stderr.write(f"\r  {self.label:<22} [{'#' * filled}{'.' * (width - filled)}] {done}/{self.total}")
-        sys.stderr.flush()
-
-    def finish(self, done: int) -> None:
-        self.update(done)
-        sys.stderr.write(f"  {time.perf_counter() - self.started:.1f}s\n")
-
-
 def seed(stack: EmbeddedStack) -> dict[str, str]:
     """Seed every cohort and break the broken ones at the simulator; returns connection id -> cohort."""
     cohort_of: dict[str, str] = {}
     total = sum(cohort.count for cohort in COHORTS)
-    progress = Progress("seeding connections", total)
+    progress = Progress(sys.stderr, "  seeding connections", total=total)
     control = stack.intuit.control
     for cohort in COHORTS:
         for index in range(cohort.count):
@@ -95,7 +81,7 @@ def seed(stack: EmbeddedStack) -> dict[str, str]:
 
 def play_one_day(lambdas: LocalLambda) -> tuple[ProductionSchedule, float]:
     """A day of production's schedules on the simulated clock; returns the driver and the wall time taken."""
-    progress = Progress("hourly scheduler runs", 24)
+    progress = Progress(sys.stderr, "  hourly scheduler runs", total=24)
     runs: list[Invocation] = []
 
     def count(invocation: Invocation) -> None:
@@ -122,8 +108,10 @@ def main() -> int:
         production, seconds = play_one_day(LocalLambda(stack))
         connections = [wiring.connection_store().get(connection_id) for connection_id in cohort_of]
         print_summary(stack, connections, production, day_started, seconds)
+        print_idle_saved(connections, cohort_of, day_started)
         show_reconnect_link(stack, connections)
-        print("Part 2: twenty days of escalation on production's schedule (default settings)")
+        print("Part 2: a new fleet of 14 connections, twenty days of escalation on production's schedule")
+        print("(default settings; the stack is emptied first, so part 1's connections are gone)")
         stack.reset()
         run_timeline(stack)
     finally:
@@ -172,7 +160,7 @@ def run_timeline(stack: EmbeddedStack) -> None:
         control.set_admin(admin.realm_id, admin.user_id, True)
 
     timeline = Timeline(lambdas, seeded)
-    progress = Progress("simulated days", 20)
+    progress = Progress(sys.stderr, "  simulated days", total=20)
     events = {
         0: break_them,
         5: lambda: control.reactivate(seeded["pays-day-5"].realm_id),
@@ -191,6 +179,23 @@ def run_timeline(stack: EmbeddedStack) -> None:
         " back), so the final warning\nmoved from day 12 to day 14 and the disconnect from day 14 to day 16."
         " Restored notices: day 5 (payment)\nand day 10 (admin re-added).\n"
     )
+
+
+def print_idle_saved(connections: list[Connection], cohort_of: dict[str, str], day_started: datetime) -> None:
+    """Name the connections unused for 99 days: Intuit would have let their refresh tokens die tomorrow."""
+    idle = sorted(c.connection_id for c in connections if cohort_of[c.connection_id] == "idle-99-days")
+    saved = [
+        c.connection_id
+        for c in connections
+        if c.connection_id in idle and c.tokens.refreshed_at and c.tokens.refreshed_at > day_started
+    ]
+    print(
+        f"Idle for 99 days (Intuit lets a refresh token die after 100 days unused): {len(idle)} connections"
+    )
+    print(f"  refreshed today, so they live another 100 days: {len(saved)} of {len(idle)}")
+    for start in range(0, len(idle), 5):
+        print("  " + ", ".join(idle[start : start + 5]))
+    print()
 
 
 def print_summary(

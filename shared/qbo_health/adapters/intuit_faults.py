@@ -1,6 +1,6 @@
 """Turn whatever Intuit answered into an :class:`IntuitFailure`, or ``None`` when the answer is a success.
 
-Intuit reports errors in several shapes (see ``intuit-facts.md``):
+Intuit reports errors in several shapes (see ``docs/intuit.md``):
 
 * service faults, JSON ``{"Fault": {"Error": [{"Message", "Detail", "code", "element"}], "type"}, "time"}``
   or XML ``<IntuitResponse><Fault type=..><Error code=..><Message>..`` (with or without the finance/v3

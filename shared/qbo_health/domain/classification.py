@@ -1,6 +1,6 @@
 """What an Intuit failure means for the connection. Pure: no I/O, no clock.
 
-The rules come from ``intuit-facts.md``. The one principle behind them: an answer we do not recognise is
+The rules come from ``docs/intuit.md``. The one principle behind them: an answer we do not recognise is
 never the customer's problem. Only the specific codes below open an issue; everything else is transient
 (retry later) or, when Intuit rejects *our* client credentials, a misconfiguration for the operators.
 """

@@ -1,6 +1,6 @@
 """What to tell the customer about each issue. Pure: wording only, no I/O.
 
-The wording follows the help article "QBO Integration Error Codes" (``shared/seed``), which customers
+The wording follows the host product's help article "QBO Integration Error Codes", which customers
 already know; where our cause is broader than the article's (a lapsed subscription, an authorization that
 expired *or was revoked*) the sentence is adapted, not replaced. A subscription that ended (canceled or
 expired, which the article does not cover) has its own wording: resubscribe, before Intuit deletes the data.

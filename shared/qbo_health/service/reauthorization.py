@@ -1,6 +1,6 @@
 """Reauthorization through Intuit: the reconnect link starts it, the OAuth callback completes it.
 
-Safety rules (architecture.md, intuit-facts.md):
+Safety rules (docs/architecture.md, docs/intuit.md):
 - ``state`` is 32 random bytes; only its SHA-256 is stored, bound to one connection, for 10 minutes, and it is
   consumed by one conditional write before anything else happens: a double-delivered callback finds it used
   and never exchanges the code a second time (Intuit treats a second exchange as fraud and revokes).
