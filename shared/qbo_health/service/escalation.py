@@ -197,7 +197,9 @@ def _escalate_one(
             # Nothing is sent or disconnected on yesterday's answer: a live re-check first. It is also what
             # pauses this connection when Intuit does not answer, and what ends that pause an hour later.
             # Before a disconnect the re-check keeps its lease: nothing can slip in between the two.
-            result = deps.recheck(connection.connection_id, deps.now(), hold_lease=decision.disconnect)
+            # (A paused issue may turn out due once its re-check ends the pause: it keeps the lease too.)
+            keep = decision.disconnect or issue.paused_now
+            result = deps.recheck(connection.connection_id, deps.now(), hold_lease=keep)
             held = result.lease_owner
             rechecked = _rechecked(deps, connection, result, now, summary, disconnecting=decision.disconnect)
             if rechecked is None:
@@ -212,7 +214,7 @@ def _escalate_one(
             connection = _send_stage(deps, connection, decision, now, summary)
         if decision.blocked is not None:
             deps.history.record(connection.connection_id, f"ESCALATION_BLOCKED_{decision.blocked.value}", now)
-        if decision.disconnect and held is not None:
+        if decision.disconnect:
             owner, held = held, None  # the disconnect releases it, whatever happens
             _disconnect(deps, connection, owner, issue.episode_id, now, summary)
     finally:
@@ -223,7 +225,7 @@ def _escalate_one(
 def _disconnect(
     deps: EscalationDeps,
     connection: Connection,
-    owner: str,
+    owner: str | None,
     episode_id: str,
     now: datetime,
     summary: EscalationSummary,
