@@ -71,7 +71,7 @@ def notices_sent(connection_id: str) -> list[tuple[datetime, str]]:
     """(when, kind) of every notice sent for a connection, from its history (oldest first)."""
     sent: list[tuple[datetime, str]] = []
     for item in HistoryModel.query(connection_id):
-        if item.kind == "NOTICE_CLAIM" and item.status == "SENT":
+        if item.kind == "NOTICE_CLAIM" and item.status == "SENT" and item.entry.endswith("#EVENT"):
             sent.append((item.at, json.loads(item.detail)["kind"]))
     return sorted(sent)
 

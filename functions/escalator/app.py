@@ -30,4 +30,5 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         "blocked": dict(summary.blocked),
         "dry_run": summary.would,
         "left_for_next_run": summary.left_for_next_run,
+        "failed": summary.failed,
     }

@@ -188,6 +188,10 @@ class EscalationSettings(_EnvModel):
     sender_email: str = Field(min_length=3, pattern=r"^[^@\s]+@[^@\s]+$")
     escalation_policy: EscalationPolicyModel = Field(default_factory=EscalationPolicyModel)
     escalation_dry_run: bool = False
+    # Flapping damping (see README, Escalation): a problem back within this many days of healing continues
+    # its episode and clock; the restored notice waits until the connection stayed healthy this many hours.
+    flap_window_days: float = Field(default=7, ge=0, le=30)
+    restored_after_hours: float = Field(default=24, ge=0, le=168)
 
     @field_validator("escalation_policy", mode="before")
     @classmethod

@@ -44,6 +44,20 @@ class TokenDecryptionFailed(QboHealthError):
     pass
 
 
+class DisconnectAverted(QboHealthError):
+    """The escalator's disconnect found, under the lease, that the connection no longer qualifies: healed,
+    reauthorized, in another episode, on hold, or the lease it held was lost. Nothing was revoked."""
+
+    def __init__(self, connection_id: str, reason: str) -> None:
+        super().__init__(f"disconnect of {connection_id} averted: {reason}")
+        self.connection_id = connection_id
+        self.reason = reason
+
+
+class EmailUndeliverable(QboHealthError):
+    """The e-mail service refused the recipients for good (an invalid address, say): retrying cannot help."""
+
+
 # --- API and reauthorization -------------------------------------------------------------------------------
 # Each carries a short ``code`` (the ``error`` of a JSON answer, the id of an HTML page) and an HTTP status;
 # the API maps them in one place (``qbo_health.api.errors``). Messages never carry token, code or state values.

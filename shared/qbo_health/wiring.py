@@ -27,7 +27,7 @@ from qbo_health.config import (
     StoreSettings,
     VaultSettings,
 )
-from qbo_health.domain.check import CheckPolicy
+from qbo_health.domain.check import CheckPolicy, lease_too_short
 from qbo_health.domain.escalation import EscalationPolicy, Schedule, Stage
 from qbo_health.domain.model import Connection, DisconnectReason, IssueType
 from qbo_health.domain.outage import OutageThresholds
@@ -180,8 +180,9 @@ def check_queue() -> CheckQueue:
     )
 
 
-def check_policy(settings: CheckSettings) -> CheckPolicy:
+def check_policy(settings: CheckSettings, escalation: EscalationPolicy | None = None) -> CheckPolicy:
     return CheckPolicy(
+        escalation=escalation or EscalationPolicy(),
         refresh_after=timedelta(hours=settings.refresh_after_hours),
         probe_interval=timedelta(hours=settings.probe_interval_hours),
         confirm_delay=timedelta(seconds=settings.confirm_delay_seconds),
@@ -200,6 +201,10 @@ def outage_thresholds(settings: CheckSettings) -> OutageThresholds:
 @cache
 def check_deps() -> CheckDeps:
     settings = check_settings()
+    escalation = escalation_settings()
+    unsafe = lease_too_short(timedelta(seconds=settings.lease_seconds), intuit_timeout())
+    if unsafe:  # every function builds these at cold start: a bad pair of settings fails there
+        raise ConfigurationError(unsafe)
     return CheckDeps(
         store=connection_store(),
         vault=token_vault(),
@@ -210,7 +215,7 @@ def check_deps() -> CheckDeps:
         access_tokens=access_token_cache(),
         notifier=notices(),
         outage=CachedOutageFlag(control_store()),
-        policy=check_policy(settings),
+        policy=check_policy(settings, escalation_policy(escalation.escalation_policy, escalation)),
         lease_seconds=settings.lease_seconds,
         time_left=invocation.time_left,
         refresh_time_needed=intuit_timeout() + STORE_TIME_PER_CHECK,
@@ -239,7 +244,9 @@ def _reconnect_url(connection: Connection, now: datetime) -> str:
     return link_signer().link_for(connection, now).url  # the signer is built when a notice first needs it
 
 
-def escalation_policy(model: EscalationPolicyModel) -> EscalationPolicy:
+def escalation_policy(
+    model: EscalationPolicyModel, settings: EscalationSettings | None = None
+) -> EscalationPolicy:
     def schedule(days: StageDays) -> Schedule:
         return Schedule(
             stage_days=(
@@ -251,9 +258,16 @@ def escalation_policy(model: EscalationPolicyModel) -> EscalationPolicy:
             disconnect_day=days.DISCONNECT,
         )
 
+    damping = {}
+    if settings is not None:
+        damping = {
+            "flap_window": timedelta(days=settings.flap_window_days),
+            "restored_after": timedelta(hours=settings.restored_after_hours),
+        }
     return EscalationPolicy(
         default=schedule(model.default),
         overrides={IssueType(issue): schedule(rule.days) for issue, rule in model.overrides.items()},
+        **damping,
     )
 
 
@@ -265,11 +279,21 @@ def escalation_deps() -> EscalationDeps:
     settings = escalation_settings()
     deps = check_deps()
 
-    def recheck(connection_id: str, now: datetime) -> CheckResult:
-        return check_connection(CheckRequest(connection_id=connection_id, reason="escalation"), deps, now)
+    def recheck(connection_id: str, now: datetime, *, hold_lease: bool = False) -> CheckResult:
+        request = CheckRequest(connection_id=connection_id, reason="escalation")
+        return check_connection(request, deps, now, hold_lease=hold_lease)
 
-    def disconnect(connection_id: str, reason: DisconnectReason, now: datetime) -> Connection:
-        return disconnect_connection(connection_id, reason, deps, now)
+    def disconnect(
+        connection_id: str,
+        reason: DisconnectReason,
+        now: datetime,
+        *,
+        episode_id: str | None = None,
+        lease_owner: str | None = None,
+    ) -> Connection:
+        return disconnect_connection(
+            connection_id, reason, deps, now, episode_id=episode_id, lease_owner=lease_owner
+        )
 
     return EscalationDeps(
         store=connection_store(),
@@ -278,7 +302,7 @@ def escalation_deps() -> EscalationDeps:
         history=history_log(),
         recheck=recheck,
         disconnect=disconnect,
-        policy=escalation_policy(settings.escalation_policy),
+        policy=escalation_policy(settings.escalation_policy, settings),
         thresholds=outage_thresholds(check_settings()),
         notes={issue: rule.note for issue, rule in settings.escalation_policy.overrides.items() if rule.note},
         dry_run=settings.escalation_dry_run,

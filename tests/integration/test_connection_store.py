@@ -16,6 +16,7 @@ from qbo_health.domain.model import (
     DisconnectReason,
     IssueType,
     OpenIssue,
+    PendingNotice,
     SealedTokens,
     SubscriptionStatus,
     SuspectedIssue,
@@ -97,6 +98,7 @@ def everything(connection_id: str = "conn-full") -> Connection:
         grant_generation=3,
         expected_realm_id="9130350001",
         expected_email="owner@example.com",
+        pending_notice=PendingNotice("DISCONNECTED", "episode-0", IssueType.ADMIN_ACCESS_LOST),
     )
 
 
@@ -115,8 +117,9 @@ def test_every_field_of_a_connection_survives_create_and_get(store):
     untouched = [
         f.name
         for f in fields(Connection)
-        # access_wanted is the lease's companion flag, set only by request_access (tested below)
-        if f.name not in ("version", "access_wanted")
+        # access_wanted is the lease's companion flag, set only by request_access (tested below); a healed
+        # episode (recovering) takes the issue's place, so it has its own round trip below
+        if f.name not in ("version", "access_wanted", "recovering")
         and getattr(connection, f.name) == getattr(defaults, f.name)
     ]
     assert untouched == [], "the fixture must set every field to prove it is stored"
@@ -124,6 +127,17 @@ def test_every_field_of_a_connection_survives_create_and_get(store):
     store.create(connection)
 
     assert store.get(connection.connection_id) == connection
+
+
+def test_a_healed_episode_round_trips_and_stays_in_the_open_issues_index(store):
+    healed = replace(issue(), healed_at=at(hours=2), notices=(("NOTICE", at(minutes=30)),))
+    connection = new("conn-healed", recovering=healed)
+
+    store.create(connection)
+
+    assert store.get("conn-healed") == connection
+    assert store.get("conn-healed").issue is None
+    assert [item.connection_id for item in store.open_issues()] == ["conn-healed"]
 
 
 def test_a_pending_connection_with_nothing_yet_round_trips_as_empty(store):

@@ -127,7 +127,9 @@ def test_a_suspended_company_that_pays_is_restored(stack, lambdas, seeded, style
     connection = stored("conn-1")
     assert connection.issue is None and connection.state is ConnectionState.HEALTHY
     assert connection.subscription_status is SubscriptionStatus.SUBSCRIBED
-    assert EventKind.ISSUE_CLOSED.value in history_kinds("conn-1")
+    assert EventKind.ISSUE_HEALED.value in history_kinds("conn-1")
+    stack.clock.advance(timedelta(hours=25))  # healthy for a day: the restored notice goes out
+    escalate(lambdas)
     subjects = [email.subject for email in emails_sent()]
     assert any("restored" in subject.lower() for subject in subjects), subjects
     assert api_client.status("conn-1").subscription_status == "SUBSCRIBED"

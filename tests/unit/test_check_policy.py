@@ -242,15 +242,38 @@ def test_a_healthy_probe_closes_the_open_issue_and_names_its_episode():
     assert transition.recheck_after is None
 
 
-def test_an_issue_closed_after_a_notice_is_announced_as_restored():
+def test_a_notified_issue_that_checks_healthy_heals_and_waits_out_the_damping_window():
     issue = replace(
         broken(IssueType.SUBSCRIPTION_LAPSED).issue, notices=(("NOTICE", NOW - timedelta(days=1)),)
     )
     conn = replace(broken(IssueType.SUBSCRIPTION_LAPSED), issue=issue)
 
-    (closed,) = apply(conn, HEALTHY_PROBE).events
+    transition = apply(conn, HEALTHY_PROBE)
 
-    assert closed.kind is EventKind.ISSUE_CLOSED and closed.detail is None
+    (healed,) = transition.events
+    assert healed.kind is EventKind.ISSUE_HEALED  # no restored notice yet: it waits a healthy day
+    assert transition.connection.state is ConnectionState.HEALTHY and transition.connection.issue is None
+    assert transition.connection.recovering == replace(issue, healed_at=NOW)
+
+
+def test_a_problem_back_within_the_window_continues_the_episode_and_its_clock():
+    healed = replace(
+        broken(IssueType.ADMIN_ACCESS_LOST).issue,
+        notices=(("NOTICE", NOW - timedelta(days=2)),),
+        healed_at=NOW - timedelta(days=1),
+    )
+    seen = NOW - timedelta(minutes=15)
+    conn = replace(
+        suspected(IssueType.ADMIN_ACCESS_LOST, seen=seen), recovering=healed, state=ConnectionState.HEALTHY
+    )
+
+    transition = apply(conn, problem(IssueType.ADMIN_ACCESS_LOST))
+
+    assert kinds(transition) == [EventKind.ISSUE_RETURNED]
+    resumed = transition.connection.issue
+    assert resumed == replace(healed, healed_at=None)  # same episode, deadline and notices
+    assert transition.connection.recovering is None
+    assert transition.connection.state is ConnectionState.NEEDS_ATTENTION
 
 
 def test_a_healthy_probe_clears_a_suspect_without_any_issue_event():

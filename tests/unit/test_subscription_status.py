@@ -156,8 +156,8 @@ def test_a_lapsed_company_that_pays_is_restored_by_a_healthy_read():
 
     assert transition.connection.issue is None and transition.connection.state is ConnectionState.HEALTHY
     assert transition.connection.subscription_status is SubscriptionStatus.SUBSCRIBED
-    closed = [event for event in transition.events if event.kind is EventKind.ISSUE_CLOSED]
-    assert closed and closed[0].issue is LAPSED and closed[0].detail is None  # a restored notice follows
+    healed = [event for event in transition.events if event.kind is EventKind.ISSUE_HEALED]
+    assert healed and healed[0].issue is LAPSED  # the restored notice follows a healthy day later
 
 
 def test_a_suspended_company_whose_subscription_then_ends_changes_issue():

@@ -21,6 +21,7 @@ from qbo_health.domain.model import (
     IssueType,
     OpenIssue,
     PauseWindow,
+    PendingNotice,
     SealedTokens,
     SubscriptionStatus,
     SuspectedIssue,
@@ -180,8 +181,10 @@ def _update_quietly(connection_id: str, actions: list[Action], condition: Condit
 
 def _attributes(connection: Connection) -> dict[str, Any]:
     """Domain -> stored attribute values (None means absent)."""
+    pending = connection.pending_notice
+    # An open issue, or a healed episode in its damping window (the same attributes, marked healed).
     issue, suspect, tokens, sealed = (
-        connection.issue,
+        connection.issue or connection.recovering,
         connection.suspect,
         connection.tokens,
         connection.sealed_tokens,
@@ -195,14 +198,16 @@ def _attributes(connection: Connection) -> dict[str, Any]:
         "contacts": list(connection.contacts) or None,
         "authorized_user_id": connection.authorized_by.user_id if connection.authorized_by else None,
         "authorized_email": connection.authorized_by.email if connection.authorized_by else None,
-        "open_issue": OPEN_ISSUE_MARKER if issue else None,
+        # A pending notice keeps a disconnected connection in the index (keyed by when it disconnected).
+        "open_issue": OPEN_ISSUE_MARKER if issue or pending else None,
         "issue_type": issue.type.value if issue else None,
         "issue_episode": issue.episode_id if issue else None,
         "issue_first_seen_at": issue.first_seen_at if issue else None,
         "issue_opened_at": issue.opened_at if issue else None,
-        "issue_deadline": _iso(issue.deadline) if issue else None,
+        "issue_deadline": _iso(issue.deadline) if issue else _pending_key(connection),
         "issue_notices": [f"{stage}@{_iso(at)}" for stage, at in issue.notices] or None if issue else None,
         "issue_pauses": [_pause_text(pause) for pause in issue.pauses] or None if issue else None,
+        "issue_healed_at": issue.healed_at if issue else None,
         "suspect_type": suspect.type.value if suspect else None,
         "suspect_first_seen_at": suspect.first_seen_at if suspect else None,
         "suspect_intuit_tid": suspect.intuit_tid if suspect else None,
@@ -228,6 +233,7 @@ def _attributes(connection: Connection) -> dict[str, Any]:
         "grant_generation": connection.grant_generation or None,
         "expected_realm_id": connection.expected_realm_id,
         "expected_email": connection.expected_email,
+        "pending_notice": _pending_text(pending),
     }
 
 
@@ -245,6 +251,25 @@ def _set_actions(connection: Connection, before: Connection | None, *, version: 
         else:
             actions.append(attribute.set(value))
     return actions
+
+
+def _pending_key(connection: Connection) -> str | None:
+    if connection.pending_notice is None:
+        return None
+    return _iso(connection.disconnected_at) if connection.disconnected_at else "0"
+
+
+def _pending_text(pending: PendingNotice | None) -> str | None:
+    if pending is None:
+        return None
+    return f"{pending.kind}|{pending.episode_id}|{pending.issue.value if pending.issue else ''}"
+
+
+def _pending_of(text: str | None) -> PendingNotice | None:
+    if not text:
+        return None
+    kind, episode_id, issue = [*text.split("|"), "", ""][:3]
+    return PendingNotice(kind, episode_id, IssueType(issue) if issue else None)
 
 
 def _iso(moment: datetime) -> str:
@@ -289,6 +314,7 @@ def to_domain(item: ConnectionModel) -> Connection:
             deadline=datetime.fromisoformat(item.issue_deadline),
             notices=tuple(_notice(str(entry)) for entry in item.issue_notices or ()),
             pauses=tuple(_pause(str(entry)) for entry in item.issue_pauses or ()),
+            healed_at=item.issue_healed_at,
         )
     suspect = None
     if item.suspect_type and item.suspect_first_seen_at:
@@ -314,7 +340,8 @@ def to_domain(item: ConnectionModel) -> Connection:
         authorized_by=Authorizer(item.authorized_user_id, item.authorized_email)
         if item.authorized_user_id
         else None,
-        issue=issue,
+        issue=issue if issue is None or issue.healed_at is None else None,
+        recovering=issue if issue is not None and issue.healed_at is not None else None,
         suspect=suspect,
         tokens=TokenTimes(
             access_expires_at=item.access_expires_at,
@@ -333,6 +360,7 @@ def to_domain(item: ConnectionModel) -> Connection:
         subscription_status=_subscription_status(item.subscription_status),
         disconnect_reason=DisconnectReason(item.disconnect_reason) if item.disconnect_reason else None,
         disconnected_at=item.disconnected_at,
+        pending_notice=_pending_of(item.pending_notice),
         access_wanted=bool(item.access_wanted),
         grant_generation=int(item.grant_generation or 0),
         expected_realm_id=item.expected_realm_id,

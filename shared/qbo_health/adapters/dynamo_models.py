@@ -73,6 +73,9 @@ class ConnectionModel(Model):
     # "start-end" epoch seconds of each span Intuit did not answer the connection's checks ("start-" while
     # it lasts): escalation stood still meanwhile.
     issue_pauses = ListAttribute(of=UnicodeAttribute, null=True)
+    # Set when the episode above healed and waits out the damping window (``Connection.recovering``); it
+    # stays in the open-issues index so the hourly escalator sends "restored" and closes it in time.
+    issue_healed_at = UTCDateTimeAttribute(null=True)
     # Suspected issue awaiting its confirming re-check.
     suspect_type = UnicodeAttribute(null=True)
     suspect_first_seen_at = UTCDateTimeAttribute(null=True)
@@ -96,6 +99,8 @@ class ConnectionModel(Model):
     subscription_status = UnicodeAttribute(null=True)
     disconnect_reason = UnicodeAttribute(null=True)
     disconnected_at = UTCDateTimeAttribute(null=True)
+    # "KIND|episode|issue type" of a notice still to send (``Connection.pending_notice``).
+    pending_notice = UnicodeAttribute(null=True)
     # Owner-checked lease: one worker (or API call) at a time may refresh.
     lease_owner = UnicodeAttribute(null=True)
     lease_expires_at = NumberAttribute(null=True)

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 
+from qbo_health.domain.escalation import EscalationPolicy, continues, disconnect_deadline
 from qbo_health.domain.model import (
     Connection,
     ConnectionState,
@@ -18,6 +19,29 @@ from qbo_health.domain.model import (
     SubscriptionStatus,
     SuspectedIssue,
 )
+
+# The most Intuit calls one check makes: a refresh, its second try after adopting a recovered pair, the
+# probe, a refresh after a refused access token, and the probe again. Each may last the client's timeout.
+MAX_INTUIT_CALLS_PER_CHECK = 5
+STORE_TIME_PER_CHECK = timedelta(seconds=10)  # lease, token and outcome writes with the SDK's retries
+
+
+def longest_check(intuit_timeout: timedelta) -> timedelta:
+    """The longest one check can hold its connection: every call at the client's timeout, and the writes."""
+    return MAX_INTUIT_CALLS_PER_CHECK * intuit_timeout + STORE_TIME_PER_CHECK
+
+
+def lease_too_short(lease: timedelta, intuit_timeout: timedelta) -> str | None:
+    """Why a lease of this length is unsafe, or None. A lease that ends while its check still runs lets a
+    second check refresh the same token at the same time: the race that loses a rotated token."""
+    needed = longest_check(intuit_timeout)
+    if lease >= needed:
+        return None
+    return (
+        f"LEASE_SECONDS={int(lease.total_seconds())} is shorter than the longest check "
+        f"({int(needed.total_seconds())} s with INTUIT_TIMEOUT_SECONDS={intuit_timeout.total_seconds():g})"
+    )
+
 
 # An access token this close to expiry is refreshed first: a probe must not race the expiry.
 ACCESS_TOKEN_MARGIN = timedelta(minutes=5)
@@ -29,7 +53,8 @@ class CheckPolicy:
     probe_interval: timedelta = timedelta(hours=20)
     confirm_delay: timedelta = timedelta(minutes=15)
     reauth_warning: timedelta = timedelta(days=30)
-    grace_period: timedelta = timedelta(days=14)
+    # Decides each new issue's disconnect deadline (``disconnect_deadline``), as the escalator does.
+    escalation: EscalationPolicy = field(default_factory=EscalationPolicy)
     # Transient trouble is retried with backoff (15 min doubling to 1 h): twelve tries span ~11 hours, so
     # a connection is still checked that day unless Intuit is down for most of it.
     max_transient_retries: int = 12
@@ -72,6 +97,10 @@ class EventKind(StrEnum):
     ISSUE_OPENED = "ISSUE_OPENED"
     ISSUE_CHANGED = "ISSUE_CHANGED"
     ISSUE_CLOSED = "ISSUE_CLOSED"
+    # A notified episode checked healthy: kept (``recovering``) for the damping window, nobody told yet.
+    ISSUE_HEALED = "ISSUE_HEALED"
+    # A healed episode's problem came back within the damping window: the same episode goes on.
+    ISSUE_RETURNED = "ISSUE_RETURNED"
     SUSPECT_CLEARED = "SUSPECT_CLEARED"
     REAUTH_DUE = "REAUTH_DUE"
     VERIFIED = "VERIFIED"
@@ -197,8 +226,14 @@ def _healthy(connection: Connection, outcome: CheckOutcome, now: datetime, polic
     updated = replace(connection, transient_failures=0)
     if verified:
         updated = replace(updated, last_success_at=now)
-        if connection.issue:
-            events.append(issue_closed(connection.issue, now))
+        issue = connection.issue
+        if issue and issue.notices:
+            # Told of it: kept for the damping window; the escalator sends "restored" once it stays healthy.
+            healed = replace(issue, healed_at=now)
+            updated = replace(updated, recovering=healed)
+            events.append(ConnectionEvent(EventKind.ISSUE_HEALED, now, issue.type, issue.episode_id))
+        elif issue:
+            events.append(issue_closed(issue, now))
         elif connection.suspect:
             events.append(ConnectionEvent(EventKind.SUSPECT_CLEARED, now, connection.suspect.type))
         if connection.state is ConnectionState.PENDING:
@@ -223,20 +258,30 @@ def _problem(
     if current is not None:
         if current.type is issue_type:
             return Transition(connection)
-        changed = replace(current, type=issue_type)
+        # Another type may have another schedule: the deadline follows it (keeping any time paused).
+        retyped = replace(current, type=issue_type)
+        shift = disconnect_deadline(retyped, policy.escalation, now) - disconnect_deadline(
+            current, policy.escalation, now
+        )
+        changed = replace(retyped, deadline=current.deadline + shift)
         event = ConnectionEvent(EventKind.ISSUE_CHANGED, now, issue_type, current.episode_id)
         return Transition(replace(connection, issue=changed), events=(event,))
     suspect = connection.suspect
     if suspect is not None and now - suspect.first_seen_at >= policy.confirm_delay:
+        if continues(connection.recovering, now, policy.escalation):
+            return _returned(connection, issue_type, now, policy)
         opened = OpenIssue(
             type=issue_type,
             episode_id=new_episode_id,
             first_seen_at=suspect.first_seen_at,
             opened_at=now,
-            deadline=now + policy.grace_period,
+            deadline=now,
         )
+        opened = replace(opened, deadline=disconnect_deadline(opened, policy.escalation, now))
         event = ConnectionEvent(EventKind.ISSUE_OPENED, now, issue_type, new_episode_id, intuit_tid)
-        updated = replace(connection, issue=opened, suspect=None, state=ConnectionState.NEEDS_ATTENTION)
+        updated = replace(
+            connection, issue=opened, recovering=None, suspect=None, state=ConnectionState.NEEDS_ATTENTION
+        )
         return Transition(updated, events=(event,))
     if suspect is not None:
         # Seen again before the confirming delay passed (a duplicate delivery): keep waiting.
@@ -249,6 +294,27 @@ def _problem(
         recheck_after=policy.confirm_delay,
         new_suspect=True,
     )
+
+
+def _returned(
+    connection: Connection, issue_type: IssueType, now: datetime, policy: CheckPolicy
+) -> Transition:
+    """The problem came back within the damping window: the healed episode goes on, with its clock (the
+    deadline stays where it was) and its notices (no new day-0 notice)."""
+    episode = connection.recovering
+    assert episode is not None
+    resumed = replace(episode, healed_at=None)
+    if issue_type is not episode.type:
+        retyped = replace(resumed, type=issue_type)
+        shift = disconnect_deadline(retyped, policy.escalation, now) - disconnect_deadline(
+            resumed, policy.escalation, now
+        )
+        resumed = replace(retyped, deadline=resumed.deadline + shift)
+    event = ConnectionEvent(EventKind.ISSUE_RETURNED, now, issue_type, episode.episode_id)
+    updated = replace(
+        connection, issue=resumed, recovering=None, suspect=None, state=ConnectionState.NEEDS_ATTENTION
+    )
+    return Transition(updated, events=(event,))
 
 
 def reauth_warning(connection: Connection, now: datetime, policy: CheckPolicy) -> ConnectionEvent | None:

@@ -41,6 +41,10 @@ class Schedule:
 class EscalationPolicy:
     default: Schedule = field(default_factory=Schedule)
     overrides: dict[IssueType, Schedule] = field(default_factory=dict)
+    # Flapping damping: a problem that returns within ``flap_window`` of healing continues its episode and
+    # its clock; the restored notice goes out once the connection stayed healthy for ``restored_after``.
+    flap_window: timedelta = timedelta(days=7)
+    restored_after: timedelta = timedelta(hours=24)
 
     def schedule_for(self, issue: IssueType) -> Schedule:
         return self.overrides.get(issue, self.default)
@@ -57,6 +61,36 @@ def paused_time(windows: Iterable[PauseWindow], since: datetime, now: datetime) 
             total += end - start
             covered_until = end
     return total
+
+
+# What ``OpenIssue.notices`` records once the restored notice of an episode went out (one per episode).
+RESTORED = "RESTORED"
+
+
+@dataclass(frozen=True)
+class Healing:
+    """What to do for an episode that healed: tell the customer it is fixed, and/or close it for good."""
+
+    send_restored: bool = False
+    close: bool = False
+
+
+def healing(episode: OpenIssue, now: datetime, policy: EscalationPolicy) -> Healing:
+    """A healed episode: the restored notice once it stayed healthy for ``restored_after`` (and only if the
+    customer heard of the problem), closed for good after the damping window."""
+    assert episode.healed_at is not None
+    healthy_for = now - episode.healed_at
+    told = any(stage in Stage.__members__ for stage, _ in episode.notices)
+    restored_sent = any(stage == RESTORED for stage, _ in episode.notices)
+    send = told and not restored_sent and healthy_for >= policy.restored_after
+    return Healing(send_restored=send, close=healthy_for >= policy.flap_window)
+
+
+def continues(episode: OpenIssue | None, now: datetime, policy: EscalationPolicy) -> bool:
+    """Whether a problem confirmed now continues this healed episode (it came back within the window)."""
+    return (
+        episode is not None and episode.healed_at is not None and now - episode.healed_at < policy.flap_window
+    )
 
 
 class Blocked(StrEnum):
@@ -85,8 +119,19 @@ class Safety:
     checks_fresh: bool
 
 
-def deadline_of(issue: OpenIssue, schedule: Schedule, paused: timedelta) -> datetime:
-    return issue.opened_at + timedelta(days=schedule.disconnect_day) + paused
+def paused_for(issue: OpenIssue, windows: Iterable[PauseWindow], now: datetime) -> timedelta:
+    """The time this issue's escalation stood still: its own pauses and the fleet's, counted once."""
+    return paused_time([*windows, *issue.pauses], issue.opened_at, now)
+
+
+def disconnect_deadline(
+    issue: OpenIssue, policy: EscalationPolicy, now: datetime, windows: Iterable[PauseWindow] = ()
+) -> datetime:
+    """The one place a disconnect deadline is decided, for the worker that opens an issue and the escalator
+    that escalates it: day 0, plus the disconnect day of the issue type's schedule (its override, if any),
+    plus the time escalation stood still (``windows``: the fleet's pauses; the issue's own are included)."""
+    schedule = policy.schedule_for(issue.type)
+    return issue.opened_at + timedelta(days=schedule.disconnect_day) + paused_for(issue, windows, now)
 
 
 def decide(
@@ -95,14 +140,16 @@ def decide(
     now: datetime,
     policy: EscalationPolicy,
     *,
-    paused: timedelta,
+    windows: Iterable[PauseWindow],
     safety: Safety,
 ) -> Decision:
     issue = connection.issue
     if issue is None:
         raise ValueError("only connections with an open issue escalate")
     schedule = policy.schedule_for(issue.type)
-    deadline = deadline_of(issue, schedule, paused)
+    windows = list(windows)
+    paused = paused_for(issue, windows, now)
+    deadline = disconnect_deadline(issue, policy, now, windows)
     days_left = max((deadline - now).total_seconds() / 86400, 0.0)
     if connection.on_hold:
         return Decision(deadline, days_left, blocked=Blocked.HELD)

@@ -71,6 +71,8 @@ class OpenIssue:
     notices: tuple[tuple[str, datetime], ...] = ()
     # Spans in which this connection's checks got no answer from Intuit: its escalation stood still.
     pauses: tuple[PauseWindow, ...] = ()
+    # Set on an episode that healed (see ``Connection.recovering``): when a check first found it healthy.
+    healed_at: datetime | None = None
 
     @property
     def paused_now(self) -> bool:
@@ -116,6 +118,9 @@ class Connection:
     contacts: tuple[str, ...] = ()
     authorized_by: Authorizer | None = None
     issue: OpenIssue | None = None
+    # An episode that healed and is kept for the damping window: a problem that returns within it continues
+    # this episode and its clock (no new day-0 notice); the restored notice waits until it stayed healthy.
+    recovering: OpenIssue | None = None
     suspect: SuspectedIssue | None = None
     tokens: TokenTimes = field(default_factory=TokenTimes)
     sealed_tokens: SealedTokens | None = None
@@ -136,6 +141,16 @@ class Connection:
     # Optional bindings the product set at registration for the first connect (IdentityMismatch otherwise).
     expected_realm_id: str | None = None
     expected_email: str | None = None
+    # The escalator's disconnect notice until it went out: the connection stays in the open-issues index,
+    # so a notice that failed (EventBridge down, say) is retried each hour instead of being lost.
+    pending_notice: PendingNotice | None = None
+
+
+@dataclass(frozen=True)
+class PendingNotice:
+    kind: str
+    episode_id: str
+    issue: IssueType | None = None
 
 
 @dataclass(frozen=True)

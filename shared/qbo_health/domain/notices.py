@@ -7,6 +7,7 @@ Notices never carry a token or a secret: they are built from the connection's pu
 from __future__ import annotations
 
 import html
+import re
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -24,6 +25,32 @@ class ClaimResult(StrEnum):
     CLAIMED = "CLAIMED"  # ours to send now
     ALREADY_SENT = "ALREADY_SENT"  # someone sent it: the stage is done
     IN_FLIGHT = "IN_FLIGHT"  # someone claimed it moments ago: leave it to them, look again next run
+
+
+class Channel(StrEnum):
+    """Each channel of a notice is claimed and recorded on its own: a failure on one never repeats the other."""
+
+    EVENT = "EVENT"
+    EMAIL = "EMAIL"
+
+
+class ChannelStatus(StrEnum):
+    SENT = "SENT"
+    # The e-mail service refused the recipients for good (or none was deliverable): nothing to retry.
+    UNDELIVERABLE = "UNDELIVERABLE"
+
+
+# What a contact address must look like to be stored or sent to. One rule for the API and the sender: an
+# address SES would refuse (``owner-at-example.com``) is refused at the door, and one stored before this rule
+# is skipped at send time instead of failing the whole notice.
+EMAIL_PATTERN = r"^[^@\s<>\"',;]{1,64}@[^@\s<>\"',;]+\.[^@\s<>\"',;]{1,63}$"
+EMAIL_MAX_LENGTH = 254  # RFC 5321's limit on a path
+_EMAIL = re.compile(EMAIL_PATTERN)
+
+
+def deliverable(contacts: tuple[str, ...] | list[str]) -> list[str]:
+    """The contacts an e-mail can go to (well-formed addresses only)."""
+    return [address for address in contacts if len(address) <= EMAIL_MAX_LENGTH and _EMAIL.match(address)]
 
 
 class SendResult(StrEnum):

@@ -13,8 +13,9 @@ from datetime import datetime, timedelta
 
 from qbo_health.domain.check import ConnectionEvent, EventKind
 from qbo_health.domain.classification import FailureKind, classify, revoke_already_done
-from qbo_health.domain.model import Connection, ConnectionState, DisconnectReason
-from qbo_health.errors import IntuitCallFailed, TokenDecryptionFailed
+from qbo_health.domain.model import Connection, ConnectionState, DisconnectReason, PendingNotice
+from qbo_health.domain.notices import NoticeKind
+from qbo_health.errors import DisconnectAverted, IntuitCallFailed, LeaseHeld, TokenDecryptionFailed
 from qbo_health.observability import logger
 from qbo_health.service.health_check import CheckDeps, acquire_lease_waiting, open_tokens
 
@@ -26,18 +27,26 @@ def disconnect_connection(
     now: datetime,
     *,
     dry_run: bool = False,
+    episode_id: str | None = None,
+    lease_owner: str | None = None,
 ) -> Connection:
     """Returns the connection as disconnected (with ``dry_run``: as it would be; nothing is written).
 
     Idempotent: an already disconnected connection is returned unchanged. Raises ``ConnectionNotFound``,
     ``ConnectionBusy`` when the lease stays taken.
+
+    The escalator passes the ``episode_id`` it escalated and the ``lease_owner`` of its re-check: under that
+    same lease the connection must still need attention in that episode and not be on hold, or nothing is
+    revoked and ``DisconnectAverted`` is raised (a reauthorization that just succeeded is never undone).
     """
-    owner = f"disconnect:{uuid.uuid4().hex}"
-    leased = acquire_lease_waiting(deps, connection_id, owner, now)
+    owner = lease_owner or f"disconnect:{uuid.uuid4().hex}"
+    leased = _lease(deps, connection_id, owner, now, continuing=lease_owner is not None)
     saved = False
     try:
         if leased.state is ConnectionState.DISCONNECTED:
             return leased
+        if episode_id is not None:
+            _confirm_still_due(leased, episode_id)
         disconnected = replace(
             leased,
             state=ConnectionState.DISCONNECTED,
@@ -45,7 +54,9 @@ def disconnect_connection(
             disconnected_at=now,
             sealed_tokens=None,
             issue=None,
+            recovering=None,
             suspect=None,
+            pending_notice=_escalator_notice(leased, episode_id),
         )
         if dry_run:
             logger.info("dry run: would disconnect", extra={"connection_id": connection_id})
@@ -71,9 +82,35 @@ def disconnect_connection(
         )
     )
     deps.history.append(connection_id, events)
-    deps.notifier.connection_events(stored, events, now)
+    if stored.pending_notice is None:  # the escalator sends its own (and retries it until it went out)
+        deps.notifier.connection_events(stored, events, now)
     logger.info("disconnected", extra={"connection_id": connection_id, "reason": reason.value})
     return stored
+
+
+def _escalator_notice(leased: Connection, episode_id: str | None) -> PendingNotice | None:
+    if episode_id is None or leased.issue is None:
+        return None
+    return PendingNotice(NoticeKind.DISCONNECTED.value, episode_id, leased.issue.type)
+
+
+def _lease(deps: CheckDeps, connection_id: str, owner: str, now: datetime, *, continuing: bool) -> Connection:
+    if not continuing:
+        return acquire_lease_waiting(deps, connection_id, owner, now)
+    try:  # the owner's own lease: taking it again extends it from now and reads the item
+        return deps.store.acquire_lease(connection_id, owner, now, deps.lease_seconds)
+    except LeaseHeld:
+        raise DisconnectAverted(connection_id, "lease lost") from None
+
+
+def _confirm_still_due(leased: Connection, episode_id: str) -> None:
+    issue = leased.issue
+    if leased.state is not ConnectionState.NEEDS_ATTENTION or issue is None:
+        raise DisconnectAverted(leased.connection_id, "no longer needs attention")
+    if issue.episode_id != episode_id:
+        raise DisconnectAverted(leased.connection_id, "another episode")
+    if leased.on_hold:
+        raise DisconnectAverted(leased.connection_id, "on hold")
 
 
 # Pauses between revoke attempts: a short Intuit hiccup should not leave a grant alive.

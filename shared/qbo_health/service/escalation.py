@@ -14,8 +14,10 @@ from typing import Protocol
 
 from aws_lambda_powertools.metrics import MetricUnit
 
+from qbo_health import clock
 from qbo_health.domain.check import OutcomeKind
 from qbo_health.domain.escalation import (
+    RESTORED,
     Blocked,
     Decision,
     EscalationPolicy,
@@ -23,12 +25,12 @@ from qbo_health.domain.escalation import (
     Safety,
     Stage,
     decide,
-    paused_time,
+    healing,
 )
 from qbo_health.domain.model import Connection, DisconnectReason
 from qbo_health.domain.notices import NoticeKind, SendResult
 from qbo_health.domain.outage import OutageThresholds, RunSummary, outage_over
-from qbo_health.errors import ConcurrentUpdate
+from qbo_health.errors import ConcurrentUpdate, DisconnectAverted
 from qbo_health.observability import logger, metrics
 from qbo_health.service.health_check import CheckResult
 from qbo_health.service.notices import Notices
@@ -50,6 +52,26 @@ class OpenIssueStore(Protocol):
     ) -> Connection: ...
 
     def get(self, connection_id: str) -> Connection: ...
+
+    def release_lease(self, connection_id: str, owner: str) -> None: ...
+
+
+class Recheck(Protocol):
+    """A live check through the worker's code; with ``hold_lease`` the lease stays taken for the caller."""
+
+    def __call__(self, connection_id: str, now: datetime, *, hold_lease: bool = False) -> CheckResult: ...
+
+
+class Disconnect(Protocol):
+    def __call__(
+        self,
+        connection_id: str,
+        reason: DisconnectReason,
+        now: datetime,
+        *,
+        episode_id: str | None = None,
+        lease_owner: str | None = None,
+    ) -> Connection: ...
 
 
 class EscalationControl(Protocol):
@@ -76,8 +98,8 @@ class EscalationDeps:
     control: EscalationControl
     notices: Notices
     history: Audit
-    recheck: Callable[[str, datetime], CheckResult]
-    disconnect: Callable[[str, DisconnectReason, datetime], Connection]
+    recheck: Recheck
+    disconnect: Disconnect
     policy: EscalationPolicy = field(default_factory=EscalationPolicy)
     thresholds: OutageThresholds = field(default_factory=OutageThresholds)
     notes: dict[str, str] = field(default_factory=dict)  # per-issue extra wording, by issue type
@@ -85,6 +107,9 @@ class EscalationDeps:
     # The longest one connection can take (a disconnect: a live re-check, then the revoke with its retries).
     # A connection is started only with this much of the invocation left; the next hourly run goes on.
     time_per_connection: timedelta = timedelta(seconds=120)
+    # The current time, read again for each lease: a run lasts up to 15 minutes, and a lease dated from its
+    # start would be born expired (a worker could then refresh the same token at the same time).
+    now: Callable[[], datetime] = clock.now
 
 
 @dataclass
@@ -97,6 +122,7 @@ class EscalationSummary:
     healed: list[str] = field(default_factory=list)
     blocked: Counter[str] = field(default_factory=Counter)
     would: list[str] = field(default_factory=list)  # dry run: what would have happened
+    failed: list[str] = field(default_factory=list)  # connections whose escalation raised (logged, counted)
     left_for_next_run: bool = False  # the invocation ran short of time: the rest waits for the next run
 
 
@@ -129,10 +155,20 @@ def run_escalation(
             summary.left_for_next_run = True
             logger.warning("escalation run out of time: the rest waits for the next run")
             break
-        summary.open_issues += 1
         logger.append_keys(connection_id=connection.connection_id)
         try:
+            if connection.issue is None:
+                _send_pending(deps, connection, now, summary)
+                _settle_healed(deps, connection, now, summary)
+                continue
+            summary.open_issues += 1
             _escalate_one(deps, connection, windows, safety, now, summary)
+        except Exception:  # one connection's bad data or a failed send never stops the others
+            summary.failed.append(connection.connection_id)
+            logger.exception(
+                "escalation of one connection failed: the run goes on",
+                extra={"connection_id": connection.connection_id},
+            )
         finally:
             logger.remove_keys(["connection_id"])
     _emit(summary)
@@ -155,25 +191,113 @@ def _escalate_one(
     acting = decision.notice is not None or decision.disconnect
     issue = connection.issue
     assert issue is not None
-    if not safety.paused and (acting or issue.paused_now):
-        # Nothing is sent or disconnected on yesterday's answer: a live re-check first. It is also what
-        # pauses this connection when Intuit does not answer, and what ends that pause an hour later.
-        rechecked = _recheck(deps, connection, now, summary, disconnecting=decision.disconnect)
-        if rechecked is None:
+    held: str | None = None  # the re-check's lease, kept for the disconnect
+    try:
+        if not safety.paused and (acting or issue.paused_now):
+            # Nothing is sent or disconnected on yesterday's answer: a live re-check first. It is also what
+            # pauses this connection when Intuit does not answer, and what ends that pause an hour later.
+            # Before a disconnect the re-check keeps its lease: nothing can slip in between the two.
+            # (A paused issue may turn out due once its re-check ends the pause: it keeps the lease too.)
+            keep = decision.disconnect or issue.paused_now
+            result = deps.recheck(connection.connection_id, deps.now(), hold_lease=keep)
+            held = result.lease_owner
+            rechecked = _rechecked(deps, connection, result, now, summary, disconnecting=decision.disconnect)
+            if rechecked is None:
+                return
+            connection, answered = rechecked
+            decision = _decide(deps, connection, windows, safety, now)
+            if not answered:
+                decision = replace(decision, notice=None, skipped=(), disconnect=False)
+        _count_blocked(decision, summary)
+        connection = _move_deadline(deps, connection, decision, now)
+        if decision.notice is not None:
+            connection = _send_stage(deps, connection, decision, now, summary)
+        if decision.blocked is not None:
+            deps.history.record(connection.connection_id, f"ESCALATION_BLOCKED_{decision.blocked.value}", now)
+        if decision.disconnect:
+            owner, held = held, None  # the disconnect releases it, whatever happens
+            _disconnect(deps, connection, owner, issue.episode_id, now, summary)
+    finally:
+        if held is not None:
+            deps.store.release_lease(connection.connection_id, held)
+
+
+def _disconnect(
+    deps: EscalationDeps,
+    connection: Connection,
+    owner: str | None,
+    episode_id: str,
+    now: datetime,
+    summary: EscalationSummary,
+) -> None:
+    connection_id = connection.connection_id
+    try:
+        disconnected = deps.disconnect(
+            connection_id,
+            DisconnectReason.GRACE_PERIOD_EXPIRED,
+            deps.now(),
+            episode_id=episode_id,
+            lease_owner=owner,
+        )
+    except DisconnectAverted as averted:
+        deps.history.record(connection_id, "DISCONNECT_AVERTED", now, {"reason": averted.reason})
+        logger.info("disconnect averted", extra={"connection_id": connection_id, "reason": averted.reason})
+        return
+    summary.disconnected.append(connection_id)
+    _send_pending(deps, disconnected, now, summary)
+
+
+def _send_pending(
+    deps: EscalationDeps, connection: Connection, now: datetime, summary: EscalationSummary
+) -> None:
+    """The disconnect notice, sent until it went out (each channel once: see ``Notices.send``)."""
+    pending = connection.pending_notice
+    if pending is None or deps.dry_run:
+        return
+    kind = NoticeKind(pending.kind)
+    notice = deps.notices.notice_for(
+        connection, kind, now, episode_id=pending.episode_id, issue=pending.issue
+    )
+    result = deps.notices.send(connection, notice, now)
+    if result is SendResult.IN_FLIGHT:
+        return
+    if result is SendResult.SENT:
+        summary.notices[kind.value] += 1
+    deps.store.save(replace(connection, pending_notice=None), changed_from=connection)
+
+
+def _settle_healed(
+    deps: EscalationDeps, connection: Connection, now: datetime, summary: EscalationSummary
+) -> None:
+    """An episode that healed: "restored" once it stayed healthy long enough, closed after the damping window
+    (a problem back before then continues the episode: see ``domain.check``)."""
+    episode = connection.recovering
+    if episode is None:
+        return
+    step = healing(episode, now, deps.policy)
+    if deps.dry_run:
+        if step.send_restored:
+            summary.would.append(f"{connection.connection_id}: send {RESTORED}")
+        return
+    connection_id = connection.connection_id
+    if step.send_restored:
+        notice = deps.notices.notice_for(
+            connection, NoticeKind.RESTORED, now, episode_id=episode.episode_id, issue=episode.type
+        )
+        result = deps.notices.send(connection, notice, now)
+        if result is SendResult.IN_FLIGHT:
             return
-        connection, answered = rechecked
-        decision = _decide(deps, connection, windows, safety, now)
-        if not answered:
-            decision = replace(decision, notice=None, skipped=(), disconnect=False)
-    _count_blocked(decision, summary)
-    connection = _move_deadline(deps, connection, decision, now)
-    if decision.notice is not None:
-        connection = _send_stage(deps, connection, decision, now, summary)
-    if decision.blocked is not None:
-        deps.history.record(connection.connection_id, f"ESCALATION_BLOCKED_{decision.blocked.value}", now)
-    if decision.disconnect:
-        deps.disconnect(connection.connection_id, DisconnectReason.GRACE_PERIOD_EXPIRED, now)
-        summary.disconnected.append(connection.connection_id)
+        if result is SendResult.SENT:
+            summary.notices[RESTORED] += 1
+            deps.history.record(
+                connection_id, "NOTICE_SENT", now, {"stage": RESTORED, "notice_id": notice.notice_id}
+            )
+        told = replace(episode, notices=(*episode.notices, (RESTORED, now)))
+        connection = deps.store.save(replace(connection, recovering=told), changed_from=connection)
+    if step.close:
+        deps.store.save(replace(connection, recovering=None), changed_from=connection)
+        detail = {"episode_id": episode.episode_id, "issue": episode.type.value, "detail": "stayed healthy"}
+        deps.history.record(connection_id, "ISSUE_CLOSED", now, detail)
 
 
 def _decide(
@@ -183,9 +307,8 @@ def _decide(
     issue = connection.issue
     assert issue is not None
     sent = {Stage(stage): at for stage, at in issue.notices if stage in Stage.__members__}
-    paused = paused_time([*windows, *issue.pauses], issue.opened_at, now)
     own = replace(safety, paused=safety.paused or issue.paused_now)
-    return decide(connection, sent, now, deps.policy, paused=paused, safety=own)
+    return decide(connection, sent, now, deps.policy, windows=windows, safety=own)
 
 
 def _count_blocked(decision: Decision, summary: EscalationSummary) -> None:
@@ -193,18 +316,18 @@ def _count_blocked(decision: Decision, summary: EscalationSummary) -> None:
         summary.blocked[decision.blocked.value] += 1
 
 
-def _recheck(
+def _rechecked(
     deps: EscalationDeps,
     connection: Connection,
+    result: CheckResult,
     now: datetime,
     summary: EscalationSummary,
     *,
     disconnecting: bool,
 ) -> tuple[Connection, bool] | None:
-    """A live check through the worker's code. Returns the connection as it now stands and whether Intuit
-    answered with the problem still there; None when the episode is over (healed meanwhile)."""
+    """What a live re-check found. Returns the connection as it now stands and whether Intuit answered with
+    the problem still there; None when the episode is over (healed meanwhile)."""
     connection_id = connection.connection_id
-    result = deps.recheck(connection_id, now)
     if result.transition is not None and result.transition.connection.issue is None:
         summary.healed.append(connection_id)
         if disconnecting:
@@ -330,3 +453,5 @@ def _emit(summary: EscalationSummary) -> None:
     metrics.add_metric(name="ChecksStale", unit=MetricUnit.Count, value=0 if summary.checks_fresh else 1)
     if summary.left_for_next_run:
         metrics.add_metric(name="EscalationCutShort", unit=MetricUnit.Count, value=1)
+    if summary.failed:
+        metrics.add_metric(name="EscalationFailed", unit=MetricUnit.Count, value=len(summary.failed))

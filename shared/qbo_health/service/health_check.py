@@ -11,12 +11,15 @@ from functools import partial
 from typing import Literal, Protocol
 
 from qbo_health.domain.check import (
+    MAX_INTUIT_CALLS_PER_CHECK,
+    STORE_TIME_PER_CHECK,
     CheckOutcome,
     CheckPolicy,
     ConnectionEvent,
     OutcomeKind,
     Transition,
     apply_outcome,
+    longest_check,
     plan_check,
 )
 from qbo_health.domain.classification import FailureKind, classify
@@ -41,14 +44,7 @@ from qbo_health.messages import NO_RETRY_REASONS, CheckReason, CheckRequest
 from qbo_health.observability import logger
 
 BUSY_RETRY_DELAY = timedelta(seconds=60)
-# The most Intuit calls one check makes: a refresh, its second try after adopting a recovered pair, the
-# probe, a refresh after a refused access token, and the probe again. Each may last the client's timeout.
-MAX_INTUIT_CALLS_PER_CHECK = 5
-STORE_TIME_PER_CHECK = timedelta(seconds=10)  # lease, token and outcome writes with the SDK's retries
-
-
-def longest_check(intuit_timeout: timedelta) -> timedelta:
-    return MAX_INTUIT_CALLS_PER_CHECK * intuit_timeout + STORE_TIME_PER_CHECK
+__all__ = ["MAX_INTUIT_CALLS_PER_CHECK", "STORE_TIME_PER_CHECK", "longest_check"]  # re-exported
 
 
 class ConnectionRepository(Protocol):
@@ -186,9 +182,15 @@ class CheckResult:
     refreshed: bool = False
     transition: Transition | None = None
     skipped_because: str | None = None
+    # With ``hold_lease``: the owner of the lease the check kept for its caller (who must release it).
+    lease_owner: str | None = None
 
 
-def check_connection(request: CheckRequest, deps: CheckDeps, now: datetime) -> CheckResult:
+def check_connection(
+    request: CheckRequest, deps: CheckDeps, now: datetime, *, hold_lease: bool = False
+) -> CheckResult:
+    """With ``hold_lease`` a checked connection stays leased to the caller (see ``CheckResult.lease_owner``):
+    the escalator re-checks and disconnects under one lease, so nothing slips in between."""
     owner = f"check:{deps.new_id()}"
     try:
         connection = deps.store.acquire_lease(request.connection_id, owner, now, deps.lease_seconds)
@@ -215,10 +217,16 @@ def check_connection(request: CheckRequest, deps: CheckDeps, now: datetime) -> C
             outage_suspected=outcome.kind is OutcomeKind.TRANSIENT and deps.outage.suspected(now),
             retry_transient=request.reason not in NO_RETRY_REASONS,
         )
-        session.save_and_release(transition.connection)
+        if hold_lease:
+            session.save_holding(transition.connection)
+        else:
+            session.save_and_release(transition.connection)
         released = True
         _follow_up(deps, request, transition, now)
-        return CheckResult(request.connection_id, "checked", outcome, session.refreshed, transition)
+        held = owner if hold_lease else None
+        return CheckResult(
+            request.connection_id, "checked", outcome, session.refreshed, transition, None, held
+        )
     finally:
         if not released:
             deps.store.release_lease(request.connection_id, owner)
@@ -370,6 +378,12 @@ class _Session:
         except AccessWanted:
             self.share_access_token()
             save(release_lease=True)
+
+    def save_holding(self, checked: Connection) -> None:
+        """Record the outcome and keep the lease (a caller waiting for a token gets ours first)."""
+        if self.connection.access_wanted:
+            self.share_access_token()
+        self.connection = self.deps.store.save(checked, changed_from=self.connection, lease_owner=self.owner)
 
     def share_access_token(self) -> None:
         if self.refreshed and self.tokens.access_token:

@@ -11,16 +11,27 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 from qbo_health.domain.check import CLOSED_UNNOTIFIED, ConnectionEvent, EventKind
 from qbo_health.domain.model import Connection, IssueType
-from qbo_health.domain.notices import ClaimResult, Email, Notice, NoticeKind, SendResult, render_email
+from qbo_health.domain.notices import (
+    Channel,
+    ChannelStatus,
+    ClaimResult,
+    Email,
+    Notice,
+    NoticeKind,
+    SendResult,
+    deliverable,
+    render_email,
+)
+from qbo_health.errors import EmailUndeliverable
 from qbo_health.observability import logger, metrics
 
 
 class Claims(Protocol):
-    def claim(self, notice: Notice, now: datetime) -> ClaimResult: ...
+    def claim(self, notice: Notice, channel: Channel, now: datetime) -> ClaimResult: ...
 
-    def mark_sent(self, notice: Notice, now: datetime) -> None: ...
+    def mark(self, notice: Notice, channel: Channel, now: datetime, status: ChannelStatus) -> None: ...
 
-    def release(self, notice: Notice) -> None: ...
+    def release(self, notice: Notice, channel: Channel) -> None: ...
 
 
 class EmailSender(Protocol):
@@ -40,25 +51,67 @@ class Notices:
     dry_run: bool = False
 
     def send(self, connection: Connection, notice: Notice, now: datetime) -> SendResult:
-        """Claim, send on both channels, record the send."""
+        """Claim, send and record each channel on its own: the event always, the e-mail to the contacts an
+        e-mail can reach. A channel that fails is given back for the next run; the other stays done. Raises
+        the first failure once both channels were tried."""
         if self.dry_run:
             logger.info("dry run: would send notice", extra={"kind": notice.kind.value})
             return SendResult.DRY_RUN
-        claim = self.claims.claim(notice, now)
+        results: list[ClaimResult | SendResult] = []
+        failure: Exception | None = None
+        channels = [Channel.EVENT, *([Channel.EMAIL] if connection.contacts else [])]
+        for channel in channels:
+            try:
+                results.append(self._deliver(channel, connection, notice, now))
+            except Exception as error:  # the other channel still goes out (or stays recorded)
+                failure = failure or error
+        if failure is not None:
+            raise failure
+        if ClaimResult.IN_FLIGHT in results:
+            return SendResult.IN_FLIGHT
+        if SendResult.SENT in results:
+            logger.info("notice sent", extra={"kind": notice.kind.value, "notice_id": notice.notice_id})
+            return SendResult.SENT
+        return SendResult.ALREADY_SENT
+
+    def _deliver(
+        self, channel: Channel, connection: Connection, notice: Notice, now: datetime
+    ) -> ClaimResult | SendResult:
+        claim = self.claims.claim(notice, channel, now)
         if claim is not ClaimResult.CLAIMED:
-            return SendResult(claim.value)
+            return claim
         try:
-            if connection.contacts:
-                self.email.send(list(connection.contacts), render_email(notice), notice)
-                _count(notice.kind, "email")
+            status = self._send_on(channel, connection, notice)
+        except Exception:
+            self.claims.release(notice, channel)
+            raise
+        try:
+            self.claims.mark(notice, channel, now, status)
+        except Exception:
+            # Sent, but not recorded: the stage is still done (the escalator records it on the connection),
+            # so nothing sends it again. Only the audit of this channel is missing.
+            logger.exception("a sent notice could not be recorded", extra={"channel": channel.value})
+        return SendResult.SENT
+
+    def _send_on(self, channel: Channel, connection: Connection, notice: Notice) -> ChannelStatus:
+        if channel is Channel.EVENT:
             self.events.send(notice)
             _count(notice.kind, "event")
-        except Exception:
-            self.claims.release(notice)
-            raise
-        self.claims.mark_sent(notice, now)
-        logger.info("notice sent", extra={"kind": notice.kind.value, "notice_id": notice.notice_id})
-        return SendResult.SENT
+            return ChannelStatus.SENT
+        where = {"connection_id": connection.connection_id, "kind": notice.kind.value}
+        recipients = deliverable(connection.contacts)
+        if not recipients:
+            logger.warning("no deliverable contact address: e-mail skipped, the event went out", extra=where)
+            return ChannelStatus.UNDELIVERABLE
+        try:
+            self.email.send(recipients, render_email(notice), notice)
+        except EmailUndeliverable:
+            logger.warning(
+                "the e-mail service refused the contacts: e-mail skipped, the event went out", extra=where
+            )
+            return ChannelStatus.UNDELIVERABLE
+        _count(notice.kind, "email")
+        return ChannelStatus.SENT
 
     def notice_for(
         self,
