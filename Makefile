@@ -88,6 +88,7 @@ bench-pipeline: $(STAMP)
 	$(PY) -m bench.pipeline
 
 bench-cost: $(STAMP)
+	$(PY) -m bench.cost_measure
 	$(PY) -m bench.cost
 
 bench-escalator: $(STAMP)
