@@ -254,7 +254,7 @@ def test_a_hanging_intuit_never_keeps_a_worker_past_its_timeout(stack, lambdas, 
 
     assert lambdas.longest_invocation["check_worker"] < 1.5, lambdas.longest_invocation
     assert stack.intuit.control.stats()["faults"]["timeout"] == 30  # each check really waited on Intuit
-    assert lambdas.metrics["CheckPutBack"] > 0
+    assert lambdas.counts["CheckPutBack"] > 0
     attempted = [c for c in ids if stored(c).transient_failures == 1]
     assert len(attempted) == 30, f"{len(attempted)} of 30 checked"
     assert drained.failed == 0

@@ -10,9 +10,11 @@ from bench.cost import (
     Estimate,
     Workload,
     alarm_metric_names,
+    dashboard_metrics,
     emittable_metrics,
     estimate,
     functions,
+    log_retention_days,
 )
 from local.template import load_template
 
@@ -37,6 +39,12 @@ def test_every_metric_name_the_code_can_send_is_counted() -> None:
     """A metric whose name the model cannot count raises; each name is a billed metric once sent."""
     names = emittable_metrics()
     assert alarm_metric_names(TEMPLATE) <= names  # and every alarm reads a metric the code sends
+
+
+def test_every_metric_is_read_by_an_alarm_or_the_dashboard() -> None:
+    """Each custom metric name is $0.30 a month: what nobody reads is a ``counts`` log line instead."""
+    unread = emittable_metrics() - alarm_metric_names(TEMPLATE) - dashboard_metrics(TEMPLATE)
+    assert not unread, f"metrics no alarm or dashboard reads: {sorted(unread)}"
 
 
 def test_an_item_past_one_kilobyte_doubles_the_write_units() -> None:
@@ -64,3 +72,13 @@ def test_intuit_latency_is_billed_as_lambda_time() -> None:
         return next(line.usd for line in est.variable if line.part.startswith("Lambda"))
 
     assert lambda_usd(slow) > 3 * lambda_usd(fast)
+
+
+def test_the_dashboard_reads_only_metrics_the_code_sends() -> None:
+    assert dashboard_metrics(TEMPLATE) <= emittable_metrics()
+
+
+def test_every_log_group_expires() -> None:
+    """A log group without retention is billed for storage forever."""
+    kept = log_retention_days(TEMPLATE)
+    assert kept and all(days for days in kept.values()), kept

@@ -17,7 +17,7 @@ from qbo_health.domain.check import EventKind, OutcomeKind
 from qbo_health.domain.model import SubscriptionStatus
 from qbo_health.domain.outage import OutageThresholds, looks_like_outage
 from qbo_health.messages import CheckRequest
-from qbo_health.observability import logger, metrics
+from qbo_health.observability import counts, logger, metrics
 from qbo_health.service.health_check import CheckDeps, CheckResult, check_connection
 
 HEARTBEAT_EVERY_SECONDS = 600
@@ -58,7 +58,7 @@ def process_check_batch(event: dict[str, Any], lambda_context: Any, ctx: BatchCo
         if ctx.deps.time_left() < ctx.check_time_needed:
             # Put back, not failed: a failed message counts towards the dead-letter queue.
             ctx.deps.queue.send([request])
-            metrics.add_metric(name="CheckPutBack", unit=MetricUnit.Count, value=1)
+            counts.add("CheckPutBack")
             return
         result = check_connection(request, ctx.deps, now)
         results.append((request, result))
@@ -79,20 +79,22 @@ def process_check_batch(event: dict[str, Any], lambda_context: Any, ctx: BatchCo
 
 
 def _count(result: CheckResult) -> None:
+    """Counts go to the invocation's ``counts`` log line; only what an alarm reads is a metric."""
     if result.status != "checked" or result.outcome is None:
-        metrics.add_metric(name=f"Check{result.status.capitalize()}", unit=MetricUnit.Count, value=1)
+        counts.add(f"Check{result.status.capitalize()}")
         return
     outcome = result.outcome
-    metrics.add_metric(name=_OUTCOME_METRICS[outcome.kind], unit=MetricUnit.Count, value=1)
+    counts.add(_OUTCOME_COUNTS[outcome.kind])
     if outcome.probed and outcome.subscription_status in (None, SubscriptionStatus.UNKNOWN):
         # Counted healthy (an unknown answer is never the customer's problem); the check logged it.
-        metrics.add_metric(name="SubscriptionStatusUnknown", unit=MetricUnit.Count, value=1)
+        counts.add("SubscriptionStatusUnknown")
     if outcome.kind is OutcomeKind.METERED_OUT:
+        metrics.add_metric(name="ProbeRefusedMetering", unit=MetricUnit.Count, value=1)  # its alarm
         logger.warning(
             "Intuit refused the probe: metered allowance used up", extra={"intuit_tid": outcome.intuit_tid}
         )
     if result.refreshed:
-        metrics.add_metric(name="TokenRefreshed", unit=MetricUnit.Count, value=1)
+        counts.add("TokenRefreshed")
     if result.outcome.kind is OutcomeKind.TRANSIENT:
         logger.info("transient Intuit failure", extra={"reason": result.outcome.reason})
     if result.outcome.kind is OutcomeKind.MISCONFIGURED:
@@ -100,25 +102,23 @@ def _count(result: CheckResult) -> None:
             "Intuit rejected our client credentials", extra={"intuit_tid": result.outcome.intuit_tid}
         )
     for event in result.transition.events if result.transition else ():
-        metrics.add_metric(
-            name=_EVENT_METRICS.get(event.kind, event.kind.value), unit=MetricUnit.Count, value=1
-        )
+        counts.add(_EVENT_COUNTS.get(event.kind, event.kind.value))
         logger.info(
             "connection event",
             extra={"event": event.kind.value, "issue": event.issue.value if event.issue else None},
         )
 
 
-_OUTCOME_METRICS = {
+_OUTCOME_COUNTS = {
     OutcomeKind.HEALTHY: "CheckHealthy",
     OutcomeKind.PROBLEM: "CheckProblem",
     OutcomeKind.TRANSIENT: "CheckTransient",
     OutcomeKind.MISCONFIGURED: "CheckMisconfigured",
-    # Its own alarm: the app is past its metered allowance (ProbeRefusedMeteringAlarm).
+    # Also a metric: its alarm says the app is past its metered allowance (ProbeRefusedMeteringAlarm).
     OutcomeKind.METERED_OUT: "ProbeRefusedMetering",
 }
 
-_EVENT_METRICS = {
+_EVENT_COUNTS = {
     EventKind.ISSUE_SUSPECTED: "IssueSuspected",
     EventKind.ISSUE_OPENED: "IssueOpened",
     EventKind.ISSUE_CLOSED: "IssueClosed",

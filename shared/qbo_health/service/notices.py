@@ -7,12 +7,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from aws_lambda_powertools.metrics import MetricUnit
-
 from qbo_health.domain.check import CLOSED_UNNOTIFIED, ConnectionEvent, EventKind
 from qbo_health.domain.model import Connection, IssueType
 from qbo_health.domain.notices import ClaimResult, Email, Notice, NoticeKind, SendResult, render_email
-from qbo_health.observability import logger, metrics
+from qbo_health.observability import counts, logger
 
 
 class Claims(Protocol):
@@ -122,4 +120,4 @@ def _episode_of(event: ConnectionEvent, connection: Connection) -> str:
 
 
 def _count(kind: NoticeKind, channel: str) -> None:
-    metrics.add_metric(name=f"Notice_{kind.value}_{channel}", unit=MetricUnit.Count, value=1)
+    counts.add(f"Notice_{kind.value}_{channel}")
