@@ -326,6 +326,32 @@ def kms_calls_per_run(run: HourlyRun, data_key_seconds: int) -> float:
     return decrypts + keys
 
 
+# Limits the hourly run could meet, each from its documentation (2026-12-05):
+# Intuit: 500 requests a minute and 10 in flight per realm (developer.intuit.com, "API rate limits"); each
+# connection is its own realm and a check makes 2 calls, so no realm comes near it.
+# DynamoDB on-demand: a new table serves up to 4,000 write units a second at once, and more as traffic grows
+# (docs.aws.amazon.com/amazondynamodb, "On-demand capacity mode", initial throughput).
+# KMS: 50,000 symmetric cryptographic requests a second shared by the account in us-east-1 (KMS quotas).
+DYNAMODB_INITIAL_WRU_PER_S = 4000
+KMS_REQUESTS_PER_S = 50_000
+
+
+def run_limits(run: HourlyRun, work: Workload) -> dict[str, Any]:
+    """The share of each limit an hourly run uses (1.0 binds; the largest binds first): the hour itself at the
+    event source's MaximumConcurrency, and the service limits at the run's rate."""
+    checks_per_s = run.checks / run.drain_s if run.drain_s else 0.0
+    capacity_per_hour = run.concurrency * 3600 / run.check_s
+    return {
+        "checks_per_second": round(checks_per_s, 1),
+        "slot_minutes": round(run.drain_s / 60, 1),
+        "hour_used_at_MaximumConcurrency": round(run.checks / capacity_per_hour, 3),
+        "dynamodb_write_units": round(checks_per_s * work.updates_per_check / DYNAMODB_INITIAL_WRU_PER_S, 4),
+        "kms_requests": round(checks_per_s * 0.25 / KMS_REQUESTS_PER_S, 6),
+        "intuit_per_realm": round(work.intuit_calls_per_check / 500, 4),  # one check a day per realm
+        "largest_fleet_per_hourly_slot": int(capacity_per_hour * 24),
+    }
+
+
 def xray_traces(invocations: float, active_s: float, work: Workload) -> float:
     reservoir = min(invocations, active_s * work.xray_reservoir_per_s)
     return reservoir + work.xray_rate * (invocations - reservoir)
@@ -431,6 +457,7 @@ def _variable(est: Estimate, template: dict[str, Any], work: Workload) -> None:
     run = HourlyRun(
         checks=n / 24, batch_size=batch, concurrency=concurrency, check_s=check_seconds(work, memory * 1024)
     )
+    est.notes["limits"] = run_limits(run, work)
     est.notes["hourly_run"] = {
         "checks": round(run.checks),
         "batches": run.batches,
@@ -557,6 +584,7 @@ def report(sizes: tuple[int, ...], work: Workload) -> list[Estimate]:
         for line in est.variable:
             print(f"  {line.part:<28}{line.detail}")
         print(f"  hourly run: {est.notes['hourly_run']}")
+        print(f"  share of each limit an hourly run uses: {est.notes['limits']}")
     print(
         f"\nHTTP API (the product's use, apart): ${PRICES['http_api_request'] * 1e6:.2f} per million requests"
         " plus the API function's Lambda time and logs."
