@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from local.template import Intrinsic, load_template
+from qbo_health.config import CheckSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCES = ("shared/qbo_health", "functions")
@@ -227,9 +228,12 @@ class Workload:
 
     intuit_latency_s: float = 0.300  # per Intuit call (token refresh, CompanyInfo); a parameter, not measured
     intuit_calls_per_check: float = 2.0  # the daily check refreshes and probes
+    check_concurrency: int = CheckSettings.model_fields[
+        "check_concurrency"
+    ].default  # checks of a batch at once
     aws_call_s: float = 0.008  # one DynamoDB/KMS/SQS round trip from Lambda in-region (a guess: 5-10 ms)
     aws_calls_per_check: float = 3.1  # 3 UpdateItem + KMS and bookkeeping
-    worker_cpu_s_per_check: float = 0.0086  # our code and its libraries on one full core (thread CPU time)
+    worker_cpu_s_per_check: float = 0.0102  # our code and its libraries on one full core (bench.worker, warm)
     connection_item_bytes: int = 946  # DynamoDB size rules; the larger of before and after each write
     updates_per_check: float = 3.0  # lease, token, outcome
     puts_per_check: float = 0.003  # run tallies
@@ -283,7 +287,7 @@ class HourlyRun:
     checks: float
     batch_size: int
     concurrency: int
-    check_s: float
+    batch_s: float  # one batch's time (batch_seconds)
 
     @property
     def batches(self) -> float:
@@ -295,9 +299,9 @@ class HourlyRun:
 
     @property
     def drain_s(self) -> float:
-        """Wall time of the slot: each container checks its batches one after another."""
+        """Wall time of the slot: each container takes its batches one after another."""
         per_container = math.ceil(self.batches / max(1, self.containers))
-        return per_container * min(self.batch_size, self.checks) * self.check_s
+        return per_container * self.batch_s
 
 
 # Lambda gives a function CPU in proportion to its memory: one vCPU at 1,769 MB (docs.aws.amazon.com/lambda,
@@ -305,11 +309,13 @@ class HourlyRun:
 FULL_CORE_MB = 1769
 
 
-def check_seconds(work: Workload, memory_mb: float) -> float:
+def batch_seconds(work: Workload, memory_mb: float, batch: int) -> float:
+    """A batch's billed time: its checks in rounds of ``check_concurrency``, each round waiting on Intuit and
+    AWS once, plus the CPU of every check one after another on the function's share of a vCPU (an upper
+    bound: CPU overlaps the other checks' waiting)."""
+    wait = work.intuit_calls_per_check * work.intuit_latency_s + work.aws_calls_per_check * work.aws_call_s
     cpu = work.worker_cpu_s_per_check * max(1.0, FULL_CORE_MB / memory_mb)
-    return (
-        work.intuit_calls_per_check * work.intuit_latency_s + work.aws_calls_per_check * work.aws_call_s + cpu
-    )
+    return math.ceil(batch / work.check_concurrency) * wait + batch * cpu
 
 
 def kms_calls_per_run(run: HourlyRun, data_key_seconds: int) -> float:
@@ -340,7 +346,7 @@ def run_limits(run: HourlyRun, work: Workload) -> dict[str, Any]:
     """The share of each limit an hourly run uses (1.0 binds; the largest binds first): the hour itself at the
     event source's MaximumConcurrency, and the service limits at the run's rate."""
     checks_per_s = run.checks / run.drain_s if run.drain_s else 0.0
-    capacity_per_hour = run.concurrency * 3600 / run.check_s
+    capacity_per_hour = run.concurrency * 3600 / run.batch_s * run.batch_size
     return {
         "checks_per_second": round(checks_per_s, 1),
         "slot_minutes": round(run.drain_s / 60, 1),
@@ -455,7 +461,10 @@ def _variable(est: Estimate, template: dict[str, Any], work: Workload) -> None:
     batch = int(source["BatchSize"])
     concurrency = int(source.get("ScalingConfig", {}).get("MaximumConcurrency", 1000))
     run = HourlyRun(
-        checks=n / 24, batch_size=batch, concurrency=concurrency, check_s=check_seconds(work, memory * 1024)
+        checks=n / 24,
+        batch_size=batch,
+        concurrency=concurrency,
+        batch_s=batch_seconds(work, memory * 1024, batch),
     )
     est.notes["limits"] = run_limits(run, work)
     est.notes["hourly_run"] = {
@@ -463,19 +472,20 @@ def _variable(est: Estimate, template: dict[str, Any], work: Workload) -> None:
         "batches": run.batches,
         "containers": run.containers,
         "drain_minutes": round(run.drain_s / 60, 1),
-        "check_seconds": round(run.check_s, 3),
+        "batch_seconds": round(run.batch_s, 2),
     }
 
     invocations = checks / batch
     cold_starts = runs * run.containers  # an hour apart, containers are gone: each run starts cold
-    gb_s = (checks * run.check_s + cold_starts * work.init_s) * memory
+    gb_s = (invocations * run.batch_s + cold_starts * work.init_s) * memory
     lambda_usd = invocations * PRICES["lambda_request"] + gb_s * PRICES["lambda_gb_second"]
     est.variable.append(
         Line(
             "Lambda (worker)",
             lambda_usd,
             f"{invocations:,.0f} invocations, {gb_s:,.0f} GB-s at {memory * 1024:.0f} MB"
-            f" ({run.check_s * 1000:.0f} ms a check in sequence, {cold_starts:,} INITs)",
+            f" ({run.batch_s:.2f} s a batch of {batch}, {work.check_concurrency} checks at a time;"
+            f" {cold_starts:,} INITs)",
         )
     )
 
@@ -600,8 +610,14 @@ def main() -> None:
     parser.add_argument(
         "--broken", type=float, default=Workload.broken_share, help="share with an open issue"
     )
+    parser.add_argument("--in-flight", type=int, default=Workload.check_concurrency, help="checks at once")
     args = parser.parse_args()
-    work = replace(Workload(), intuit_latency_s=args.latency_ms / 1000, broken_share=args.broken)
+    work = replace(
+        Workload(),
+        intuit_latency_s=args.latency_ms / 1000,
+        broken_share=args.broken,
+        check_concurrency=args.in_flight,
+    )
     estimates = report((10_000, 100_000, 1_000_000), work)
     from bench.common import write_result
 

@@ -65,8 +65,9 @@ def test_fixed_charges_do_not_grow_with_connections_and_variable_ones_do() -> No
 
 
 def test_intuit_latency_is_billed_as_lambda_time() -> None:
-    fast = estimate(100_000, replace(Workload(), intuit_latency_s=0.1), TEMPLATE)
-    slow = estimate(100_000, replace(Workload(), intuit_latency_s=0.5), TEMPLATE)
+    in_sequence = replace(Workload(), check_concurrency=1)
+    fast = estimate(100_000, replace(in_sequence, intuit_latency_s=0.1), TEMPLATE)
+    slow = estimate(100_000, replace(in_sequence, intuit_latency_s=0.5), TEMPLATE)
 
     def lambda_usd(est: Estimate) -> float:
         return next(line.usd for line in est.variable if line.part.startswith("Lambda"))
@@ -82,3 +83,11 @@ def test_every_log_group_expires() -> None:
     """A log group without retention is billed for storage forever."""
     kept = log_retention_days(TEMPLATE)
     assert kept and all(days for days in kept.values()), kept
+
+
+def test_checking_a_batch_five_at_a_time_bills_a_fraction_of_the_waiting() -> None:
+    def lambda_usd(in_flight: int) -> float:
+        est = estimate(100_000, replace(Workload(), check_concurrency=in_flight), TEMPLATE)
+        return next(line.usd for line in est.variable if line.part.startswith("Lambda"))
+
+    assert lambda_usd(5) < lambda_usd(1) / 3

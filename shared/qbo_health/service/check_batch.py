@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -12,6 +13,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
+from qbo_health import invocation
 from qbo_health.adapters.control import RunTally
 from qbo_health.domain.check import EventKind, OutcomeKind
 from qbo_health.domain.model import SubscriptionStatus
@@ -41,41 +43,61 @@ class BatchContext:
     # started only with this much of the invocation left: Lambda stopping a check between Intuit's rotation
     # and our write would lose the connection's token.
     check_time_needed: timedelta = timedelta(seconds=60)
+    # Checks in flight at once. Each holds its connection's lease, so they never touch the same connection.
+    concurrency: int = 1
     last_beat: datetime | None = None
 
 
 def process_check_batch(event: dict[str, Any], lambda_context: Any, ctx: BatchContext) -> dict[str, Any]:
+    """Checks the batch's connections ``ctx.concurrency`` at a time, then reports each message as Powertools'
+    batch processor does: a check that raised is a partial batch failure, back to the queue."""
     results: list[tuple[CheckRequest, CheckResult]] = []
+    with ThreadPoolExecutor(max_workers=ctx.concurrency, thread_name_prefix="check") as pool:
+        checks = {
+            record["messageId"]: pool.submit(invocation.carried(_check_record), SQSRecord(record), ctx)
+            for record in event.get("Records", [])
+        }
 
     def record_handler(record: SQSRecord) -> None:
-        request = CheckRequest.model_validate_json(record.body)
-        logger.append_keys(connection_id=request.connection_id)
+        checked = checks[record.message_id].result()  # raises what the check raised
+        if checked is not None:
+            results.append(checked)
+            logger.append_keys(connection_id=checked[0].connection_id)
+            try:
+                _count(checked[1])
+            finally:
+                logger.remove_keys(["connection_id"])
+
+    response = process_partial_response(
+        event=event,
+        record_handler=record_handler,
+        processor=BatchProcessor(event_type=EventType.SQS),
+        context=lambda_context,
+    )
+    _guard_runs(results, ctx)
+    _heartbeat(results, ctx)
+    return dict(response)
+
+
+def _check_record(record: SQSRecord, ctx: BatchContext) -> tuple[CheckRequest, CheckResult] | None:
+    """One message's check, in a pool thread; None when the message went back to the queue unchecked."""
+    request = CheckRequest.model_validate_json(record.body)
+    logger.thread_safe_append_keys(connection_id=request.connection_id)
+    try:
         now = ctx.now()
         if request.not_before and request.not_before > now:
             # Early delivery of a delayed re-check: put it back for the time that is left.
             ctx.deps.queue.send([request], delay_seconds=int((request.not_before - now).total_seconds()))
-            return
+            return None
         if ctx.deps.time_left() < ctx.check_time_needed:
-            # Put back, not failed: a failed message counts towards the dead-letter queue.
+            # Put back, not failed: a failed message counts towards the dead-letter queue. Each check starts
+            # only with this much time left, however many run beside it.
             ctx.deps.queue.send([request])
             counts.add("CheckPutBack")
-            return
-        result = check_connection(request, ctx.deps, now)
-        results.append((request, result))
-        _count(result)
-
-    try:
-        response = process_partial_response(
-            event=event,
-            record_handler=record_handler,
-            processor=BatchProcessor(event_type=EventType.SQS),
-            context=lambda_context,
-        )
+            return None
+        return request, check_connection(request, ctx.deps, now)
     finally:
-        logger.remove_keys(["connection_id"])
-    _guard_runs(results, ctx)
-    _heartbeat(results, ctx)
-    return dict(response)
+        logger.thread_safe_remove_keys(["connection_id"])
 
 
 def _count(result: CheckResult) -> None:
