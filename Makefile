@@ -7,7 +7,7 @@ export PYTHONPATH := shared:.
 STAMP := $(VENV)/.installed
 
 .PHONY: test lint typecheck unit demo bench-checks clean openapi e2e-deps
-.PHONY: bench bench-pipeline bench-cost bench-escalator bench-coldstart
+.PHONY: bench bench-pipeline bench-cost bench-worker bench-escalator bench-coldstart
 .PHONY: deploy-checks cfn-lint sam-validate checkov sam-build-check
 
 # Deployability checks (no AWS credentials, no Docker): the SAM CLI (with its cfn-lint) and checkov each in a
@@ -88,7 +88,11 @@ bench-pipeline: $(STAMP)
 	$(PY) -m bench.pipeline
 
 bench-cost: $(STAMP)
+	$(PY) -m bench.cost_measure
 	$(PY) -m bench.cost
+
+bench-worker: $(STAMP)
+	$(PY) -m bench.worker
 
 bench-escalator: $(STAMP)
 	$(PY) -m bench.escalator
@@ -96,7 +100,7 @@ bench-escalator: $(STAMP)
 bench-coldstart: $(STAMP)
 	$(PY) -m bench.coldstart
 
-bench: bench-pipeline bench-cost bench-escalator bench-coldstart
+bench: bench-pipeline bench-cost bench-worker bench-escalator bench-coldstart
 
 clean:
 	rm -rf $(VENV) $(SAM_VENV) $(CHECKOV_VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache

@@ -1,312 +1,644 @@
-"""Benchmark: AWS requests per healthy check and the cost per 100k connections per month at list prices.
+"""Cost model: every billed line template.yaml creates, at us-east-1 list prices, without free tiers.
 
-Runs healthy daily checks through the real scheduler and worker on the embedded stack and counts every AWS
-call with botocore ``before-call`` hooks (by service and operation), KMS calls per check for a warm and a
-cold container, DynamoDB write/read units from the stored item's real size (DynamoDB's item size rules),
-Lambda duration per check, and the bytes of log lines (JSON logs + EMF metrics + Lambda's platform lines).
+Fixed per deployment (keys and their rotated versions, secrets, alarms by the metrics they read, the dashboard,
+the custom metric names the code can emit, the SQS event source's idle pollers, the scheduled functions'
+traces) is split from the variable cost that grows with connections (Lambda requests and duration including
+INIT, DynamoDB writes and reads from the item's real size, KMS calls as containers make them, SQS, EventBridge,
+SES, CloudWatch Logs with Lambda's platform lines, X-Ray traces, storage and its point-in-time recovery).
+
+The per-check inputs (requests, item size, log bytes, CPU) are measured on the embedded stack by
+``python -m bench.cost_measure``; the defaults of ``Workload`` are its last figures. Intuit's latency is a
+parameter: on AWS, a check's Lambda time is mostly waiting for Intuit.
 
     make bench-cost
-    python -m bench.cost --connections 300 --latency-ms 100
+    python -m bench.cost --latency-ms 300 --broken 0.01
 """
 
 from __future__ import annotations
 
 import argparse
-import logging
+import ast
 import math
-import os
-import time
-from dataclasses import replace
-from datetime import timedelta
+import re
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
-os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "INFO")  # the template's level (Powertools' default)
+from local.template import Intrinsic, load_template
+from qbo_health.config import CheckSettings
 
-from bench.common import (
-    AwsRequestCounter,
-    batch_write,
-    connection_for,
-    item_of,
-    patch_moto_for_load,
-    quiet_emf,
-    seed_grants,
-    write_result,
-)
-from local.runner import LocalLambda, load_handler
-from local.stack import EmbeddedStack
-from qbo_health import clock, wiring
-from qbo_health.adapters.token_vault import TokenVault
-from qbo_health.messages import CheckRequest
-from qbo_health.observability import logger
-from qbo_health.service.health_check import check_connection
+ROOT = Path(__file__).resolve().parents[1]
+SOURCES = ("shared/qbo_health", "functions")
+NAMESPACE = "QboConnectionHealth"
+HOURS_PER_MONTH = 730  # AWS bills monthly charges as 730 hours
+DAYS_PER_MONTH = 30
 
-# us-east-1 list prices, as published on 2025-01 (DynamoDB on-demand after the 2024-11-01 price cut).
-PRICES: dict[str, Any] = {
-    "region": "us-east-1",
-    "as_of": "2025-01 (AWS pricing pages)",
-    "lambda_arm64_gb_second": 0.0000133334,
+# us-east-1 list prices (on-demand, no free tier), from each service's pricing page as read for this model
+# on 2026-12-05 (aws.amazon.com/<service>/pricing). A price that changed is re-read there, not guessed.
+PRICES: dict[str, float] = {
+    # aws.amazon.com/lambda/pricing: arm64, first 7.5 billion GB-s tier; INIT is billed like the handler
+    # for managed runtimes since 2025-08-01 (AWS Compute Blog, "AWS Lambda standardizes billing for INIT").
+    "lambda_gb_second": 0.0000133334,
     "lambda_request": 0.20 / 1e6,
+    # aws.amazon.com/dynamodb/pricing/on-demand (after the 2024-11-01 cut): per write/read request unit,
+    # storage per GB-month, continuous backups (PITR) per GB-month of table size.
     "dynamodb_wru": 0.625 / 1e6,
     "dynamodb_rru": 0.125 / 1e6,
     "dynamodb_storage_gb_month": 0.25,
-    "sqs_request": 0.40 / 1e6,  # standard queue, per 64 KB chunk
+    "dynamodb_pitr_gb_month": 0.20,
+    # aws.amazon.com/sqs/pricing: standard queue, per request (each 64 KB chunk).
+    "sqs_request": 0.40 / 1e6,
+    # aws.amazon.com/kms/pricing: per customer managed key-month; each rotation adds $1/month for the first
+    # two rotations only (pricing change of 2024-05); requests per 10,000.
+    "kms_key_month": 1.00,
+    "kms_rotated_version_month": 1.00,
     "kms_request": 0.03 / 1e4,
+    # aws.amazon.com/secrets-manager/pricing: per secret-month, API calls per 10,000.
+    "secret_month": 0.40,
+    "secrets_api_call": 0.05 / 1e4,
+    # aws.amazon.com/cloudwatch/pricing: custom metric-month (first 10,000 tier, prorated by the hour it is
+    # sent), standard-resolution alarm per metric it reads, dashboard-month, logs ingested per GB (EMF too),
+    # logs archived per GB-month (compressed).
+    "cloudwatch_metric_month": 0.30,
+    "cloudwatch_alarm_metric_month": 0.10,
+    "cloudwatch_dashboard_month": 3.00,
     "cloudwatch_logs_ingest_gb": 0.50,
-    "scheduler_invocation": 0.0,  # EventBridge Scheduler: 14M invocations/month free
+    "cloudwatch_logs_storage_gb_month": 0.03,
+    # aws.amazon.com/xray/pricing: traces recorded, per trace.
+    "xray_trace": 5.00 / 1e6,
+    # aws.amazon.com/eventbridge/pricing: custom events published (64 KB chunks); Scheduler invocations.
+    "eventbridge_event": 1.00 / 1e6,
+    "scheduler_invocation": 1.00 / 1e6,
+    # aws.amazon.com/ses/pricing: outbound e-mail.
+    "ses_email": 0.10 / 1000,
+    # aws.amazon.com/sns/pricing: publishes, e-mail deliveries.
+    "sns_publish": 0.50 / 1e6,
+    "sns_email": 2.00 / 1e5,
+    # aws.amazon.com/api-gateway/pricing: HTTP API, first 300 million requests a month.
+    "http_api_request": 1.00 / 1e6,
 }
-MEMORY_GB = 256 / 1024  # template Globals MemorySize
-DAYS_PER_MONTH = 30
-CONNECTIONS = 100_000
-LAMBDA_PLATFORM_LOG_BYTES = 350  # START, END and REPORT lines per invocation (measured on AWS, approx.)
-ESM_POLLERS = 5  # Lambda's SQS event source polls with at least 5 long-pollers (20 s) when idle
+
+# ---------------------------------------------------------------- what each resource type costs
+
+# Every resource type the template may declare, with the model's lines that price it. A type missing here fails
+# tests/unit/test_cost_model.py: a new billable resource must be priced before it ships.
+RESOURCE_TYPES: dict[str, str] = {
+    "AWS::Serverless::Function": "lambda requests + GB-s (handler and INIT), log ingest and storage, X-Ray",
+    "AWS::Serverless::LayerVersion": "no charge (code storage within Lambda's 75 GB per account)",
+    "AWS::Serverless::HttpApi": "HTTP API requests (the product's use, priced per million apart)",
+    "AWS::DynamoDB::Table": "request units, storage, PITR storage (on-demand: no charge while idle)",
+    "AWS::SQS::Queue": "requests: sends, the event source's receives and deletes, its idle long polls",
+    "AWS::KMS::Key": "key-month, rotated versions, requests",
+    "AWS::SecretsManager::Secret": "secret-month, GetSecretValue per cold start",
+    "AWS::Events::EventBus": "custom events published (notices)",
+    "AWS::SNS::Topic": "alarm publishes and e-mail deliveries",
+    "AWS::SNS::Subscription": "no charge of its own (deliveries are the topic's)",
+    "AWS::CloudWatch::Alarm": "per metric the alarm reads",
+    "AWS::CloudWatch::Dashboard": "dashboard-month",
+    "AWS::Logs::LogGroup": "ingest and storage (priced with the lines written to it)",
+}
+# Events of a serverless function, each creating resources that bill as below.
+EVENT_TYPES: dict[str, str] = {
+    "ScheduleV2": "EventBridge Scheduler invocations",
+    "SQS": "event source mapping: no charge; its pollers' SQS requests are priced",
+    "HttpApi": "HTTP API requests",
+}
+
+# Custom metric names computed at run time, with every name each expression can produce. Names are counted from
+# the code (``emittable_metrics``); an expression missing here fails the model's test. None today: every metric
+# name is a literal, read by an alarm.
+DYNAMIC_METRICS: dict[str, list[str]] = {}
+# Metrics sent only when something is wrong: billed by the hour they are sent, so about nothing in a healthy
+# month. OpenIssues is sent every hour some connection has an open issue, which a large fleet always has.
+ON_TROUBLE_ONLY = frozenset(
+    {"OutageSuspected", "ProbeRefusedMetering", "EscalationPaused", "Disconnects", "ChecksStale"}
+    | {"EscalationCutShort", "EscalationFailed"}
+)
 
 
-# ------------------------------------------------------------------ DynamoDB item size rules
+def _source_files() -> Iterator[Path]:
+    for folder in SOURCES:
+        yield from sorted((ROOT / folder).rglob("*.py"))
 
 
-def attribute_value_size(value: dict[str, Any]) -> int:
-    """Bytes of one AttributeValue per DynamoDB's documented item size rules."""
-    (kind, raw), *_ = value.items()
-    if kind == "S":
-        return len(raw.encode())
-    if kind == "N":
-        digits = raw.lstrip("-").replace(".", "").lstrip("0") or "0"
-        return math.ceil(len(digits) / 2) + 1
-    if kind == "B":
-        return len(raw)
-    if kind in ("BOOL", "NULL"):
+def metric_expressions() -> dict[str, str]:
+    """Each ``add_metric(name=...)`` in the code: the name expression's source, by file:line."""
+    found: dict[str, str] = {}
+    for path in _source_files():
+        text = path.read_text(encoding="utf-8")
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "add_metric":
+                name = next(kw.value for kw in node.keywords if kw.arg == "name")
+                where = f"{path.relative_to(ROOT)}:{node.lineno}"
+                found[where] = ast.get_source_segment(text, name) or ""
+    return found
+
+
+def emittable_metrics() -> set[str]:
+    """Every custom metric name the code can send (each is a billed metric once sent)."""
+    names: set[str] = set()
+    for where, expression in metric_expressions().items():
+        literal = re.fullmatch(r"\"(\w+)\"", expression)
+        if literal:
+            names.add(literal.group(1))
+        elif expression in DYNAMIC_METRICS:
+            names.update(DYNAMIC_METRICS[expression])
+        else:
+            raise KeyError(f"{where}: metric name {expression} is not in bench.cost.DYNAMIC_METRICS")
+    return names
+
+
+# ---------------------------------------------------------------- the template's fixed lines
+
+
+def _resources(template: dict[str, Any], resource_type: str) -> dict[str, dict[str, Any]]:
+    return {
+        logical_id: resource
+        for logical_id, resource in template["Resources"].items()
+        if resource["Type"] == resource_type
+    }
+
+
+def alarm_metrics(alarm: dict[str, Any]) -> int:
+    """Metrics an alarm reads (a metric-math alarm pays for each metric in its expression)."""
+    props = alarm["Properties"]
+    if "MetricName" in props:
         return 1
-    if kind in ("SS", "NS", "BS"):
-        return sum(attribute_value_size({kind[0]: v}) for v in raw)
-    if kind == "L":
-        return 3 + sum(1 + attribute_value_size(v) for v in raw)
-    if kind == "M":
-        return 3 + sum(1 + len(k.encode()) + attribute_value_size(v) for k, v in raw.items())
-    raise ValueError(kind)
+    return sum(1 for query in props.get("Metrics", []) if "MetricStat" in query)
 
 
-def item_size(item: dict[str, Any]) -> int:
-    return sum(len(name.encode()) + attribute_value_size(value) for name, value in item.items())
+def dashboard_metrics(template: dict[str, Any]) -> set[str]:
+    """Custom metric names the dashboard's widgets read."""
+    names: set[str] = set()
+    for dashboard in _resources(template, "AWS::CloudWatch::Dashboard").values():
+        body = dashboard["Properties"]["DashboardBody"]
+        text = body.value[0] if isinstance(body, Intrinsic) else str(body)
+        names.update(re.findall(rf'\["{NAMESPACE}", "(\w+)"', text))
+        names.update(re.findall(r'\[\s*"\.",\s*"(\w+)"', text))
+    return names
+
+
+def alarm_metric_names(template: dict[str, Any]) -> set[str]:
+    return {
+        alarm["Properties"]["MetricName"]
+        for alarm in _resources(template, "AWS::CloudWatch::Alarm").values()
+        if alarm["Properties"].get("Namespace") == NAMESPACE
+    }
+
+
+def functions(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return _resources(template, "AWS::Serverless::Function")
+
+
+def _memory_gb(template: dict[str, Any], props: dict[str, Any]) -> float:
+    return float(props.get("MemorySize", template["Globals"]["Function"].get("MemorySize", 128))) / 1024
+
+
+def sqs_event(template: dict[str, Any]) -> dict[str, Any]:
+    for props in (fn["Properties"] for fn in functions(template).values()):
+        for event in props.get("Events", {}).values():
+            if event["Type"] == "SQS":
+                return dict(event["Properties"])
+    raise LookupError("no SQS event source in the template")
+
+
+def log_retention_days(template: dict[str, Any]) -> dict[str, int | None]:
+    """Retention of every log group: declared ones, and the one Lambda makes for a function that names none
+    (None: kept forever)."""
+    kept: dict[str, int | None] = {}
+    for logical_id, group in _resources(template, "AWS::Logs::LogGroup").items():
+        days = group["Properties"].get("RetentionInDays")
+        if isinstance(days, Intrinsic):  # !Ref a parameter: its default
+            days = template["Parameters"][days.value]["Default"]
+        kept[logical_id] = int(days) if days is not None else None
+    for logical_id, fn in functions(template).items():
+        group = fn["Properties"].get("LoggingConfig", {}).get("LogGroup")
+        if not (isinstance(group, Intrinsic) and group.value in kept):
+            kept[f"{logical_id} (made by Lambda)"] = None
+    return kept
+
+
+# ---------------------------------------------------------------- the workload
+
+
+@dataclass(frozen=True)
+class Workload:
+    """A day of checks and what each costs in requests and bytes. Defaults: bench.cost_measure, 2026-12-05."""
+
+    intuit_latency_s: float = 0.300  # per Intuit call (token refresh, CompanyInfo); a parameter, not measured
+    intuit_calls_per_check: float = 2.0  # the daily check refreshes and probes
+    check_concurrency: int = CheckSettings.model_fields[
+        "check_concurrency"
+    ].default  # checks of a batch at once
+    aws_call_s: float = 0.008  # one DynamoDB/KMS/SQS round trip from Lambda in-region (a guess: 5-10 ms)
+    aws_calls_per_check: float = 3.1  # 3 UpdateItem + KMS and bookkeeping
+    worker_cpu_s_per_check: float = 0.0102  # our code and its libraries on one full core (bench.worker, warm)
+    connection_item_bytes: int = 946  # DynamoDB size rules; the larger of before and after each write
+    updates_per_check: float = 3.0  # lease, token, outcome
+    puts_per_check: float = 0.003  # run tallies
+    history_bytes_per_connection: int = 0  # kept history (healthy checks write none)
+    log_bytes_per_check: float = 45.0  # our JSON lines (the counts line of each batch), per check
+    platform_log_bytes_per_invocation: int = 450  # START, END, REPORT (with X-Ray's trace id) lines
+    init_log_bytes: int = 120  # INIT_START line of a cold start
+    init_s: float = 0.37  # cold start (import + init) of a function (bench.coldstart, process wall)
+    data_key_seconds: int = 300  # TokenVault's data-key cache lifetime
+    # Problem connections: the share with an open issue, and the notices each sends in a month.
+    broken_share: float = 0.01
+    notices_per_broken_month: float = 2.5  # notice, reminders, final warning, restored over a 14-day episode
+    contacts_per_connection: float = 1.5
+    index_entry_bytes: int = 60  # check-slots index entry: keys, state, issue type
+    sqs_idle_pollers: int = 5  # the SQS event source long-polls with 5 pollers when idle (AWS docs)
+    xray_reservoir_per_s: float = 1.0  # Lambda's default sampling: 1 trace a second, then 5%
+    xray_rate: float = 0.05
+    logs_compression: float = 0.15  # archived size over ingested size for JSON lines (a guess)
+
+
+@dataclass
+class Line:
+    part: str
+    usd: float
+    detail: str
+
+
+@dataclass
+class Estimate:
+    connections: int
+    fixed: list[Line] = field(default_factory=list)
+    variable: list[Line] = field(default_factory=list)
+    notes: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def fixed_usd(self) -> float:
+        return sum(line.usd for line in self.fixed)
+
+    @property
+    def variable_usd(self) -> float:
+        return sum(line.usd for line in self.variable)
+
+
+# ---------------------------------------------------------------- the daily run on paper
+
+
+@dataclass(frozen=True)
+class HourlyRun:
+    """One hourly slot's checks through the queue, at the template's batch size and concurrency."""
+
+    checks: float
+    batch_size: int
+    concurrency: int
+    batch_s: float  # one batch's time (batch_seconds)
+
+    @property
+    def batches(self) -> float:
+        return math.ceil(self.checks / self.batch_size)
+
+    @property
+    def containers(self) -> int:
+        return int(min(self.concurrency, self.batches))
+
+    @property
+    def drain_s(self) -> float:
+        """Wall time of the slot: each container takes its batches one after another."""
+        per_container = math.ceil(self.batches / max(1, self.containers))
+        return per_container * self.batch_s
+
+
+# Lambda gives a function CPU in proportion to its memory: one vCPU at 1,769 MB (docs.aws.amazon.com/lambda,
+# "Configuring function memory"). The CPU measured on a full core takes this much longer below that.
+FULL_CORE_MB = 1769
+
+
+def batch_seconds(work: Workload, memory_mb: float, batch: int) -> float:
+    """A batch's billed time: its checks in rounds of ``check_concurrency``, each round waiting on Intuit and
+    AWS once, plus the CPU of every check one after another on the function's share of a vCPU (an upper
+    bound: CPU overlaps the other checks' waiting)."""
+    wait = work.intuit_calls_per_check * work.intuit_latency_s + work.aws_calls_per_check * work.aws_call_s
+    cpu = work.worker_cpu_s_per_check * max(1.0, FULL_CORE_MB / memory_mb)
+    return math.ceil(batch / work.check_concurrency) * wait + batch * cpu
+
+
+def kms_calls_per_run(run: HourlyRun, data_key_seconds: int) -> float:
+    """Decrypts and GenerateDataKeys of one hourly run, as containers make them.
+
+    Yesterday's run sealed this slot's tokens under one data key per container and key lifetime; today each
+    container decrypts every one of those keys it meets, again after each cache expiry (one per key and
+    window), and makes its own data keys for what it seals."""
+    windows = max(1, math.ceil(run.drain_s / data_key_seconds))
+    keys = run.containers * windows  # data keys sealed yesterday in this slot
+    checks_per_window = run.checks / (run.containers * windows)
+    met = keys * (1 - math.exp(-checks_per_window / keys))  # distinct keys a container meets in a window
+    decrypts = min(run.checks, run.containers * windows * met)
+    return decrypts + keys
+
+
+# Limits the hourly run could meet, each from its documentation (2026-12-05):
+# Intuit: 500 requests a minute and 10 in flight per realm (developer.intuit.com, "API rate limits"); each
+# connection is its own realm and a check makes 2 calls, so no realm comes near it.
+# DynamoDB on-demand: a new table serves up to 4,000 write units a second at once, and more as traffic grows
+# (docs.aws.amazon.com/amazondynamodb, "On-demand capacity mode", initial throughput).
+# KMS: 50,000 symmetric cryptographic requests a second shared by the account in us-east-1 (KMS quotas).
+DYNAMODB_INITIAL_WRU_PER_S = 4000
+KMS_REQUESTS_PER_S = 50_000
+
+
+def run_limits(run: HourlyRun, work: Workload) -> dict[str, Any]:
+    """The share of each limit an hourly run uses (1.0 binds; the largest binds first): the hour itself at the
+    event source's MaximumConcurrency, and the service limits at the run's rate."""
+    checks_per_s = run.checks / run.drain_s if run.drain_s else 0.0
+    capacity_per_hour = run.concurrency * 3600 / run.batch_s * run.batch_size
+    return {
+        "checks_per_second": round(checks_per_s, 1),
+        "slot_minutes": round(run.drain_s / 60, 1),
+        "hour_used_at_MaximumConcurrency": round(run.checks / capacity_per_hour, 3),
+        "dynamodb_write_units": round(checks_per_s * work.updates_per_check / DYNAMODB_INITIAL_WRU_PER_S, 4),
+        "kms_requests": round(checks_per_s * 0.25 / KMS_REQUESTS_PER_S, 6),
+        "intuit_per_realm": round(work.intuit_calls_per_check / 500, 4),  # one check a day per realm
+        "largest_fleet_per_hourly_slot": int(capacity_per_hour * 24),
+    }
+
+
+def xray_traces(invocations: float, active_s: float, work: Workload) -> float:
+    reservoir = min(invocations, active_s * work.xray_reservoir_per_s)
+    return reservoir + work.xray_rate * (invocations - reservoir)
+
+
+# ---------------------------------------------------------------- the model
 
 
 def write_units(size: int) -> int:
     return max(1, math.ceil(size / 1024))
 
 
-def read_units(size: int, *, consistent: bool = False) -> float:
-    units = max(1, math.ceil(size / 4096))
-    return units if consistent else units / 2
+def estimate(connections: int, work: Workload, template: dict[str, Any] | None = None) -> Estimate:
+    template = template or load_template()
+    est = Estimate(connections)
+    _fixed(est, template, work)
+    _variable(est, template, work)
+    return est
 
 
-# ------------------------------------------------------------------ log capture
+def _fixed(est: Estimate, template: dict[str, Any], work: Workload) -> None:
+    keys = _resources(template, "AWS::KMS::Key")
+    rotating = sum(1 for key in keys.values() if key["Properties"].get("EnableKeyRotation"))
+    # Rotated versions: $1 each for the first two yearly rotations, so $1, $2, then $3 a key from year 3.
+    steady = len(keys) * PRICES["kms_key_month"] + rotating * 2 * PRICES["kms_rotated_version_month"]
+    est.fixed.append(Line("KMS keys", steady, f"{len(keys)} keys, {rotating} rotating yearly (year 3 on)"))
+    est.notes["kms_keys_year_1_usd"] = len(keys) * PRICES["kms_key_month"]
+    secrets = _resources(template, "AWS::SecretsManager::Secret")
+    est.fixed.append(
+        Line("Secrets Manager", len(secrets) * PRICES["secret_month"], f"{len(secrets)} secrets")
+    )
+    alarms = _resources(template, "AWS::CloudWatch::Alarm")
+    alarm_reads = sum(alarm_metrics(alarm) for alarm in alarms.values())
+    est.fixed.append(
+        Line(
+            "CloudWatch alarms",
+            alarm_reads * PRICES["cloudwatch_alarm_metric_month"],
+            f"{len(alarms)} alarms reading {alarm_reads} metrics",
+        )
+    )
+    dashboards = _resources(template, "AWS::CloudWatch::Dashboard")
+    est.fixed.append(
+        Line(
+            "CloudWatch dashboard",
+            len(dashboards) * PRICES["cloudwatch_dashboard_month"],
+            f"{len(dashboards)} dashboard",
+        )
+    )
+    names = emittable_metrics()
+    hourly = names - ON_TROUBLE_ONLY
+    est.fixed.append(
+        Line(
+            "CloudWatch custom metrics",
+            len(hourly) * PRICES["cloudwatch_metric_month"],
+            f"{len(names)} names the code can send, {len(hourly)} of them each run (billed by the hour sent)",
+        )
+    )
+    est.notes["metric_names"] = sorted(names)
+    polls = work.sqs_idle_pollers * 3 * 60 * 24 * DAYS_PER_MONTH  # 20 s long polls, all month
+    est.fixed.append(
+        Line(
+            "SQS idle polling", polls * PRICES["sqs_request"], f"{work.sqs_idle_pollers} pollers, 20 s polls"
+        )
+    )
+    scheduled = _scheduled_runs(template)
+    runs = scheduled * 24 * DAYS_PER_MONTH
+    # The scheduler and escalator themselves: one cold invocation an hour each (their time grows little).
+    gb = 0.25
+    fixed_lambda = runs * (
+        PRICES["lambda_request"]
+        + (work.init_s + 1.0) * gb * PRICES["lambda_gb_second"]
+        + PRICES["xray_trace"]
+    )
+    est.fixed.append(
+        Line(
+            "Scheduled runs",
+            fixed_lambda + runs * PRICES["scheduler_invocation"],
+            f"{runs} invocations a month (Scheduler, Lambda, X-Ray), escalator with no open issue",
+        )
+    )
 
 
-class _Bytes(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(level=logging.DEBUG)
-        self.bytes = 0
-        self.lines = 0
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.lines += 1
-        self.bytes += len(self.format(record).encode()) + 1
+def _scheduled_runs(template: dict[str, Any]) -> int:
+    return sum(
+        1
+        for fn in functions(template).values()
+        for event in fn["Properties"].get("Events", {}).values()
+        if event["Type"] == "ScheduleV2"
+    )
 
 
-def _measure_logs() -> _Bytes:
-    counter = _Bytes()
-    handlers = logger.handlers if hasattr(logger, "handlers") else []
-    formatter = handlers[0].formatter if handlers else None
-    if formatter is not None:
-        counter.setFormatter(formatter)
-    logging.getLogger(logger.service).addHandler(counter)
-    return counter
+def _variable(est: Estimate, template: dict[str, Any], work: Workload) -> None:
+    n = est.connections
+    checks = n * DAYS_PER_MONTH
+    runs = 24 * DAYS_PER_MONTH
+    source = sqs_event(template)
+    worker = next(
+        fn["Properties"] for fn in functions(template).values() if "SQS" in _event_types(fn["Properties"])
+    )
+    memory = _memory_gb(template, worker)
+    batch = int(source["BatchSize"])
+    concurrency = int(source.get("ScalingConfig", {}).get("MaximumConcurrency", 1000))
+    run = HourlyRun(
+        checks=n / 24,
+        batch_size=batch,
+        concurrency=concurrency,
+        batch_s=batch_seconds(work, memory * 1024, batch),
+    )
+    est.notes["limits"] = run_limits(run, work)
+    est.notes["hourly_run"] = {
+        "checks": round(run.checks),
+        "batches": run.batches,
+        "containers": run.containers,
+        "drain_minutes": round(run.drain_s / 60, 1),
+        "batch_seconds": round(run.batch_s, 2),
+    }
+
+    invocations = checks / batch
+    cold_starts = runs * run.containers  # an hour apart, containers are gone: each run starts cold
+    gb_s = (invocations * run.batch_s + cold_starts * work.init_s) * memory
+    lambda_usd = invocations * PRICES["lambda_request"] + gb_s * PRICES["lambda_gb_second"]
+    est.variable.append(
+        Line(
+            "Lambda (worker)",
+            lambda_usd,
+            f"{invocations:,.0f} invocations, {gb_s:,.0f} GB-s at {memory * 1024:.0f} MB"
+            f" ({run.batch_s:.2f} s a batch of {batch}, {work.check_concurrency} checks at a time;"
+            f" {cold_starts:,} INITs)",
+        )
+    )
+
+    item_wru = write_units(work.connection_item_bytes)
+    writes = checks * (work.updates_per_check + work.puts_per_check)
+    # A connection with an open issue is in the open-issues index (projection ALL): each write writes it too.
+    index_writes = checks * work.broken_share * work.updates_per_check
+    wru = (writes + index_writes) * item_wru
+    slot_entries = n / 24
+    rru = runs * max(1, math.ceil(slot_entries * work.index_entry_bytes / 4096)) / 2  # eventually consistent
+    rru += runs * max(1, n * work.broken_share * work.connection_item_bytes / 4096) / 2  # open issues
+    est.variable.append(
+        Line(
+            "DynamoDB requests",
+            wru * PRICES["dynamodb_wru"] + rru * PRICES["dynamodb_rru"],
+            f"{wru:,.0f} WRU ({item_wru} a write: item {work.connection_item_bytes} B), {rru:,.0f} RRU",
+        )
+    )
+    stored_gb = n * (work.connection_item_bytes + work.history_bytes_per_connection) / 1e9
+    stored_gb += n * work.broken_share * work.connection_item_bytes / 1e9  # open-issues index copy
+    est.variable.append(
+        Line(
+            "DynamoDB storage + PITR",
+            stored_gb * (PRICES["dynamodb_storage_gb_month"] + PRICES["dynamodb_pitr_gb_month"]),
+            f"{stored_gb:.3f} GB",
+        )
+    )
+
+    kms = runs * kms_calls_per_run(run, work.data_key_seconds)
+    est.variable.append(
+        Line("KMS requests", kms * PRICES["kms_request"], f"{kms:,.0f} calls ({kms / checks:.3f} a check)")
+    )
+    est.notes["kms_calls_per_check"] = round(kms / checks, 3)
+    secrets = cold_starts * len(_resources(template, "AWS::SecretsManager::Secret"))
+    est.variable.append(
+        Line("Secrets Manager calls", secrets * PRICES["secrets_api_call"], f"{secrets:,} GetSecretValue")
+    )
+
+    sqs = checks * (0.1 + 0.1 + 0.1)  # the scheduler's sends, the poller's receives and deletes, 10 a call
+    est.variable.append(Line("SQS requests", sqs * PRICES["sqs_request"], f"{sqs:,.0f} requests"))
+
+    notices = n * work.broken_share * work.notices_per_broken_month
+    emails = notices * work.contacts_per_connection
+    est.variable.append(
+        Line(
+            "EventBridge + SES (notices)",
+            notices * PRICES["eventbridge_event"] + emails * PRICES["ses_email"],
+            f"{notices:,.0f} events, {emails:,.0f} e-mails",
+        )
+    )
+
+    platform = invocations * work.platform_log_bytes_per_invocation + cold_starts * work.init_log_bytes
+    log_gb = (checks * work.log_bytes_per_check + platform) / 1e9
+    retention = log_retention_days(template)
+    kept_months = max((days or 0) for days in retention.values()) / 30
+    forever = any(days is None for days in retention.values())
+    stored = log_gb * work.logs_compression * (12 if forever else kept_months)
+    est.variable.append(
+        Line(
+            "CloudWatch Logs",
+            log_gb * PRICES["cloudwatch_logs_ingest_gb"]
+            + stored * PRICES["cloudwatch_logs_storage_gb_month"],
+            f"{log_gb:.2f} GB ingested ({platform / log_gb / 1e9:.0%} Lambda's lines); "
+            + ("kept forever: storage after a year" if forever else f"kept {kept_months:.0f} months"),
+        )
+    )
+    traces = runs * xray_traces(invocations / runs, run.drain_s, work)
+    est.variable.append(
+        Line("X-Ray traces", traces * PRICES["xray_trace"], f"{traces:,.0f} of {invocations:,.0f} sampled")
+    )
+
+
+def _event_types(props: dict[str, Any]) -> set[str]:
+    return {event["Type"] for event in props.get("Events", {}).values()}
+
+
+# ---------------------------------------------------------------- printing
+
+
+def report(sizes: tuple[int, ...], work: Workload) -> list[Estimate]:
+    template = load_template()
+    estimates = [estimate(n, work, template) for n in sizes]
+    print(
+        f"us-east-1 list prices (read 2026-12-05), no free tiers; Intuit {work.intuit_latency_s * 1000:.0f} ms"
+    )
+    print("\nfixed per deployment, $/month:")
+    for line in estimates[0].fixed:
+        print(f"  {line.part:<28}{line.usd:>8.2f}  {line.detail}")
+    print(f"  {'total':<28}{estimates[0].fixed_usd:>8.2f}")
+    header = "".join(f"{n:>12,}" for n in sizes)
+    print(f"\nvariable, $/month for {header.strip()} connections:")
+    for index, line in enumerate(estimates[0].variable):
+        cells = "".join(f"{est.variable[index].usd:>12.2f}" for est in estimates)
+        print(f"  {line.part:<28}{cells}")
+    print(f"  {'total':<28}" + "".join(f"{est.variable_usd:>12.2f}" for est in estimates))
+    print(
+        "  per 100,000 connections    "
+        + "".join(f"{est.variable_usd / est.connections * 1e5:>12.2f}" for est in estimates)
+    )
+    print(
+        f"  {'with the fixed cost':<28}"
+        + "".join(f"{est.variable_usd + est.fixed_usd:>12.2f}" for est in estimates)
+    )
+    for est in estimates:
+        print(f"\n{est.connections:,} connections:")
+        for line in est.variable:
+            print(f"  {line.part:<28}{line.detail}")
+        print(f"  hourly run: {est.notes['hourly_run']}")
+        print(f"  share of each limit an hourly run uses: {est.notes['limits']}")
+    print(
+        f"\nHTTP API (the product's use, apart): ${PRICES['http_api_request'] * 1e6:.2f} per million requests"
+        " plus the API function's Lambda time and logs."
+    )
+    return estimates
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--connections", type=int, default=300)
-    parser.add_argument("--latency-ms", type=float, default=100.0, help="simulator delay per Intuit call")
+    parser.add_argument("--latency-ms", type=float, default=300.0, help="Intuit's latency per call")
+    parser.add_argument(
+        "--broken", type=float, default=Workload.broken_share, help="share with an open issue"
+    )
+    parser.add_argument("--in-flight", type=int, default=Workload.check_concurrency, help="checks at once")
     args = parser.parse_args()
-    n = args.connections
-
-    patch_moto_for_load()
-    stack = EmbeddedStack().start()
-    try:
-        stack.intuit.control.set_rate_limit(False)
-        grants = seed_grants(stack, [f"cost-{i:06d}" for i in range(n)])
-        # Sealed by "another container" (its own vault), as the API or yesterday's worker would have.
-        other_vault = TokenVault(wiring.aws_client("kms"), wiring.token_vault()._key_id, clock.current())
-        original = wiring.token_vault
-        wiring.token_vault = lambda: other_vault  # type: ignore[assignment]
-        try:
-            batch_write(item_of(connection_for(stack, g)) for g in grants)
-        finally:
-            wiring.token_vault = original
-        table = stack.resources["ConnectionsTable"].ref
-        dynamodb = stack.client("dynamodb")
-        key = {"connection_id": {"S": grants[0].connection_id}}
-        size_before = item_size(dynamodb.get_item(TableName=table, Key=key, ConsistentRead=True)["Item"])
-
-        stack.intuit.control.set_latency(args.latency_ms)
-        lambdas = LocalLambda(stack)
-        load_handler("check_worker")
-        load_handler("check_scheduler")
-        load_handler("escalator")
-        logs = _measure_logs()
-        counter = AwsRequestCounter().attach()
-
-        os.environ["POWERTOOLS_METRICS_DISABLED"] = "false"  # emit EMF as on AWS, to measure its bytes
-        with quiet_emf() as emf:
-            started = time.perf_counter()
-            lambdas.run_scheduler(all_slots=True)
-            scheduler_seconds = time.perf_counter() - started
-            scheduler_calls = dict(counter.calls)
-            counter.reset()
-            started = time.perf_counter()
-            drained = lambdas.drain_checks(concurrency=1)  # one container, batches of 10, in sequence
-            drain_seconds = time.perf_counter() - started
-            worker_calls = dict(counter.calls)
-            counter.reset()
-            started = time.perf_counter()
-            escalation = lambdas.invoke("escalator", {"detail": {}})
-            escalator_seconds = time.perf_counter() - started
-            escalator_calls = dict(counter.calls)
-        os.environ["POWERTOOLS_METRICS_DISABLED"] = "true"
-        log_bytes, emf_bytes = logs.bytes, emf.bytes
-        size_after = item_size(dynamodb.get_item(TableName=table, Key=key, ConsistentRead=True)["Item"])
-        history_items = stack.client("dynamodb").scan(TableName=stack.resources["HistoryTable"].ref)["Items"]
-        history_bytes = sum(item_size(item) for item in history_items)
-
-        # KMS: a cold container (a fresh vault) checking one connection sealed elsewhere.
-        counter.reset()
-        stack.clock.advance(timedelta(days=1))
-        cold = replace(
-            wiring.check_deps(),
-            vault=TokenVault(wiring.aws_client("kms"), wiring.token_vault()._key_id, clock.current()),
-        )
-        check_connection(CheckRequest(connection_id=grants[0].connection_id), cold, stack.clock.now())
-        cold_kms = {k: v for k, v in counter.calls.items() if k.startswith("kms.")}
-        counter.detach()
-    finally:
-        stack.stop()
-
-    per_check = {k: v / n for k, v in sorted(worker_calls.items())}
-    kms_warm = sum(v for k, v in per_check.items() if k.startswith("kms."))
-    ddb_updates = per_check.get("dynamodb.UpdateItem", 0.0)
-    ddb_puts = per_check.get("dynamodb.PutItem", 0.0)
-    item = max(size_before, size_after)
-    wru_per_check = (ddb_updates + ddb_puts) * write_units(item)
-    duration_per_check = drain_seconds / n
-    invocations_per_check = drained.batches / n
-
-    # ----------------------------------------------------------- monthly model for 100k connections
-    checks = CONNECTIONS * DAYS_PER_MONTH
-    runs = 24 * DAYS_PER_MONTH
-    # Scheduler: one Query page per slot over the keys+state index (~60 B an entry) and SendMessageBatch/10.
-    slot_entries = CONNECTIONS / 24
-    query_rru_per_run = read_units(int(slot_entries * 60))
-    model: dict[str, dict[str, float]] = {}
-    # The scheduler's time grows with the connections due in its hour (measured here for all n at once).
-    scheduler_seconds_per_run = scheduler_seconds / n * CONNECTIONS / 24
-    lambda_gbs = (
-        checks * duration_per_check + runs * (scheduler_seconds_per_run + escalator_seconds)
-    ) * MEMORY_GB
-    lambda_requests = checks * invocations_per_check + 2 * runs
-    model["lambda"] = {
-        "gb_seconds": lambda_gbs,
-        "requests": lambda_requests,
-        "usd": lambda_gbs * PRICES["lambda_arm64_gb_second"] + lambda_requests * PRICES["lambda_request"],
-    }
-    wru = checks * wru_per_check + runs * 2  # + run heartbeat / tally writes
-    rru = runs * query_rru_per_run + runs * 1  # + the escalator's open-issues query (empty when healthy)
-    storage_gb = (
-        CONNECTIONS * item / 1e9
-        + checks * (len(history_items) / n) * (history_bytes / max(1, len(history_items))) / 1e9
+    work = replace(
+        Workload(),
+        intuit_latency_s=args.latency_ms / 1000,
+        broken_share=args.broken,
+        check_concurrency=args.in_flight,
     )
-    model["dynamodb"] = {
-        "wru": wru,
-        "rru": rru,
-        "storage_gb": storage_gb,
-        "usd": wru * PRICES["dynamodb_wru"]
-        + rru * PRICES["dynamodb_rru"]
-        + storage_gb * PRICES["dynamodb_storage_gb_month"],
-    }
-    # SQS: send (batches of 10, our code), receive + delete by Lambda's poller (batches of 10), idle polls.
-    sqs_requests = checks * (per_check.get("sqs.SendMessageBatch", 0.1) + 0.1 + 0.1)
-    sqs_requests += ESM_POLLERS * 3 * 60 * 24 * DAYS_PER_MONTH
-    model["sqs"] = {"requests": sqs_requests, "usd": sqs_requests * PRICES["sqs_request"]}
-    # KMS: per container, one GenerateDataKey per 5 minutes and one Decrypt per distinct data key it meets;
-    # the warm figure measured here is one container's run; assume 20 warm containers, 2 keys/hour each.
-    kms_requests = max(runs * 20 * 2, checks * kms_warm)
-    model["kms"] = {"requests": kms_requests, "usd": kms_requests * PRICES["kms_request"]}
-    log_per_check = (log_bytes + emf_bytes) / n + LAMBDA_PLATFORM_LOG_BYTES * invocations_per_check
-    log_gb = (checks * log_per_check + runs * 2 * (LAMBDA_PLATFORM_LOG_BYTES + 1000)) / 1e9
-    model["cloudwatch_logs"] = {"gb": log_gb, "usd": log_gb * PRICES["cloudwatch_logs_ingest_gb"]}
-    model["scheduler"] = {"invocations": 2 * runs, "usd": 0.0}
-    total = sum(part["usd"] for part in model.values())
+    estimates = report((10_000, 100_000, 1_000_000), work)
+    from bench.common import write_result
 
-    result = {
-        "connections_measured": n,
-        "intuit_latency_ms": args.latency_ms,
-        "processed": drained.processed,
-        "aws_requests_per_check_by_call": {k: round(v, 4) for k, v in per_check.items()},
-        "scheduler_run_calls": scheduler_calls,
-        "escalator_run_calls": escalator_calls,
-        "escalator_summary": escalation,
-        "kms_calls_per_check": {"warm_container": round(kms_warm, 4), "cold_container_first_check": cold_kms},
-        "connection_item_bytes": {"seeded": size_before, "after_check": size_after},
-        "write_units_per_write": write_units(item),
-        "wru_per_check": round(wru_per_check, 3),
-        "rru_per_check": 0,
-        "history_items_per_check": round(len(history_items) / n, 4),
-        "lambda_seconds_per_check": round(duration_per_check, 4),
-        "lambda_invocations_per_check": round(invocations_per_check, 4),
-        "scheduler_seconds_local": round(scheduler_seconds, 3),
-        "scheduler_seconds_per_hourly_run_at_100k": round(scheduler_seconds_per_run, 2),
-        "escalator_seconds_per_run_local": round(escalator_seconds, 3),
-        "log_bytes_per_check": {
-            "json_logs": round(log_bytes / n, 1),
-            "emf": round(emf_bytes / n, 1),
-            "lambda_platform_estimate": round(LAMBDA_PLATFORM_LOG_BYTES * invocations_per_check, 1),
+    write_result(
+        "cost",
+        {
+            "prices": PRICES,
+            "workload": asdict(work),
+            "estimates": [
+                {
+                    "connections": est.connections,
+                    "fixed_usd": round(est.fixed_usd, 2),
+                    "variable_usd": round(est.variable_usd, 2),
+                    "fixed": [asdict(line) for line in est.fixed],
+                    "variable": [asdict(line) for line in est.variable],
+                    "notes": est.notes,
+                }
+                for est in estimates
+            ],
         },
-        "prices": PRICES,
-        "monthly_model": {
-            "connections": CONNECTIONS,
-            "checks": checks,
-            "parts": {k: {kk: round(vv, 4) for kk, vv in v.items()} for k, v in model.items()},
-        },
-        "usd_per_100k_connections_per_month": round(total, 2),
-        "target_usd": 10.0,
-        "meets_target": total < 10.0,
-        "notes": [
-            "Lambda duration is measured locally with the simulator adding "
-            f"{args.latency_ms:.0f} ms per Intuit call (2 calls per check); on AWS, Intuit's real latency and "
-            "the Lambda CPU share at 256 MB differ, so GB-s scale with the real per-call latency.",
-            "Scheduled checks: scheduler and escalator each run 24 times a day (their Lambda time is included).",
-            "KMS: data keys are cached 5 min / 10,000 uses, so KMS calls are per container, not per check.",
-        ],
-    }
-    path = write_result("cost", result)
-    print(
-        f"AWS requests per healthy check ({n} checks): "
-        + ", ".join(f"{k}={v:.3f}" for k, v in per_check.items())
     )
-    print(f"KMS per check: warm {kms_warm:.4f}; cold container, first check: {cold_kms}")
-    print(
-        f"connection item: {size_before} B seeded, {size_after} B after a check -> {write_units(item)} WRU a write, "
-        f"{wru_per_check:.2f} WRU per check, 0 RRU per check"
-    )
-    print(
-        f"Lambda: {duration_per_check * 1000:.0f} ms per check locally, {invocations_per_check:.2f} invocations per "
-        f"check; logs {log_per_check:.0f} B per check (JSON {log_bytes / n:.0f}, EMF {emf_bytes / n:.0f})"
-    )
-    print(f"cost per {CONNECTIONS:,} connections per month ({PRICES['region']}, prices {PRICES['as_of']}):")
-    for part, values in model.items():
-        print(f"  {part:<16} ${values['usd']:.2f}")
-    print(f"  {'total':<16} ${total:.2f}  (target < $10)")
-    print(f"written to {path}")
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ from botocore.exceptions import ClientError
 
 from local.stack import ACCOUNT_ID, REGION, EmbeddedStack
 from local.template import function_timeouts
-from qbo_health.observability import metrics
+from qbo_health.observability import counts, metrics
 
 # Metrics are collected from the Metrics object here, not flushed as EMF, so an empty flush is expected.
 warnings.filterwarnings("ignore", message="No application metrics to publish")
@@ -110,7 +110,10 @@ class LocalLambda:
         self.stack = stack
         # Metrics the handlers emitted (EMF is off locally; the totals are kept here instead).
         self.metrics: Counter[str] = Counter()
+        # What the handlers counted in their ``counts`` log lines (docs/ops.md sums them with Logs Insights).
+        self.counts: Counter[str] = Counter()
         self._metrics_lock = threading.Lock()
+        counts.subscribe(self._add_counts)
         self._sqs = stack.client("sqs")  # botocore clients are thread-safe: one for every drain thread
         # Drain threads live on between drains, as warm Lambda containers do (each keeps its own clients).
         self._pool: ThreadPoolExecutor | None = None
@@ -156,6 +159,10 @@ class LocalLambda:
             with self._metrics_lock:
                 self.longest_invocation[function] = max(self.longest_invocation.get(function, 0.0), elapsed)
             self._collect_metrics()
+
+    def _add_counts(self, counted: dict[str, int]) -> None:
+        with self._metrics_lock:
+            self.counts.update(counted)
 
     def _collect_metrics(self) -> None:
         with self._metrics_lock:

@@ -50,7 +50,7 @@ class Timeline:
 
     def _run_day(self, day: int) -> DayRecord:
         record = DayRecord(day)
-        before = Counter(self.lambdas.metrics)
+        before = Counter(self.lambdas.counts)
         seen = len(self.schedule.invocations)
         self.schedule.run_until(self.day0 + timedelta(days=day + 1))
         for invocation in self.schedule.invocations[seen:]:
@@ -60,7 +60,7 @@ class Timeline:
                 record.disconnected += invocation.result["disconnected"]
                 record.paused_hours += 1 if invocation.result["paused"] else 0
                 record.blocked.update(invocation.result["blocked"])
-        delta = Counter(self.lambdas.metrics)
+        delta = Counter(self.lambdas.counts)
         delta.subtract(before)
         for name, count in delta.items():
             if name.startswith("Notice_") and name.endswith("_event") and count:

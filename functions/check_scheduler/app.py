@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict
 
 from qbo_health import clock, wiring
-from qbo_health.observability import logger, metrics, traced
+from qbo_health.observability import counts, logger, metrics, traced
 from qbo_health.service.scheduling import schedule_checks
 
 
@@ -33,11 +32,10 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         run_id=context.aws_request_id,
         all_slots=options.all_slots,
     )
-    metrics.add_metric(name="ChecksScheduled", unit=MetricUnit.Count, value=summary.scheduled)
-    metrics.add_metric(name="CheckRunStarted", unit=MetricUnit.Count, value=1)
+    counts.add("ChecksScheduled", summary.scheduled)
     for state, count in summary.by_state.items():
-        metrics.add_metric(name=f"Connections_{state}", unit=MetricUnit.Count, value=count)
+        counts.add(f"Connections_{state}", count)
     for issue, count in summary.by_issue.items():
-        metrics.add_metric(name=f"Issues_{issue}", unit=MetricUnit.Count, value=count)
+        counts.add(f"Issues_{issue}", count)
     logger.info("check run scheduled", extra={"run_id": summary.run_id, "scheduled": summary.scheduled})
     return {"run_id": summary.run_id, "slots": list(summary.slots), "scheduled": summary.scheduled}

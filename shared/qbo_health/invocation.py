@@ -10,7 +10,7 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
-from typing import Protocol
+from typing import Any, Protocol, TypeVar
 
 
 class RemainingTime(Protocol):
@@ -33,3 +33,20 @@ def time_left() -> timedelta:
     """Outside an invocation (the ops CLI, a test calling a service), time is not limited."""
     remaining: Callable[[], int] | None = getattr(_current, "remaining", None)
     return timedelta.max if remaining is None else timedelta(milliseconds=remaining())
+
+
+Result = TypeVar("Result")
+
+
+def carried(function: Callable[..., Result]) -> Callable[..., Result]:
+    """``function`` for another thread (a pool's) that keeps this invocation's time left."""
+    remaining = getattr(_current, "remaining", None)
+
+    def run(*args: Any, **kwargs: Any) -> Result:
+        _current.remaining = remaining
+        try:
+            return function(*args, **kwargs)
+        finally:
+            _current.remaining = None
+
+    return run

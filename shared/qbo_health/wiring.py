@@ -320,6 +320,7 @@ def check_batch_context() -> BatchContext:
         thresholds=outage_thresholds(check_settings()),
         now=clock.now,
         check_time_needed=longest_check(intuit_timeout()),
+        concurrency=check_settings().check_concurrency,
     )
 
 

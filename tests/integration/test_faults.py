@@ -235,12 +235,13 @@ def test_timeouts_and_lost_answers_at_intuit_never_break_a_connection_silently(s
 
 def test_a_hanging_intuit_never_keeps_a_worker_past_its_timeout(stack, lambdas, monkeypatch):
     """Figures: with every token call hanging past the client's timeout and the worker's timeout cut to
-    1.5 s, no invocation ran past 1.5 s (0.49 s at most here; 2.2 s without the budget: a Lambda stopped
-    between Intuit's rotation and our write would lose the token); 30 of 30 connections checked, 0 messages failed or dead-lettered: the checks that did not
-    fit were put back on the queue."""
+    1.3 s (room for one round of the checks a batch runs at once), no invocation ran past 1.3 s (2.2 s
+    without the budget: a Lambda stopped between Intuit's rotation and our write would lose the token); 30 of
+    30 connections checked, 0 messages failed or dead-lettered: the checks that did not fit were put back on
+    the queue."""
     monkeypatch.setenv("INTUIT_TIMEOUT_SECONDS", "0.2")  # the simulator hangs for 0.5 s
     wiring.reset()
-    lambdas.timeouts["check_worker"] = 1.5
+    lambdas.timeouts["check_worker"] = 1.3
     # Five Intuit calls at 0.2 s and a store margin scaled down with them (60 s for the deployed 150 s).
     wiring.check_batch_context().check_time_needed = timedelta(seconds=1.2)
     wiring.check_deps().refresh_time_needed = timedelta(seconds=0.4)  # a refresh's call and its write
@@ -252,9 +253,9 @@ def test_a_hanging_intuit_never_keeps_a_worker_past_its_timeout(stack, lambdas, 
     lambdas.run_scheduler(all_slots=True)
     drained = lambdas.drain_checks()
 
-    assert lambdas.longest_invocation["check_worker"] < 1.5, lambdas.longest_invocation
+    assert lambdas.longest_invocation["check_worker"] < 1.3, lambdas.longest_invocation
     assert stack.intuit.control.stats()["faults"]["timeout"] == 30  # each check really waited on Intuit
-    assert lambdas.metrics["CheckPutBack"] > 0
+    assert lambdas.counts["CheckPutBack"] > 0, (lambdas.counts, lambdas.longest_invocation)
     attempted = [c for c in ids if stored(c).transient_failures == 1]
     assert len(attempted) == 30, f"{len(attempted)} of 30 checked"
     assert drained.failed == 0

@@ -200,7 +200,7 @@ def test_thirty_percent_faults_for_five_days_open_no_issue_and_every_day_is_chec
 
 
 def test_a_checked_connection_stays_under_one_kilobyte_so_each_write_costs_one_unit(stack):
-    from bench.cost import item_size  # DynamoDB's documented item size rules
+    from bench.cost_measure import item_size  # DynamoDB's documented item size rules
 
     seed_connection(stack, "conn-with-a-rather-long-identifier-0001", refreshed_days_ago=1)
     check_connection(

@@ -20,7 +20,7 @@ def test_scheduled_check_refreshes_and_keeps_connection_healthy(stack, lambdas):
     assert connection.last_success_at == stack.clock.now()
     assert stack.intuit.control.is_refresh_token_current(open_tokens(connection).refresh_token)
     assert stack.intuit.control.stats()["metered"].get(seeded.realm_id) == 1
-    assert lambdas.metrics["CheckHealthy"] == 1
-    assert lambdas.metrics["TokenRefreshed"] == 1
-    assert lambdas.metrics["ChecksScheduled"] == 1
-    assert lambdas.metrics["Connections_HEALTHY"] == 1
+    assert lambdas.counts["CheckHealthy"] == 1
+    assert lambdas.counts["TokenRefreshed"] == 1
+    assert lambdas.counts["ChecksScheduled"] == 1
+    assert lambdas.counts["Connections_HEALTHY"] == 1

@@ -73,7 +73,7 @@ def test_a_healthy_status_stays_healthy_in_either_style(stack, lambdas, seeded, 
     assert connection.state is ConnectionState.HEALTHY
     assert connection.issue is None and connection.suspect is None
     assert connection.subscription_status is SubscriptionStatus(status)
-    assert lambdas.metrics["SubscriptionStatusUnknown"] == 0
+    assert lambdas.counts["SubscriptionStatusUnknown"] == 0
 
 
 @pytest.mark.parametrize("status", sorted(READ_ONLY))
@@ -89,7 +89,7 @@ def test_a_read_only_company_reads_fine_and_its_status_opens_the_issue(stack, la
     assert connection.issue is not None and connection.issue.type is READ_ONLY[status]
     assert connection.subscription_status is SubscriptionStatus(status)
     assert stored("conn-2").state is ConnectionState.HEALTHY
-    assert lambdas.metrics["CheckProblem"] >= 2 and lambdas.metrics["IssueOpened"] == 1
+    assert lambdas.counts["CheckProblem"] >= 2 and lambdas.counts["IssueOpened"] == 1
     assert stack.intuit.control.stats() != before  # the reads really went to the simulator
 
 
@@ -266,7 +266,7 @@ def test_an_unknown_or_missing_status_is_healthy_and_counted(
     assert connection.state is ConnectionState.HEALTHY and connection.issue is None
     assert connection.suspect is None
     assert connection.subscription_status is recorded
-    assert lambdas.metrics["SubscriptionStatusUnknown"] == 1  # conn-2 read a known status
+    assert lambdas.counts["SubscriptionStatusUnknown"] == 1  # conn-2 read a known status
 
 
 # --- metering ----------------------------------------------------------------------------------------------
@@ -285,7 +285,7 @@ def test_a_metering_refusal_is_its_own_outcome_never_an_issue(stack, lambdas, se
         assert connection.transient_failures == 0
         assert connection.tokens.refreshed_at == stack.clock.now() - CONFIRM_DELAY  # OAuth is not metered
     assert lambdas.metrics["ProbeRefusedMetering"] == 2
-    assert lambdas.metrics["CheckTransient"] == 0 and lambdas.metrics["IssueSuspected"] == 0
+    assert lambdas.counts["CheckTransient"] == 0 and lambdas.counts["IssueSuspected"] == 0
     assert lambdas.metrics["OutageSuspected"] == 0
 
 

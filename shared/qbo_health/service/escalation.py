@@ -31,7 +31,7 @@ from qbo_health.domain.model import Connection, DisconnectReason
 from qbo_health.domain.notices import NoticeKind, SendResult
 from qbo_health.domain.outage import OutageThresholds, RunSummary, outage_over
 from qbo_health.errors import ConcurrentUpdate, DisconnectAverted
-from qbo_health.observability import logger, metrics
+from qbo_health.observability import counts, logger, metrics
 from qbo_health.service.health_check import CheckResult
 from qbo_health.service.notices import Notices
 
@@ -443,14 +443,18 @@ def _describe(connection: Connection, decision: Decision, summary: EscalationSum
 
 
 def _emit(summary: EscalationSummary) -> None:
-    metrics.add_metric(name="EscalatorRuns", unit=MetricUnit.Count, value=1)
-    metrics.add_metric(name="OpenIssues", unit=MetricUnit.Count, value=summary.open_issues)
-    metrics.add_metric(name="EscalationPaused", unit=MetricUnit.Count, value=1 if summary.paused else 0)
-    metrics.add_metric(name="Disconnects", unit=MetricUnit.Count, value=len(summary.disconnected))
-    metrics.add_metric(
-        name="HeldConnections", unit=MetricUnit.Count, value=summary.blocked[Blocked.HELD.value]
-    )
-    metrics.add_metric(name="ChecksStale", unit=MetricUnit.Count, value=0 if summary.checks_fresh else 1)
+    """Metrics for the alarms only, each sent when it has something to say (a metric is billed by the hour
+    it is sent; the alarms treat a missing value as fine). The rest is the run's ``counts`` line."""
+    counts.add("EscalatorRuns")
+    counts.add("HeldConnections", summary.blocked[Blocked.HELD.value])
+    if summary.open_issues:
+        metrics.add_metric(name="OpenIssues", unit=MetricUnit.Count, value=summary.open_issues)
+    if summary.paused:
+        metrics.add_metric(name="EscalationPaused", unit=MetricUnit.Count, value=1)
+    if summary.disconnected:
+        metrics.add_metric(name="Disconnects", unit=MetricUnit.Count, value=len(summary.disconnected))
+    if not summary.checks_fresh:
+        metrics.add_metric(name="ChecksStale", unit=MetricUnit.Count, value=1)
     if summary.left_for_next_run:
         metrics.add_metric(name="EscalationCutShort", unit=MetricUnit.Count, value=1)
     if summary.failed:

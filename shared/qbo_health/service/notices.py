@@ -7,8 +7,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from aws_lambda_powertools.metrics import MetricUnit
-
 from qbo_health.domain.check import CLOSED_UNNOTIFIED, ConnectionEvent, EventKind
 from qbo_health.domain.model import Connection, IssueType
 from qbo_health.domain.notices import (
@@ -23,7 +21,7 @@ from qbo_health.domain.notices import (
     render_email,
 )
 from qbo_health.errors import EmailUndeliverable
-from qbo_health.observability import logger, metrics
+from qbo_health.observability import counts, logger
 
 
 class Claims(Protocol):
@@ -175,4 +173,4 @@ def _episode_of(event: ConnectionEvent, connection: Connection) -> str:
 
 
 def _count(kind: NoticeKind, channel: str) -> None:
-    metrics.add_metric(name=f"Notice_{kind.value}_{channel}", unit=MetricUnit.Count, value=1)
+    counts.add(f"Notice_{kind.value}_{channel}")

@@ -1,0 +1,93 @@
+"""The cost model (bench/cost.py) prices everything template.yaml creates and every metric the code can send."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from bench.cost import (
+    EVENT_TYPES,
+    RESOURCE_TYPES,
+    Estimate,
+    Workload,
+    alarm_metric_names,
+    dashboard_metrics,
+    emittable_metrics,
+    estimate,
+    functions,
+    log_retention_days,
+)
+from local.template import load_template
+
+TEMPLATE = load_template()
+
+
+def test_every_resource_type_in_the_template_is_priced() -> None:
+    unknown = sorted({r["Type"] for r in TEMPLATE["Resources"].values()} - set(RESOURCE_TYPES))
+    assert not unknown, f"bench/cost.py does not price: {unknown}"
+
+
+def test_every_function_event_type_is_priced() -> None:
+    types = {
+        event["Type"] for fn in functions(TEMPLATE).values() for event in fn["Properties"]["Events"].values()
+    }
+    assert not types - set(EVENT_TYPES), (
+        f"bench/cost.py does not price events: {sorted(types - set(EVENT_TYPES))}"
+    )
+
+
+def test_every_metric_name_the_code_can_send_is_counted() -> None:
+    """A metric whose name the model cannot count raises; each name is a billed metric once sent."""
+    names = emittable_metrics()
+    assert alarm_metric_names(TEMPLATE) <= names  # and every alarm reads a metric the code sends
+
+
+def test_every_metric_is_read_by_an_alarm_or_the_dashboard() -> None:
+    """Each custom metric name is $0.30 a month: what nobody reads is a ``counts`` log line instead."""
+    unread = emittable_metrics() - alarm_metric_names(TEMPLATE) - dashboard_metrics(TEMPLATE)
+    assert not unread, f"metrics no alarm or dashboard reads: {sorted(unread)}"
+
+
+def test_an_item_past_one_kilobyte_doubles_the_write_units() -> None:
+    small = estimate(100_000, replace(Workload(), connection_item_bytes=1024), TEMPLATE)
+    large = estimate(100_000, replace(Workload(), connection_item_bytes=1025), TEMPLATE)
+
+    def writes(est: Estimate) -> float:
+        return next(line.usd for line in est.variable if line.part == "DynamoDB requests")
+
+    assert writes(large) > 1.9 * writes(small)
+
+
+def test_fixed_charges_do_not_grow_with_connections_and_variable_ones_do() -> None:
+    work = Workload()
+    small, large = estimate(10_000, work, TEMPLATE), estimate(1_000_000, work, TEMPLATE)
+    assert small.fixed_usd == large.fixed_usd > 0
+    assert large.variable_usd > 50 * small.variable_usd
+
+
+def test_intuit_latency_is_billed_as_lambda_time() -> None:
+    in_sequence = replace(Workload(), check_concurrency=1)
+    fast = estimate(100_000, replace(in_sequence, intuit_latency_s=0.1), TEMPLATE)
+    slow = estimate(100_000, replace(in_sequence, intuit_latency_s=0.5), TEMPLATE)
+
+    def lambda_usd(est: Estimate) -> float:
+        return next(line.usd for line in est.variable if line.part.startswith("Lambda"))
+
+    assert lambda_usd(slow) > 3 * lambda_usd(fast)
+
+
+def test_the_dashboard_reads_only_metrics_the_code_sends() -> None:
+    assert dashboard_metrics(TEMPLATE) <= emittable_metrics()
+
+
+def test_every_log_group_expires() -> None:
+    """A log group without retention is billed for storage forever."""
+    kept = log_retention_days(TEMPLATE)
+    assert kept and all(days for days in kept.values()), kept
+
+
+def test_checking_a_batch_five_at_a_time_bills_a_fraction_of_the_waiting() -> None:
+    def lambda_usd(in_flight: int) -> float:
+        est = estimate(100_000, replace(Workload(), check_concurrency=in_flight), TEMPLATE)
+        return next(line.usd for line in est.variable if line.part.startswith("Lambda"))
+
+    assert lambda_usd(5) < lambda_usd(1) / 3
