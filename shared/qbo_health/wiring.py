@@ -15,6 +15,7 @@ from qbo_health.adapters.control import CachedOutageFlag, ControlStore
 from qbo_health.adapters.dynamo_models import bind_tables
 from qbo_health.adapters.history import AccessTokenCache, HistoryLog, TokenRecoveryLog
 from qbo_health.adapters.intuit import IntuitClient, IntuitEndpoints
+from qbo_health.adapters.meter import MeterStore
 from qbo_health.adapters.notice_channels import EmailChannel, EventChannel, NoticeClaims
 from qbo_health.adapters.token_vault import TokenVault
 from qbo_health.config import (
@@ -31,6 +32,7 @@ from qbo_health.domain.check import CheckPolicy
 from qbo_health.domain.escalation import EscalationPolicy, Schedule, Stage
 from qbo_health.domain.model import Connection, DisconnectReason, IssueType
 from qbo_health.domain.outage import OutageThresholds
+from qbo_health.domain.probe_budget import BudgetPolicy
 from qbo_health.errors import ConfigurationError
 from qbo_health.messages import CheckRequest
 from qbo_health.service.health_check import (
@@ -189,6 +191,20 @@ def check_policy(settings: CheckSettings) -> CheckPolicy:
     )
 
 
+def budget_policy(settings: CheckSettings) -> BudgetPolicy:
+    return BudgetPolicy(
+        monthly_budget=settings.metered_call_budget,
+        probe_interval=timedelta(hours=settings.probe_interval_hours),
+    )
+
+
+@cache
+def meter_store() -> MeterStore:
+    settings = check_settings()
+    store_settings()
+    return MeterStore(settings.metered_call_budget)
+
+
 def outage_thresholds(settings: CheckSettings) -> OutageThresholds:
     return OutageThresholds(
         transient_share=settings.outage_transient_share,
@@ -210,6 +226,7 @@ def check_deps() -> CheckDeps:
         access_tokens=access_token_cache(),
         notifier=notices(),
         outage=CachedOutageFlag(control_store()),
+        meter=meter_store(),
         policy=check_policy(settings),
         lease_seconds=settings.lease_seconds,
         time_left=invocation.time_left,
@@ -370,6 +387,7 @@ def reset() -> None:
         token_vault,
         connection_store,
         control_store,
+        meter_store,
         history_log,
         access_token_cache,
         check_queue,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
@@ -26,6 +26,7 @@ from qbo_health.domain.model import (
     SuspectedIssue,
     TokenTimes,
 )
+from qbo_health.domain.probe_budget import Evidence
 from qbo_health.domain.schedule import slot_of
 from qbo_health.errors import AccessWanted, ConcurrentUpdate, ConnectionNotFound, LeaseHeld
 
@@ -162,12 +163,52 @@ class ConnectionStore:
         for item in ConnectionModel.check_slots.query(slot):
             yield SlotMember(item.connection_id, item.state, item.issue_type)
 
+    def evidence(self, connection_ids: Sequence[str]) -> list[Evidence]:
+        """What the probe budget needs of each connection: a few attributes, read in batches of 100
+        (eventually consistent, half a read unit each: the scheduler's hourly share of the fleet)."""
+        if not connection_ids:
+            return []
+        names = [attribute.attr_name for attribute in _EVIDENCE_ATTRIBUTES]
+        items = ConnectionModel.batch_get(connection_ids, attributes_to_get=names)
+        return [_evidence(item) for item in items]
+
     def ids_for_realm(self, realm_id: str) -> list[str]:
         return [item.connection_id for item in ConnectionModel.by_realm.query(realm_id)]
 
     def open_issues(self) -> Iterator[Connection]:
         for item in ConnectionModel.open_issues.query(OPEN_ISSUE_MARKER):
             yield to_domain(item)
+
+
+_EVIDENCE_ATTRIBUTES = (
+    ConnectionModel.connection_id,
+    ConnectionModel.state,
+    ConnectionModel.issue_type,
+    ConnectionModel.suspect_type,
+    ConnectionModel.created_at,
+    ConnectionModel.last_success_at,
+    ConnectionModel.subscription_status,
+    ConnectionModel.hard_expires_at,
+    ConnectionModel.settled_epoch,
+    ConnectionModel.activity_ok_epoch,
+    ConnectionModel.activity_failed_epoch,
+)
+
+
+def _evidence(item: ConnectionModel) -> Evidence:
+    return Evidence(
+        connection_id=item.connection_id,
+        state=ConnectionState(item.state),
+        has_issue=bool(item.issue_type),
+        has_suspect=bool(item.suspect_type),
+        created_at=item.created_at,
+        last_success_at=item.last_success_at,
+        activity_ok_at=_from_epoch(item.activity_ok_epoch),
+        activity_failed_at=_from_epoch(item.activity_failed_epoch),
+        settled_at=_from_epoch(item.settled_epoch),
+        subscription_status=_subscription_status(item.subscription_status),
+        hard_expires_at=item.hard_expires_at,
+    )
 
 
 def _update_quietly(connection_id: str, actions: list[Action], condition: Condition) -> None:
@@ -225,6 +266,7 @@ def _attributes(connection: Connection) -> dict[str, Any]:
         else None,
         "disconnect_reason": connection.disconnect_reason.value if connection.disconnect_reason else None,
         "disconnected_at": connection.disconnected_at,
+        "settled_epoch": _epoch(connection.settled_at),
     }
 
 
@@ -331,4 +373,15 @@ def to_domain(item: ConnectionModel) -> Connection:
         disconnect_reason=DisconnectReason(item.disconnect_reason) if item.disconnect_reason else None,
         disconnected_at=item.disconnected_at,
         access_wanted=bool(item.access_wanted),
+        settled_at=_from_epoch(item.settled_epoch),
+        activity_ok_at=_from_epoch(item.activity_ok_epoch),
+        activity_failed_at=_from_epoch(item.activity_failed_epoch),
     )
+
+
+def _epoch(moment: datetime | None) -> int | None:
+    return None if moment is None else int(moment.timestamp())
+
+
+def _from_epoch(value: float | None) -> datetime | None:
+    return None if value is None else datetime.fromtimestamp(int(value), UTC)

@@ -101,6 +101,11 @@ class ConnectionModel(Model):
     lease_expires_at = NumberAttribute(null=True)
     # Set by an API caller waiting on the lease holder for an access token; removed with the lease.
     access_wanted = BooleanAttribute(null=True)
+    # Evidence for the probe budget, epoch seconds under short names (the item stays under 1 KB): when the
+    # connection was last restored or verified, and the product's latest reported successful and failed call.
+    settled_epoch = NumberAttribute(null=True, attr_name="st")
+    activity_ok_epoch = NumberAttribute(null=True, attr_name="ao")
+    activity_failed_epoch = NumberAttribute(null=True, attr_name="af")
 
     by_realm = RealmIndex()
     open_issues = OpenIssueIndex()
@@ -139,6 +144,9 @@ class ControlModel(Model):
     transient = NumberAttribute(null=True)
     suspected = NumberAttribute(null=True)
     expires_at = NumberAttribute(null=True)
+    # The month's metered-call budget (``METER#YYYY-MM``): calls granted, and when Intuit refused one.
+    spent = NumberAttribute(null=True)
+    refused_at = UTCDateTimeAttribute(null=True)
 
 
 class OAuthStateModel(Model):

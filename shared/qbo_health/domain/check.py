@@ -18,6 +18,7 @@ from qbo_health.domain.model import (
     SubscriptionStatus,
     SuspectedIssue,
 )
+from qbo_health.domain.probe_budget import BudgetPolicy, Need, evidence_of, rank
 
 # An access token this close to expiry is refreshed first: a probe must not race the expiry.
 ACCESS_TOKEN_MARGIN = timedelta(minutes=5)
@@ -49,6 +50,10 @@ class OutcomeKind(StrEnum):
     # connection. Never an issue, never retried (the allowance returns next month), never counted towards
     # the outage guard (it is our quota, not Intuit's health); an open issue's escalation pauses meanwhile.
     METERED_OUT = "METERED_OUT"
+
+
+# The reason of a METERED_OUT outcome when our own budget, not Intuit, withheld the probe.
+REASON_BUDGET = "budget_withheld"
 
 
 @dataclass(frozen=True)
@@ -116,9 +121,13 @@ class CheckPlan:
     reasons: tuple[str, ...] = field(default=())
 
 
-def plan_check(connection: Connection, now: datetime, policy: CheckPolicy) -> CheckPlan:
+def plan_check(
+    connection: Connection, now: datetime, policy: CheckPolicy, *, probe: bool | None = None
+) -> CheckPlan:
+    """``probe`` is the budget's decision when one was made (see ``domain.probe_budget``)."""
     tokens = connection.tokens
-    probe = needs_probe(connection, now, policy)
+    if probe is None:
+        probe = needs_probe(connection, now, policy)
     reasons: list[str] = []
     # A probe needs an access token; the connection normally keeps none, so probing means refreshing.
     if probe and (tokens.access_expires_at is None or tokens.access_expires_at - ACCESS_TOKEN_MARGIN <= now):
@@ -129,12 +138,16 @@ def plan_check(connection: Connection, now: datetime, policy: CheckPolicy) -> Ch
     return CheckPlan(refresh=refresh, probe=probe, reasons=tuple(reasons))
 
 
+def probe_required(connection: Connection) -> bool:
+    """Only a read can close an issue, confirm a suspicion or verify a new connection."""
+    return bool(connection.issue or connection.suspect or connection.state is ConnectionState.PENDING)
+
+
 def needs_probe(connection: Connection, now: datetime, policy: CheckPolicy) -> bool:
-    """CompanyInfo is metered: probe only when nothing recent shows the connection healthy, or to verify."""
-    if connection.issue or connection.suspect or connection.state is ConnectionState.PENDING:
-        return True
-    last = connection.last_success_at
-    return last is None or now - last >= policy.probe_interval
+    """CompanyInfo is metered: probe only to verify, or when no recent evidence shows the connection healthy
+    (the rule's home is ``domain.probe_budget``)."""
+    budget = BudgetPolicy(probe_interval=policy.probe_interval)
+    return rank(evidence_of(connection), now, budget).need is not Need.NONE
 
 
 def apply_outcome(
@@ -199,10 +212,12 @@ def _healthy(connection: Connection, outcome: CheckOutcome, now: datetime, polic
         updated = replace(updated, last_success_at=now)
         if connection.issue:
             events.append(issue_closed(connection.issue, now))
+            updated = replace(updated, settled_at=now)
         elif connection.suspect:
             events.append(ConnectionEvent(EventKind.SUSPECT_CLEARED, now, connection.suspect.type))
         if connection.state is ConnectionState.PENDING:
             events.append(ConnectionEvent(EventKind.VERIFIED, now))
+            updated = replace(updated, settled_at=now)
         updated = replace(updated, issue=None, suspect=None, state=ConnectionState.HEALTHY)
     warning = reauth_warning(updated, now, policy)
     if warning:

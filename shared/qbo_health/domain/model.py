@@ -131,6 +131,13 @@ class Connection:
     subscription_status: SubscriptionStatus | None = None
     # An API caller is waiting for an access token from whoever holds the lease (see service.access_tokens).
     access_wanted: bool = False
+    # When a probe last restored the connection after an issue, or verified it after connecting: problems
+    # are likelier soon after (the probe budget weighs it).
+    settled_at: datetime | None = None
+    # The product's latest reported successful and failed Intuit call (``POST /connections/activity``);
+    # written by that report only, never by a check.
+    activity_ok_at: datetime | None = None
+    activity_failed_at: datetime | None = None
 
 
 @dataclass(frozen=True)

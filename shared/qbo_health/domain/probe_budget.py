@@ -23,7 +23,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from enum import IntEnum
 
-from qbo_health.domain.model import ConnectionState, SubscriptionStatus
+from qbo_health.domain.model import Connection, ConnectionState, SubscriptionStatus
 
 # Statuses under which a company's subscription is likely to change soon: trials end in 30 days
 # (Intuit's QuickBooks Online trial), RESTRICTED is one step from SUSPENDED.
@@ -93,6 +93,22 @@ class Evidence:
         """The latest success evidence of any source (the token refresh is not one: see the module doc)."""
         moments = [moment for moment in (self.last_success_at, self.activity_ok_at) if moment is not None]
         return max(moments) if moments else None
+
+
+def evidence_of(connection: Connection) -> Evidence:
+    return Evidence(
+        connection_id=connection.connection_id,
+        state=connection.state,
+        has_issue=connection.issue is not None,
+        has_suspect=connection.suspect is not None,
+        created_at=connection.created_at,
+        last_success_at=connection.last_success_at,
+        activity_ok_at=connection.activity_ok_at,
+        activity_failed_at=connection.activity_failed_at,
+        settled_at=connection.settled_at,
+        subscription_status=connection.subscription_status,
+        hard_expires_at=connection.tokens.hard_expires_at,
+    )
 
 
 @dataclass(frozen=True)
