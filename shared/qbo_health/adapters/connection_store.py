@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
@@ -13,6 +14,7 @@ from pynamodb.expressions.condition import Condition
 from pynamodb.expressions.update import Action
 
 from qbo_health.adapters.dynamo_models import OPEN_ISSUE_MARKER, ConnectionModel
+from qbo_health.domain.activity import ActivityWrite, StoredActivity
 from qbo_health.domain.model import (
     Authorizer,
     Connection,
@@ -172,6 +174,30 @@ class ConnectionStore:
         items = ConnectionModel.batch_get(connection_ids, attributes_to_get=names)
         return [_evidence(item) for item in items]
 
+    def stored_activity(self, connection_ids: Sequence[str]) -> dict[str, StoredActivity | None]:
+        """The product's earlier activity reports of each known connection (None: disconnected)."""
+        if not connection_ids:
+            return {}
+        names = [attribute.attr_name for attribute in _ACTIVITY_ATTRIBUTES]
+        found: dict[str, StoredActivity | None] = {}
+        for item in ConnectionModel.batch_get(connection_ids, attributes_to_get=names):
+            if item.state == ConnectionState.DISCONNECTED.value:
+                found[item.connection_id] = None
+                continue
+            found[item.connection_id] = StoredActivity(
+                ok_at=_from_epoch(item.activity_ok_epoch),
+                failed_at=_from_epoch(item.activity_failed_epoch),
+                written_day=int(item.activity_day) if item.activity_day is not None else None,
+            )
+        return found
+
+    def record_activity(self, writes: Sequence[ActivityWrite]) -> int:
+        """One conditional write per connection: only an existing one, only once a UTC day (a report that
+        raced another this day loses quietly). The connection's version is left alone: a check holding the
+        lease saves over it unhindered, and never writes these attributes."""
+        with ThreadPoolExecutor(max_workers=ACTIVITY_WRITERS) as pool:
+            return sum(pool.map(_write_activity, writes))
+
     def ids_for_realm(self, realm_id: str) -> list[str]:
         return [item.connection_id for item in ConnectionModel.by_realm.query(realm_id)]
 
@@ -209,6 +235,35 @@ def _evidence(item: ConnectionModel) -> Evidence:
         subscription_status=_subscription_status(item.subscription_status),
         hard_expires_at=item.hard_expires_at,
     )
+
+
+_ACTIVITY_ATTRIBUTES = (
+    ConnectionModel.connection_id,
+    ConnectionModel.state,
+    ConnectionModel.activity_ok_epoch,
+    ConnectionModel.activity_failed_epoch,
+    ConnectionModel.activity_day,
+)
+# Parallel writes: a report of thousands of connections stays well inside the API's 29 seconds.
+ACTIVITY_WRITERS = 8
+
+
+def _write_activity(write: ActivityWrite) -> bool:
+    actions: list[Action] = [ConnectionModel.activity_day.set(write.day)]
+    if write.ok_at is not None:
+        actions.append(ConnectionModel.activity_ok_epoch.set(int(write.ok_at.timestamp())))
+    if write.failed_at is not None:
+        actions.append(ConnectionModel.activity_failed_epoch.set(int(write.failed_at.timestamp())))
+    condition = ConnectionModel.connection_id.exists() & (
+        ConnectionModel.activity_day.does_not_exist() | (ConnectionModel.activity_day < write.day)
+    )
+    try:
+        _update_quietly(write.connection_id, actions, condition)
+    except UpdateError as error:
+        if _condition_failed(error):
+            return False
+        raise
+    return True
 
 
 def _update_quietly(connection_id: str, actions: list[Action], condition: Condition) -> None:

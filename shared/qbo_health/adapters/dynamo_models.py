@@ -106,6 +106,7 @@ class ConnectionModel(Model):
     settled_epoch = NumberAttribute(null=True, attr_name="st")
     activity_ok_epoch = NumberAttribute(null=True, attr_name="ao")
     activity_failed_epoch = NumberAttribute(null=True, attr_name="af")
+    activity_day = NumberAttribute(null=True, attr_name="ad")  # UTC day of the last activity write
 
     by_realm = RealmIndex()
     open_issues = OpenIssueIndex()

@@ -15,6 +15,9 @@ from pydantic import BaseModel
 from qbo_health import clock, wiring
 from qbo_health.api.models import (
     AccessTokenResponse,
+    ActivityRefusal,
+    ActivityReport,
+    ActivityResponse,
     AuthorizedBy,
     CheckResponse,
     Classified,
@@ -26,10 +29,12 @@ from qbo_health.api.models import (
     RegisterRequest,
     RegisterResponse,
 )
+from qbo_health.domain.activity import Report
 from qbo_health.domain.issues import HEADLINE, guidance_for
 from qbo_health.domain.model import Connection, ConnectionState, DisconnectReason
 from qbo_health.service import connections
 from qbo_health.service.access_tokens import get_access_token
+from qbo_health.service.activity import ActivitySummary, record_activity
 from qbo_health.service.disconnect import disconnect_connection
 from qbo_health.service.health_check import CheckResult
 from qbo_health.service.links import CONNECTION_ID_PATTERN
@@ -105,6 +110,19 @@ def _check_response(result: CheckResult, now: datetime) -> CheckResponse:
     )
 
 
+def activity_response(summary: ActivitySummary) -> ActivityResponse:
+    return ActivityResponse(
+        accepted=summary.accepted,
+        connections=summary.connections,
+        written=summary.written,
+        unknown=summary.unknown,
+        refused=[
+            ActivityRefusal(index=item.index, connection_id=item.connection_id, reason=item.reason)
+            for item in summary.refused
+        ],
+    )
+
+
 def internal_router() -> Router:
     router = Router()
 
@@ -149,6 +167,16 @@ def internal_router() -> Router:
             connection_id=request.connection_id,
         )
         return Response(201, "application/json", status_of(imported, now))
+
+    @router.post(
+        "/connections/activity",
+        summary="Report the product's own Intuit calls: evidence that saves metered probes",
+        responses={200: _ok("What counted, per item refusals", ActivityResponse), **_ERRORS},
+        tags=["internal"],
+    )
+    def report_activity(report: ActivityReport) -> ActivityResponse:
+        reports = [Report(item.connection_id, item.at, item.ok) for item in report.root]
+        return activity_response(record_activity(reports, wiring.connection_store(), clock.now()))
 
     @router.get(
         "/connections/<connection_id>",
