@@ -76,17 +76,14 @@ def test_a_report_never_closes_an_open_issue(stack, lambdas, api_client, fleet):
     assert connection.state is ConnectionState.NEEDS_ATTENTION and connection.issue is not None
 
 
-def test_a_reported_failure_gets_a_probe_before_connections_waiting_longer(
-    stack, lambdas, api_client, fleet, monkeypatch
-):
-    from qbo_health.domain.probe_budget import hours_left
+def test_a_reported_failure_gets_a_probe_before_connections_waiting_longer(stack, lambdas, api_client, fleet):
+    from tests.integration.test_probe_budget import leave_this_hour
 
     now = stack.clock.now()
     failing = fleet[7]
     stack.intuit.control.set_admin(stored(failing).realm_id, seed_user(stack, failing), False)
     api_client.report_activity([(failing, now - timedelta(minutes=3), False)])
-    monkeypatch.setenv("METERED_CALL_BUDGET", str(wiring.meter_store().state(now).spent + hours_left(now)))
-    wiring.reset()
+    leave_this_hour(1, now)
 
     lambdas.run_scheduler(all_slots=True)  # one probe this hour, for twenty connections
     lambdas.drain_checks()

@@ -11,7 +11,7 @@ import pytest
 
 from local.seed import seed_connection
 from qbo_health import wiring
-from qbo_health.domain.probe_budget import hourly_allowance, hours_left, month_of
+from qbo_health.domain.probe_budget import hourly_allowance, month_of
 
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish")
 
@@ -33,6 +33,13 @@ def with_budget(monkeypatch, budget: int) -> None:
     wiring.reset()
 
 
+def leave_this_hour(probes: int, now: datetime) -> None:
+    """Spend the month up to ``probes`` below its pace line, so this hour's run may make ``probes``."""
+    meter = wiring.meter_store()
+    allowance = hourly_allowance(meter.state(now), now, wiring.budget_policy(wiring.check_settings()))
+    assert meter.grant(now, allowance - probes)
+
+
 @pytest.fixture
 def fleet(stack):
     """Six healthy connections, last verified 2 to 7 days ago."""
@@ -45,16 +52,10 @@ def fleet(stack):
     return ids
 
 
-def test_a_run_probes_only_its_share_of_the_month_longest_without_evidence_first(
-    stack, lambdas, fleet, monkeypatch
-):
+def test_a_run_probes_only_its_share_of_the_month_longest_without_evidence_first(stack, lambdas, fleet):
     now = stack.clock.now()
-    meter = wiring.meter_store()
-    spent_before = meter.state(now).spent
-    # A budget that leaves this hour exactly two probes.
-    hours = hourly_allowance(meter.state(now), now, wiring.budget_policy(wiring.check_settings()))
-    assert hours > 0
-    with_budget(monkeypatch, spent_before + 2 * hours_left(now))
+    leave_this_hour(2, now)
+    spent_before = wiring.meter_store().state(now).spent
     calls_before = stack.intuit.control.metered_calls()
 
     lambdas.run_scheduler(all_slots=True)
@@ -75,7 +76,7 @@ def test_the_month_is_never_overspent_even_by_required_probes(stack, lambdas, fl
     suspended = fleet[3:]  # the three waiting longest: this hour's three probes find them
     for connection_id in suspended:
         stack.intuit.control.suspend(seed_realm(connection_id))
-    with_budget(monkeypatch, wiring.meter_store().state(now).spent + 3 * hours_left(now))
+    leave_this_hour(3, now)
     lambdas.run_scheduler(all_slots=True)
     lambdas.drain_checks()
     assert all(stored(cid).suspect is not None for cid in suspended)

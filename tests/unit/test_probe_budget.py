@@ -39,6 +39,11 @@ def evidence(connection_id: str = "c", **changes) -> Evidence:
     return replace(base, **changes)
 
 
+def leaving(probes: int) -> BudgetState:
+    """March's state when this hour's allowance under POLICY is ``probes``."""
+    return BudgetState("2026-03", spent=hourly_allowance(MARCH, NOW, POLICY) - probes)
+
+
 # ---------------------------------------------------------------------------------------------- pacing
 
 
@@ -48,14 +53,30 @@ def test_hours_left_counts_this_hour_to_the_end_of_the_month() -> None:
     assert hours_left(datetime(2026, 2, 1, 0, 0, tzinfo=UTC)) == 28 * 24
 
 
-def test_allowance_is_an_even_share_of_what_the_month_has_left() -> None:
+def test_allowance_follows_the_months_pace_line() -> None:
     start = datetime(2026, 3, 1, 0, 0, tzinfo=UTC)
     assert hourly_allowance(MARCH, start, POLICY) == 10_000 // (31 * 24)
-    spent = replace(MARCH, spent=9_000)
-    last_day = datetime(2026, 3, 31, 0, 0, tzinfo=UTC)
-    assert hourly_allowance(spent, last_day, POLICY) == 1_000 // 24
+    # Ten days in, with nothing spent yet, the run may catch up to the line.
+    ten_days = datetime(2026, 3, 11, 0, 0, tzinfo=UTC)
+    assert hourly_allowance(MARCH, ten_days, POLICY) == 10_000 * (10 * 24 + 1) // (31 * 24)
+    # Spent ahead of the line (required probes): nothing more this hour.
+    assert hourly_allowance(replace(MARCH, spent=5_000), ten_days, POLICY) == 0
     # The last hour may spend whatever is left, and nothing more.
+    spent = replace(MARCH, spent=9_000)
     assert hourly_allowance(spent, datetime(2026, 3, 31, 23, 0, tzinfo=UTC), POLICY) == 1_000
+
+
+def test_a_small_budget_is_spread_over_the_month_not_saved_for_its_end() -> None:
+    small = BudgetPolicy(monthly_budget=100)  # less than one probe an hour
+    state = MARCH
+    first_week = 0
+    hour = datetime(2026, 3, 1, tzinfo=UTC)
+    while hour < datetime(2026, 3, 8, tzinfo=UTC):
+        allowance = hourly_allowance(state, hour, small)
+        state = spend(state, allowance, hour, small) or state
+        first_week += allowance
+        hour += timedelta(hours=1)
+    assert first_week == 100 * 7 * 24 // (31 * 24)
 
 
 def test_paced_spending_over_a_whole_month_never_goes_over_the_budget() -> None:
@@ -147,8 +168,7 @@ def test_disconnected_connections_are_never_probed() -> None:
 
 def test_longest_without_evidence_first() -> None:
     candidates = [evidence(f"c{days}", last_success_at=NOW - timedelta(days=days)) for days in (3, 30, 12)]
-    one_hour = BudgetPolicy(monthly_budget=2 * hours_left(NOW))  # two probes this hour
-    selection = choose_probes(candidates, BudgetState("2026-03"), NOW, one_hour)
+    selection = choose_probes(candidates, leaving(2), NOW, POLICY)  # two probes this hour
     assert selection.probe == ("c30", "c12")
     assert selection.deferred == ("c3",)
 
@@ -177,9 +197,9 @@ def test_a_paying_company_long_settled_gets_no_extra_weight() -> None:
 def test_required_probes_are_granted_beyond_the_hours_pace_but_not_beyond_the_month() -> None:
     required = [evidence(f"issue-{n}", has_issue=True) for n in range(5)]
     stale = [evidence(f"stale-{n}") for n in range(5)]
-    tiny = BudgetPolicy(monthly_budget=hours_left(NOW) + 3)  # allowance 1 this hour
-    selection = choose_probes(required + stale, BudgetState("2026-03", spent=hours_left(NOW) - 4), NOW, tiny)
-    # 7 left in the month: all 5 required, and the stale ones only within the hour's allowance (0 here: 7 // h).
+    tiny = BudgetPolicy(monthly_budget=7)
+    selection = choose_probes(required + stale, BudgetState("2026-03", spent=2), NOW, tiny)
+    # 5 left in the month: all 5 required, none of the stale ones (the pace line is at 2: allowance 0).
     assert selection.granted == 5
     assert all(cid.startswith("issue-") for cid in selection.probe)
     almost_gone = BudgetState("2026-03", spent=tiny.monthly_budget - 2)

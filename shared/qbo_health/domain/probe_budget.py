@@ -169,11 +169,16 @@ def probing_stopped(state: BudgetState) -> bool:
 
 
 def hourly_allowance(state: BudgetState, now: datetime, policy: BudgetPolicy) -> int:
-    """What this hour's run may spend: an even share of what the month has left, never more than is left."""
+    """What this hour's run may spend: up to the month's pace line (the budget spread evenly over the
+    month's hours, this one included), never more than the month has left. Spending below the line (fresh
+    evidence made probes unnecessary) leaves more for later hours; required probes above it leave less."""
     state = current(state, now)
     if probing_stopped(state):
         return 0
-    return remaining(state, policy) // hours_left(now)
+    total_hours = int((month_end(now) - month_start(now)).total_seconds() // 3600)
+    elapsed = total_hours - hours_left(now) + 1
+    pace = policy.monthly_budget * elapsed // total_hours
+    return max(0, min(remaining(state, policy), pace - state.spent))
 
 
 def rank(evidence: Evidence, now: datetime, policy: BudgetPolicy) -> Rank:

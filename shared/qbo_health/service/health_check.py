@@ -317,32 +317,29 @@ class _Session:
         self.tokens = open_tokens(deps, connection)
 
     def run(self) -> CheckOutcome:
-        probe, withheld = self.probe_decision()
+        probe, paid = self.probe_decision()
         plan = plan_check(self.connection, self.now, self.deps.policy, probe=probe)
         try:
             if plan.refresh:
                 self.refresh_or_recover()
-            if withheld:
+            # The budget is asked only now: a refresh that failed (a revoked grant) needed no metered call.
+            if plan.probe and (paid or self.deps.meter.take(self.now)):
+                return self.probe()
+            if plan.probe or probe_required(self.connection):
                 # A read was needed (an open issue, a suspicion, a new connection) and the budget had none:
                 # nothing is known, so an open issue's escalation pauses, as when Intuit refuses.
                 return CheckOutcome(OutcomeKind.METERED_OUT, reason=REASON_BUDGET)
-            if not plan.probe:
-                return CheckOutcome.healthy(probed=False)
-            return self.probe()
+            return CheckOutcome.healthy(probed=False)
         except IntuitCallFailed as error:
             return _outcome_of(error.failure, after_fresh_refresh=False)
 
     def probe_decision(self) -> tuple[bool, bool]:
-        """(probe, withheld): whether this check reads CompanyInfo, and whether a needed read was withheld
-        by the budget. A scheduled check follows its run's grant; any other asks the budget for one call."""
+        """(probe, paid): whether this check reads CompanyInfo, and whether its run already paid for it. A
+        scheduled check follows its run's grant; any other reads when evidence asks, if the budget agrees."""
         granted = self.request.probe_granted
         if granted is not None:
-            return granted, not granted and probe_required(self.connection)
-        if not needs_probe(self.connection, self.now, self.deps.policy):
-            return False, False
-        if self.deps.meter.take(self.now):
-            return True, False
-        return False, True
+            return granted, granted
+        return needs_probe(self.connection, self.now, self.deps.policy), False
 
     def company_info(self) -> CompanyRead:
         self.metered_calls += 1
