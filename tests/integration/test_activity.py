@@ -76,20 +76,21 @@ def test_a_report_never_closes_an_open_issue(stack, lambdas, api_client, fleet):
     assert connection.state is ConnectionState.NEEDS_ATTENTION and connection.issue is not None
 
 
-def test_a_reported_failure_gets_a_probe_before_connections_waiting_longer(stack, lambdas, api_client, fleet):
-    from tests.integration.test_probe_budget import leave_this_hour
-
+def test_a_reported_failure_is_checked_at_once_and_confirmed(stack, lambdas, api_client, fleet):
     now = stack.clock.now()
     failing = fleet[7]
     stack.intuit.control.set_admin(stored(failing).realm_id, seed_user(stack, failing), False)
-    api_client.report_activity([(failing, now - timedelta(minutes=3), False)])
-    leave_this_hour(1, now)
 
-    lambdas.run_scheduler(all_slots=True)  # one probe this hour, for twenty connections
+    answer = api_client.report_activity([(failing, now - timedelta(minutes=3), False), (fleet[8], now, True)])
+    assert answer.checks == 1
+    lambdas.drain_checks()
+    stack.clock.advance(CONFIRM_DELAY)
     lambdas.drain_checks()
 
-    assert stored(failing).suspect is not None
-    assert all(stored(cid).last_success_at != now for cid in fleet)
+    issue = stored(failing).issue
+    assert issue is not None and issue.type.value == "ADMIN_ACCESS_LOST"
+    # Nobody else was probed: the success report queued nothing.
+    assert all(stored(cid).last_success_at < now for cid in fleet if cid != failing)
 
 
 def seed_user(stack, connection_id):

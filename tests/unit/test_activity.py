@@ -13,6 +13,7 @@ from qbo_health.domain.activity import (
     refusal,
     write_for,
 )
+from qbo_health.messages import CheckRequest
 from qbo_health.service.activity import record_activity
 
 NOW = datetime(2026, 3, 10, 15, 0, tzinfo=UTC)
@@ -76,7 +77,8 @@ def test_a_batch_counts_unknown_refuses_per_item_and_writes_each_connection_once
     ]
     reports += [Report("b", NOW - timedelta(days=30), True)]
 
-    summary = record_activity(reports, store, NOW)
+    queue = SentChecks()
+    summary = record_activity(reports, store, queue, NOW)
 
     assert summary.accepted == 2000 and summary.connections == 2 and summary.written == 2
     assert summary.unknown == 2  # an id we never had, and a disconnected one
@@ -86,5 +88,23 @@ def test_a_batch_counts_unknown_refuses_per_item_and_writes_each_connection_once
     ]
     assert len(store.writes) == 2
     # Sent again the same day: idempotent, no write.
-    again = record_activity(reports, store, NOW)
-    assert again.written == 0 and again.accepted == 2000
+    # Both reported failures too: each connection gets one check now, and one only.
+    assert summary.checks == 2 and sorted(r.connection_id for r in queue.sent) == ["a", "b"]
+    assert {r.reason for r in queue.sent} == {"problem_report"}
+    again = record_activity(reports, store, queue, NOW)
+    assert again.written == 0 and again.accepted == 2000 and len(queue.sent) == 2
+
+
+def test_successes_alone_queue_no_check() -> None:
+    store, queue = MemoryActivity({"a": StoredActivity()}), SentChecks()
+    summary = record_activity([Report("a", NOW, True)], store, queue, NOW)
+    assert summary.written == 1 and summary.checks == 0 and queue.sent == []
+
+
+class SentChecks:
+    def __init__(self) -> None:
+        self.sent: list[CheckRequest] = []
+
+    def send(self, requests: Sequence[CheckRequest], *, delay_seconds: int = 0) -> int:
+        self.sent.extend(requests)
+        return len(requests)

@@ -115,6 +115,7 @@ def activity_response(summary: ActivitySummary) -> ActivityResponse:
         accepted=summary.accepted,
         connections=summary.connections,
         written=summary.written,
+        checks=summary.checks,
         unknown=summary.unknown,
         refused=[
             ActivityRefusal(index=item.index, connection_id=item.connection_id, reason=item.reason)
@@ -176,7 +177,8 @@ def internal_router() -> Router:
     )
     def report_activity(report: ActivityReport) -> ActivityResponse:
         reports = [Report(item.connection_id, item.at, item.ok) for item in report.root]
-        return activity_response(record_activity(reports, wiring.connection_store(), clock.now()))
+        summary = record_activity(reports, wiring.connection_store(), wiring.check_queue(), clock.now())
+        return activity_response(summary)
 
     @router.get(
         "/connections/<connection_id>",

@@ -154,6 +154,7 @@ class ActivityResponse(_Response):
     accepted: int = Field(description="Items that count as evidence.")
     connections: int = Field(description="Distinct connections among the accepted items.")
     written: int = Field(description="Connections whose evidence was updated (at most once a day each).")
+    checks: int = Field(description="Connections with a newly reported failure: each is checked now.")
     unknown: int = Field(description="Items for connections the service does not have or no longer checks.")
     refused: list[ActivityRefusal] = Field(
         default_factory=list, description="Items refused: a time in the future, or more than 7 days ago."
