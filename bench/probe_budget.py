@@ -1,8 +1,8 @@
 """A month of the metered-call budget at 100,000 connections, played on the pure policy
-(``qbo_health.domain.probe_budget``), plus a sample on the embedded stack (``--stack-sample``).
+(``qbo_health.domain.probe_budget``), plus a sample on the embedded stack (``bench.probe_budget_stack``).
 
     python -m bench.probe_budget [--connections 100000] [--budget 100000] [--shares 0,0.5,0.9]
-                                 [--extra-budgets 250000] [--stack-sample 240] [--seed 7]
+                                 [--extra-budgets 250000] [--seed 7]
 
 The policy model plays production's schedule hour by hour: each connection has its hour of the day (the
 scheduler's slot), the run chooses probes with the real ``choose_probes`` and the month's real pacing, a
@@ -411,10 +411,6 @@ def main() -> None:
         "trial_expires": TRIAL_EXPIRES,
         "policy": results,
     }
-    if args.stack_sample:
-        from bench.probe_budget_stack import run_stack_sample
-
-        output["stack_sample"] = run_stack_sample(args.stack_sample, seed=args.seed)
     print(f"\nwrote {write_result('probe_budget', output)}")
 
 

@@ -9,6 +9,7 @@ import pytest
 
 from qbo_health import wiring
 from qbo_health.adapters.control import CachedOutageFlag
+from qbo_health.domain.activity import ActivityWrite, StoredActivity, day_of
 from qbo_health.domain.model import (
     Authorizer,
     Connection,
@@ -94,6 +95,7 @@ def everything(connection_id: str = "conn-full") -> Connection:
         subscription_status=SubscriptionStatus.SUSPENDED,
         disconnect_reason=DisconnectReason.CUSTOMER_REQUEST,
         disconnected_at=at(hours=-6),
+        settled_at=at(days=-9),  # stored in whole seconds
     )
 
 
@@ -112,8 +114,9 @@ def test_every_field_of_a_connection_survives_create_and_get(store):
     untouched = [
         f.name
         for f in fields(Connection)
-        # access_wanted is the lease's companion flag, set only by request_access (tested below)
-        if f.name not in ("version", "access_wanted")
+        # access_wanted is the lease's companion flag, set only by request_access (tested below); the
+        # product's activity is written only by its report (tested below)
+        if f.name not in ("version", "access_wanted", "activity_ok_at", "activity_failed_at")
         and getattr(connection, f.name) == getattr(defaults, f.name)
     ]
     assert untouched == [], "the fixture must set every field to prove it is stored"
@@ -121,6 +124,23 @@ def test_every_field_of_a_connection_survives_create_and_get(store):
     store.create(connection)
 
     assert store.get(connection.connection_id) == connection
+
+
+def test_activity_is_written_once_a_day_and_never_by_a_save(store):
+    created = store.create(everything())
+    ok_at, failed_at = at(hours=-3), at(hours=-1)
+    today = day_of(at())
+    assert store.record_activity([ActivityWrite(created.connection_id, ok_at, failed_at, today)]) == 1
+    assert store.record_activity([ActivityWrite(created.connection_id, at(), None, today)]) == 0
+    assert store.record_activity([ActivityWrite("nobody", at(), None, today)]) == 0
+
+    stored = store.get(created.connection_id)
+    assert (stored.activity_ok_at, stored.activity_failed_at) == (ok_at, failed_at)
+    store.save(replace(stored, transient_failures=0), changed_from=stored)
+    assert store.get(created.connection_id).activity_ok_at == ok_at
+    assert store.stored_activity([created.connection_id, "nobody"]) == {
+        created.connection_id: StoredActivity(ok_at, failed_at, today)
+    }
 
 
 def test_a_pending_connection_with_nothing_yet_round_trips_as_empty(store):
