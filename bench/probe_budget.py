@@ -25,7 +25,7 @@ import random
 import statistics
 import time
 from collections import Counter, defaultdict
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -215,7 +215,7 @@ def _product_report(
     ok = not active or (problem is not None and problem.kind in READ_ONLY)  # reads still work
     failed = active
     ev = fleet.evidence[i]
-    fleet.evidence[i] = replace(
+    fleet.evidence[i] = _with(
         ev,
         activity_ok_at=now if ok else ev.activity_ok_at,
         activity_failed_at=now if failed else ev.activity_failed_at,
@@ -250,7 +250,7 @@ def _detect_revoked(fleet: Fleet, i: int, now: datetime, figures: MonthFigures, 
     problem.suspected_at = now
     problem.confirmed_at = now + CONFIRM
     _record(figures, problem, measuring)
-    fleet.evidence[i] = replace(fleet.evidence[i], has_issue=True)
+    fleet.evidence[i] = _with(fleet.evidence[i], has_issue=True)
 
 
 def _revoked_known(fleet: Fleet, i: int) -> bool:
@@ -279,7 +279,7 @@ def _probe(
             return state  # an open issue, still broken: stays open
         confirm = spend(state, 1, now + CONFIRM, policy)
         if confirm is None:
-            fleet.evidence[i] = replace(ev, has_suspect=True)  # confirmed by a later day's required probe
+            fleet.evidence[i] = _with(ev, has_suspect=True)  # confirmed by a later day's required probe
             return state
         months[confirm.month] += 1
         if measuring:
@@ -287,14 +287,14 @@ def _probe(
             figures.made += 1
         problem.confirmed_at = now + CONFIRM
         _record(figures, problem, measuring)
-        fleet.evidence[i] = replace(ev, has_issue=True, has_suspect=False)
+        fleet.evidence[i] = _with(ev, has_issue=True, has_suspect=False)
         return confirm
     closed = ev.has_issue or ev.has_suspect
     status = ev.subscription_status
     if problem is not None and problem.fixed_at is not None:
         del fleet.problems[i]
         status = SubscriptionStatus.PAID
-    fleet.evidence[i] = replace(
+    fleet.evidence[i] = _with(
         ev,
         last_success_at=now,
         state=ConnectionState.HEALTHY,
@@ -318,7 +318,7 @@ def _fixes(fleet: Fleet, now: datetime) -> None:
         if problem.kind == "REVOKED" and problem.fixed_at is not None:
             # Reauthorized: a new grant, verified by its first check.
             del fleet.problems[i]
-            fleet.evidence[i] = replace(fleet.evidence[i], has_issue=False, state=ConnectionState.PENDING)
+            fleet.evidence[i] = _with(fleet.evidence[i], has_issue=False, state=ConnectionState.PENDING)
 
 
 def _record(figures: MonthFigures, problem: Problem, measuring: bool) -> None:
@@ -326,6 +326,11 @@ def _record(figures: MonthFigures, problem: Problem, measuring: bool) -> None:
         return
     days = (problem.confirmed_at - problem.start).total_seconds() / 86400
     figures.latencies[ISSUE_OF[problem.kind]].append(days)
+
+
+def _with(evidence: Evidence, **changes: Any) -> Evidence:
+    """``dataclasses.replace``, without its per-field introspection (a third of the run's time)."""
+    return Evidence(**{**vars(evidence), **changes})
 
 
 def percentile(values: list[float], share: float) -> float:
@@ -381,6 +386,7 @@ def main() -> None:
     parser.add_argument("--shares", default="0,0.5,0.9")
     parser.add_argument("--extra-budgets", default="250000", help="budgets also played at 50%% reporting")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--name", default="probe_budget", help="result file: bench/results/NAME.json")
     parser.add_argument(
         "--stack-sample", type=int, default=0, help="connections on the embedded stack (0: none)"
     )
@@ -391,7 +397,7 @@ def main() -> None:
         f"({TRIAL_EXPIRES:.0%} expire). Latency: problem start to issue confirmed, a problem still "
         "undetected after the follow-up counted as infinite ('missed')."
     )
-    scenarios = [(float(share), args.budget) for share in args.shares.split(",")]
+    scenarios = [(float(share), args.budget) for share in args.shares.split(",") if share]
     scenarios += [(0.5, int(extra)) for extra in args.extra_budgets.split(",") if extra]
     results = []
     for share, budget in scenarios:
@@ -411,7 +417,7 @@ def main() -> None:
         "trial_expires": TRIAL_EXPIRES,
         "policy": results,
     }
-    print(f"\nwrote {write_result('probe_budget', output)}")
+    print(f"\nwrote {write_result(args.name, output)}")
 
 
 if __name__ == "__main__":
