@@ -7,7 +7,7 @@ export PYTHONPATH := shared:.
 STAMP := $(VENV)/.installed
 
 .PHONY: test lint typecheck unit demo bench-checks clean openapi e2e-deps
-.PHONY: bench bench-pipeline bench-cost bench-worker bench-escalator bench-coldstart
+.PHONY: bench bench-pipeline bench-cost bench-worker bench-escalator bench-coldstart bench-budget
 .PHONY: deploy-checks cfn-lint sam-validate checkov sam-build-check
 
 # Deployability checks (no AWS credentials, no Docker): the SAM CLI (with its cfn-lint) and checkov each in a
@@ -100,7 +100,11 @@ bench-escalator: $(STAMP)
 bench-coldstart: $(STAMP)
 	$(PY) -m bench.coldstart
 
-bench: bench-pipeline bench-cost bench-worker bench-escalator bench-coldstart
+bench-budget: $(STAMP)
+	$(PY) -m bench.probe_budget
+	$(PY) -m bench.probe_budget_stack
+
+bench: bench-pipeline bench-cost bench-worker bench-escalator bench-coldstart bench-budget
 
 clean:
 	rm -rf $(VENV) $(SAM_VENV) $(CHECKOV_VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache

@@ -10,6 +10,8 @@ token = qbo.access_token(registered.connection_id).access_token
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from datetime import datetime
 from typing import Any, TypeVar
 from urllib.parse import quote
 
@@ -22,6 +24,9 @@ from pydantic import BaseModel
 
 from qbo_health.api.models import (
     AccessTokenResponse,
+    ActivityItem,
+    ActivityReport,
+    ActivityResponse,
     CheckResponse,
     ConnectionStatus,
     ConnectLinkResponse,
@@ -114,6 +119,12 @@ class QboHealthClient:
     ) -> ProblemResponse:
         request = ProblemRequest(status=status, body=body, content_type=content_type)
         return self._call("POST", f"/connections/{_id(connection_id)}/problems", ProblemResponse, request)
+
+    def report_activity(self, calls: Iterable[tuple[str, datetime, bool]]) -> ActivityResponse:
+        """Report the product's own Intuit calls, ``(connection_id, at, ok)`` each (``at`` with its time
+        zone): one call in the sync loop saves the service metered probes. Up to 5,000 items a request."""
+        items = [ActivityItem(connection_id=cid, at=at, ok=ok) for cid, at, ok in calls]
+        return self._call("POST", "/connections/activity", ActivityResponse, ActivityReport(items))
 
     def check_now(self, connection_id: str) -> CheckResponse:
         return self._call("POST", f"/connections/{_id(connection_id)}/checks", CheckResponse)

@@ -87,8 +87,12 @@ class CheckSettings(_EnvModel):
     check_queue_native_delay: bool = True
     # Refresh when the last refresh is older than this: daily checks keep the 100-day window rolling.
     refresh_after_hours: float = Field(default=20.0, gt=0, le=72)
-    # CompanyInfo is metered: probe only when no success was recorded within this interval.
+    # CompanyInfo is metered: never probe while success evidence (a probe, or the product's report of a
+    # successful call) is more recent than this.
     probe_interval_hours: float = Field(default=20.0, gt=0, le=24 * 30)
+    # The service's own monthly allowance of metered calls (Intuit's Builder tier gives the whole app
+    # 500,000): paced across the month, spent where problems are likely (see domain.probe_budget).
+    metered_call_budget: int = Field(default=100_000, ge=0, le=100_000_000)
     lease_seconds: int = Field(default=120, ge=10, le=900)
     # A first bad answer is re-checked after this delay before any issue opens (SQS allows up to 900 s).
     confirm_delay_seconds: int = Field(default=900, ge=0, le=900)

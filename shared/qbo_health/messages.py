@@ -30,3 +30,6 @@ class CheckRequest(BaseModel):
     # What the product saw on a write (``POST /connections/{id}/problems``) that our own read cannot see:
     # a 6190 (``SUBSCRIPTION_LAPSED``). Carried by the re-checks that follow the report.
     reported_issue: IssueType | None = None
+    # The scheduler's decision on the metered probe: True, paid from the month's budget; False, none this
+    # time (see ``domain.probe_budget``). None (any other check): the check asks the budget itself.
+    probe_granted: bool | None = None

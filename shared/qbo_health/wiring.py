@@ -15,6 +15,7 @@ from qbo_health.adapters.control import CachedOutageFlag, ControlStore
 from qbo_health.adapters.dynamo_models import bind_tables
 from qbo_health.adapters.history import AccessTokenCache, HistoryLog, TokenRecoveryLog
 from qbo_health.adapters.intuit import IntuitClient, IntuitEndpoints
+from qbo_health.adapters.meter import MeterStore
 from qbo_health.adapters.notice_channels import EmailChannel, EventChannel, NoticeClaims
 from qbo_health.adapters.token_vault import TokenVault
 from qbo_health.config import (
@@ -31,6 +32,7 @@ from qbo_health.domain.check import CheckPolicy, lease_too_short
 from qbo_health.domain.escalation import EscalationPolicy, Schedule, Stage
 from qbo_health.domain.model import Connection, DisconnectReason, IssueType
 from qbo_health.domain.outage import OutageThresholds
+from qbo_health.domain.probe_budget import BudgetPolicy
 from qbo_health.errors import ConfigurationError
 from qbo_health.messages import CheckRequest
 from qbo_health.service.health_check import (
@@ -190,6 +192,20 @@ def check_policy(settings: CheckSettings, escalation: EscalationPolicy | None = 
     )
 
 
+def budget_policy(settings: CheckSettings) -> BudgetPolicy:
+    return BudgetPolicy(
+        monthly_budget=settings.metered_call_budget,
+        probe_interval=timedelta(hours=settings.probe_interval_hours),
+    )
+
+
+@cache
+def meter_store() -> MeterStore:
+    settings = check_settings()
+    store_settings()
+    return MeterStore(settings.metered_call_budget)
+
+
 def outage_thresholds(settings: CheckSettings) -> OutageThresholds:
     return OutageThresholds(
         transient_share=settings.outage_transient_share,
@@ -215,6 +231,7 @@ def check_deps() -> CheckDeps:
         access_tokens=access_token_cache(),
         notifier=notices(),
         outage=CachedOutageFlag(control_store()),
+        meter=meter_store(),
         policy=check_policy(settings, escalation_policy(escalation.escalation_policy, escalation)),
         lease_seconds=settings.lease_seconds,
         time_left=invocation.time_left,
@@ -378,6 +395,7 @@ def api_deps() -> ApiDeps:
         oauth=intuit_client(),
         redirect_uri=settings.redirect_uri,
         rechecks=control_store(),
+        activity=connection_store(),
         product_origin=settings.product_origin,
         state_ttl=timedelta(minutes=settings.oauth_state_minutes),
         access_token_wait_seconds=settings.access_token_wait_seconds,
@@ -395,6 +413,7 @@ def reset() -> None:
         token_vault,
         connection_store,
         control_store,
+        meter_store,
         history_log,
         access_token_cache,
         check_queue,

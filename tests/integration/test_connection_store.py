@@ -9,6 +9,7 @@ import pytest
 
 from qbo_health import wiring
 from qbo_health.adapters.control import CachedOutageFlag
+from qbo_health.domain.activity import ActivityWrite, StoredActivity, day_of
 from qbo_health.domain.model import (
     Authorizer,
     Connection,
@@ -99,6 +100,7 @@ def everything(connection_id: str = "conn-full") -> Connection:
         expected_realm_id="9130350001",
         expected_email="owner@example.com",
         pending_notice=PendingNotice("DISCONNECTED", "episode-0", IssueType.ADMIN_ACCESS_LOST),
+        settled_at=at(days=-9),  # stored in whole seconds
     )
 
 
@@ -118,8 +120,9 @@ def test_every_field_of_a_connection_survives_create_and_get(store):
         f.name
         for f in fields(Connection)
         # access_wanted is the lease's companion flag, set only by request_access (tested below); a healed
-        # episode (recovering) takes the issue's place, so it has its own round trip below
-        if f.name not in ("version", "access_wanted", "recovering")
+        # episode (recovering) takes the issue's place, so it has its own round trip below; the product's
+        # activity is written only by its report (tested below)
+        if f.name not in ("version", "access_wanted", "recovering", "activity_ok_at", "activity_failed_at")
         and getattr(connection, f.name) == getattr(defaults, f.name)
     ]
     assert untouched == [], "the fixture must set every field to prove it is stored"
@@ -138,6 +141,23 @@ def test_a_healed_episode_round_trips_and_stays_in_the_open_issues_index(store):
     assert store.get("conn-healed") == connection
     assert store.get("conn-healed").issue is None
     assert [item.connection_id for item in store.open_issues()] == ["conn-healed"]
+
+
+def test_activity_is_written_once_a_day_and_never_by_a_save(store):
+    created = store.create(everything())
+    ok_at, failed_at = at(hours=-3), at(hours=-1)
+    today = day_of(at())
+    assert store.record_activity([ActivityWrite(created.connection_id, ok_at, failed_at, today)]) == 1
+    assert store.record_activity([ActivityWrite(created.connection_id, at(), None, today)]) == 0
+    assert store.record_activity([ActivityWrite("nobody", at(), None, today)]) == 0
+
+    stored = store.get(created.connection_id)
+    assert (stored.activity_ok_at, stored.activity_failed_at) == (ok_at, failed_at)
+    store.save(replace(stored, transient_failures=0), changed_from=stored)
+    assert store.get(created.connection_id).activity_ok_at == ok_at
+    assert store.stored_activity([created.connection_id, "nobody"]) == {
+        created.connection_id: StoredActivity(ok_at, failed_at, today)
+    }
 
 
 def test_a_pending_connection_with_nothing_yet_round_trips_as_empty(store):

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
@@ -13,6 +14,7 @@ from pynamodb.expressions.condition import Condition
 from pynamodb.expressions.update import Action
 
 from qbo_health.adapters.dynamo_models import OPEN_ISSUE_MARKER, ConnectionModel
+from qbo_health.domain.activity import ActivityWrite, StoredActivity
 from qbo_health.domain.model import (
     Authorizer,
     Connection,
@@ -27,6 +29,7 @@ from qbo_health.domain.model import (
     SuspectedIssue,
     TokenTimes,
 )
+from qbo_health.domain.probe_budget import Evidence
 from qbo_health.domain.schedule import slot_of
 from qbo_health.errors import AccessWanted, ConcurrentUpdate, ConnectionNotFound, LeaseHeld
 
@@ -163,12 +166,105 @@ class ConnectionStore:
         for item in ConnectionModel.check_slots.query(slot):
             yield SlotMember(item.connection_id, item.state, item.issue_type)
 
+    def evidence(self, connection_ids: Sequence[str]) -> list[Evidence]:
+        """What the probe budget needs of each connection: a few attributes, read in batches of 100
+        (eventually consistent, half a read unit each: the scheduler's hourly share of the fleet)."""
+        if not connection_ids:
+            return []
+        names = [attribute.attr_name for attribute in _EVIDENCE_ATTRIBUTES]
+        items = ConnectionModel.batch_get(connection_ids, attributes_to_get=names)
+        return [_evidence(item) for item in items]
+
+    def stored_activity(self, connection_ids: Sequence[str]) -> dict[str, StoredActivity | None]:
+        """The product's earlier activity reports of each known connection (None: disconnected)."""
+        if not connection_ids:
+            return {}
+        names = [attribute.attr_name for attribute in _ACTIVITY_ATTRIBUTES]
+        found: dict[str, StoredActivity | None] = {}
+        for item in ConnectionModel.batch_get(connection_ids, attributes_to_get=names):
+            if item.state == ConnectionState.DISCONNECTED.value:
+                found[item.connection_id] = None
+                continue
+            found[item.connection_id] = StoredActivity(
+                ok_at=_from_epoch(item.activity_ok_epoch),
+                failed_at=_from_epoch(item.activity_failed_epoch),
+                written_day=int(item.activity_day) if item.activity_day is not None else None,
+            )
+        return found
+
+    def record_activity(self, writes: Sequence[ActivityWrite]) -> int:
+        """One conditional write per connection: only an existing one, only once a UTC day (a report that
+        raced another this day loses quietly). The connection's version is left alone: a check holding the
+        lease saves over it unhindered, and never writes these attributes."""
+        with ThreadPoolExecutor(max_workers=ACTIVITY_WRITERS) as pool:
+            return sum(pool.map(_write_activity, writes))
+
     def ids_for_realm(self, realm_id: str) -> list[str]:
         return [item.connection_id for item in ConnectionModel.by_realm.query(realm_id)]
 
     def open_issues(self) -> Iterator[Connection]:
         for item in ConnectionModel.open_issues.query(OPEN_ISSUE_MARKER):
             yield to_domain(item)
+
+
+_EVIDENCE_ATTRIBUTES = (
+    ConnectionModel.connection_id,
+    ConnectionModel.state,
+    ConnectionModel.issue_type,
+    ConnectionModel.suspect_type,
+    ConnectionModel.created_at,
+    ConnectionModel.last_success_at,
+    ConnectionModel.subscription_status,
+    ConnectionModel.hard_expires_at,
+    ConnectionModel.settled_epoch,
+    ConnectionModel.activity_ok_epoch,
+    ConnectionModel.activity_failed_epoch,
+)
+
+
+def _evidence(item: ConnectionModel) -> Evidence:
+    return Evidence(
+        connection_id=item.connection_id,
+        state=ConnectionState(item.state),
+        has_issue=bool(item.issue_type),
+        has_suspect=bool(item.suspect_type),
+        created_at=item.created_at,
+        last_success_at=item.last_success_at,
+        activity_ok_at=_from_epoch(item.activity_ok_epoch),
+        activity_failed_at=_from_epoch(item.activity_failed_epoch),
+        settled_at=_from_epoch(item.settled_epoch),
+        subscription_status=_subscription_status(item.subscription_status),
+        hard_expires_at=item.hard_expires_at,
+    )
+
+
+_ACTIVITY_ATTRIBUTES = (
+    ConnectionModel.connection_id,
+    ConnectionModel.state,
+    ConnectionModel.activity_ok_epoch,
+    ConnectionModel.activity_failed_epoch,
+    ConnectionModel.activity_day,
+)
+# Parallel writes: a report of thousands of connections stays well inside the API's 29 seconds.
+ACTIVITY_WRITERS = 8
+
+
+def _write_activity(write: ActivityWrite) -> bool:
+    actions: list[Action] = [ConnectionModel.activity_day.set(write.day)]
+    if write.ok_at is not None:
+        actions.append(ConnectionModel.activity_ok_epoch.set(int(write.ok_at.timestamp())))
+    if write.failed_at is not None:
+        actions.append(ConnectionModel.activity_failed_epoch.set(int(write.failed_at.timestamp())))
+    condition = ConnectionModel.connection_id.exists() & (
+        ConnectionModel.activity_day.does_not_exist() | (ConnectionModel.activity_day < write.day)
+    )
+    try:
+        _update_quietly(write.connection_id, actions, condition)
+    except UpdateError as error:
+        if _condition_failed(error):
+            return False
+        raise
+    return True
 
 
 def _update_quietly(connection_id: str, actions: list[Action], condition: Condition) -> None:
@@ -234,6 +330,7 @@ def _attributes(connection: Connection) -> dict[str, Any]:
         "expected_realm_id": connection.expected_realm_id,
         "expected_email": connection.expected_email,
         "pending_notice": _pending_text(pending),
+        "settled_epoch": _epoch(connection.settled_at),
     }
 
 
@@ -365,4 +462,15 @@ def to_domain(item: ConnectionModel) -> Connection:
         grant_generation=int(item.grant_generation or 0),
         expected_realm_id=item.expected_realm_id,
         expected_email=item.expected_email,
+        settled_at=_from_epoch(item.settled_epoch),
+        activity_ok_at=_from_epoch(item.activity_ok_epoch),
+        activity_failed_at=_from_epoch(item.activity_failed_epoch),
     )
+
+
+def _epoch(moment: datetime | None) -> int | None:
+    return None if moment is None else int(moment.timestamp())
+
+
+def _from_epoch(value: float | None) -> datetime | None:
+    return None if value is None else datetime.fromtimestamp(int(value), UTC)

@@ -110,6 +110,12 @@ class ConnectionModel(Model):
     grant_generation = NumberAttribute(null=True)
     expected_realm_id = UnicodeAttribute(null=True)
     expected_email = UnicodeAttribute(null=True)
+    # Evidence for the probe budget, epoch seconds under short names (the item stays under 1 KB): when the
+    # connection was last restored or verified, and the product's latest reported successful and failed call.
+    settled_epoch = NumberAttribute(null=True, attr_name="st")
+    activity_ok_epoch = NumberAttribute(null=True, attr_name="ao")
+    activity_failed_epoch = NumberAttribute(null=True, attr_name="af")
+    activity_day = NumberAttribute(null=True, attr_name="ad")  # UTC day of the last activity write
 
     by_realm = RealmIndex()
     open_issues = OpenIssueIndex()
@@ -148,6 +154,9 @@ class ControlModel(Model):
     transient = NumberAttribute(null=True)
     suspected = NumberAttribute(null=True)
     expires_at = NumberAttribute(null=True)
+    # The month's metered-call budget (``METER#YYYY-MM``): calls granted, and when Intuit refused one.
+    spent = NumberAttribute(null=True)
+    refused_at = UTCDateTimeAttribute(null=True)
 
 
 class OAuthStateModel(Model):

@@ -15,6 +15,9 @@ from pydantic import BaseModel
 
 from qbo_health.api.models import (
     AccessTokenResponse,
+    ActivityRefusal,
+    ActivityReport,
+    ActivityResponse,
     AuthorizedBy,
     CheckResponse,
     Classified,
@@ -27,11 +30,13 @@ from qbo_health.api.models import (
     RegisterRequest,
     RegisterResponse,
 )
+from qbo_health.domain.activity import Report
 from qbo_health.domain.connect_links import PURPOSE_CONNECT, needs_first_connect
 from qbo_health.domain.issues import HEADLINE, guidance_for
 from qbo_health.domain.model import Connection, ConnectionState, DisconnectReason
 from qbo_health.service import connections
 from qbo_health.service.access_tokens import get_access_token
+from qbo_health.service.activity import ActivitySummary, record_activity
 from qbo_health.service.api_deps import ApiDeps
 from qbo_health.service.disconnect import disconnect_connection
 from qbo_health.service.health_check import CheckResult
@@ -111,6 +116,20 @@ def _check_response(result: CheckResult, deps: ApiDeps, now: datetime) -> CheckR
     )
 
 
+def activity_response(summary: ActivitySummary) -> ActivityResponse:
+    return ActivityResponse(
+        accepted=summary.accepted,
+        connections=summary.connections,
+        written=summary.written,
+        checks=summary.checks,
+        unknown=summary.unknown,
+        refused=[
+            ActivityRefusal(index=item.index, connection_id=item.connection_id, reason=item.reason)
+            for item in summary.refused
+        ],
+    )
+
+
 def internal_router(api_deps: Callable[[], ApiDeps], clock: Callable[[], datetime]) -> Router:
     """The product's routes, on the dependencies and the clock they are given."""
     router = Router()
@@ -159,6 +178,18 @@ def internal_router(api_deps: Callable[[], ApiDeps], clock: Callable[[], datetim
             connection_id=request.connection_id,
         )
         return Response(201, "application/json", status_of(imported, deps.signer, now))
+
+    @router.post(
+        "/connections/activity",
+        summary="Report the product's own Intuit calls: evidence that saves metered probes",
+        responses={200: _ok("What counted, per item refusals", ActivityResponse), **_ERRORS},
+        tags=["internal"],
+    )
+    def report_activity(report: ActivityReport) -> ActivityResponse:
+        reports = [Report(item.connection_id, item.at, item.ok) for item in report.root]
+        deps = api_deps()
+        summary = record_activity(reports, deps.activity, deps.check.queue, clock())
+        return activity_response(summary)
 
     @router.get(
         "/connections/<connection_id>",

@@ -5,8 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, RootModel
 
+from qbo_health.domain.activity import MAX_ITEMS
 from qbo_health.domain.notices import EMAIL_MAX_LENGTH, EMAIL_PATTERN
 from qbo_health.service.links import CONNECTION_ID_PATTERN
 
@@ -164,6 +165,36 @@ class ProblemResponse(_Response):
         "the check as evidence: a suspended company still reads, only its writes are refused).",
     )
     check: CheckResponse
+
+
+class ActivityItem(_Request):
+    connection_id: str = Field(min_length=1, max_length=128, description="The connection the call used.")
+    at: AwareDatetime = Field(description="When the product's call to Intuit happened (with its offset).")
+    ok: bool = Field(description="Whether Intuit answered it successfully.")
+
+
+class ActivityReport(RootModel[list[ActivityItem]]):
+    """The product's Intuit calls since its last report: any number of items per connection (the
+    service keeps the newest success and failure of each)."""
+
+    root: list[ActivityItem] = Field(max_length=MAX_ITEMS)
+
+
+class ActivityRefusal(_Response):
+    index: int = Field(description="The item's position in the request.")
+    connection_id: str
+    reason: Literal["in_future", "too_old"]
+
+
+class ActivityResponse(_Response):
+    accepted: int = Field(description="Items that count as evidence.")
+    connections: int = Field(description="Distinct connections among the accepted items.")
+    written: int = Field(description="Connections whose evidence was updated (at most once a day each).")
+    checks: int = Field(description="Connections with a newly reported failure: each is checked now.")
+    unknown: int = Field(description="Items for connections the service does not have or no longer checks.")
+    refused: list[ActivityRefusal] = Field(
+        default_factory=list, description="Items refused: a time in the future, or more than 7 days ago."
+    )
 
 
 class ErrorResponse(_Response):

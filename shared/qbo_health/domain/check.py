@@ -19,6 +19,7 @@ from qbo_health.domain.model import (
     SubscriptionStatus,
     SuspectedIssue,
 )
+from qbo_health.domain.probe_budget import BudgetPolicy, Need, evidence_of, rank
 
 # The most Intuit calls one check makes: a refresh, its second try after adopting a recovered pair, the
 # probe, a refresh after a refused access token, and the probe again. Each may last the client's timeout.
@@ -74,6 +75,10 @@ class OutcomeKind(StrEnum):
     # connection. Never an issue, never retried (the allowance returns next month), never counted towards
     # the outage guard (it is our quota, not Intuit's health); an open issue's escalation pauses meanwhile.
     METERED_OUT = "METERED_OUT"
+
+
+# The reason of a METERED_OUT outcome when our own budget, not Intuit, withheld the probe.
+REASON_BUDGET = "budget_withheld"
 
 
 @dataclass(frozen=True)
@@ -145,9 +150,13 @@ class CheckPlan:
     reasons: tuple[str, ...] = field(default=())
 
 
-def plan_check(connection: Connection, now: datetime, policy: CheckPolicy) -> CheckPlan:
+def plan_check(
+    connection: Connection, now: datetime, policy: CheckPolicy, *, probe: bool | None = None
+) -> CheckPlan:
+    """``probe`` is the budget's decision when one was made (see ``domain.probe_budget``)."""
     tokens = connection.tokens
-    probe = needs_probe(connection, now, policy)
+    if probe is None:
+        probe = needs_probe(connection, now, policy)
     reasons: list[str] = []
     # A probe needs an access token; the connection normally keeps none, so probing means refreshing.
     if probe and (tokens.access_expires_at is None or tokens.access_expires_at - ACCESS_TOKEN_MARGIN <= now):
@@ -158,12 +167,16 @@ def plan_check(connection: Connection, now: datetime, policy: CheckPolicy) -> Ch
     return CheckPlan(refresh=refresh, probe=probe, reasons=tuple(reasons))
 
 
+def probe_required(connection: Connection) -> bool:
+    """Only a read can close an issue, confirm a suspicion or verify a new connection."""
+    return bool(connection.issue or connection.suspect or connection.state is ConnectionState.PENDING)
+
+
 def needs_probe(connection: Connection, now: datetime, policy: CheckPolicy) -> bool:
-    """CompanyInfo is metered: probe only when nothing recent shows the connection healthy, or to verify."""
-    if connection.issue or connection.suspect or connection.state is ConnectionState.PENDING:
-        return True
-    last = connection.last_success_at
-    return last is None or now - last >= policy.probe_interval
+    """CompanyInfo is metered: probe only to verify, or when no recent evidence shows the connection healthy
+    (the rule's home is ``domain.probe_budget``)."""
+    budget = BudgetPolicy(probe_interval=policy.probe_interval)
+    return rank(evidence_of(connection), now, budget).need is not Need.NONE
 
 
 def apply_outcome(
@@ -227,6 +240,8 @@ def _healthy(connection: Connection, outcome: CheckOutcome, now: datetime, polic
     if verified:
         updated = replace(updated, last_success_at=now)
         issue = connection.issue
+        if issue:
+            updated = replace(updated, settled_at=now)
         if issue and issue.notices:
             # Told of it: kept for the damping window; the escalator sends "restored" once it stays healthy.
             healed = replace(issue, healed_at=now)
@@ -238,6 +253,7 @@ def _healthy(connection: Connection, outcome: CheckOutcome, now: datetime, polic
             events.append(ConnectionEvent(EventKind.SUSPECT_CLEARED, now, connection.suspect.type))
         if connection.state is ConnectionState.PENDING:
             events.append(ConnectionEvent(EventKind.VERIFIED, now))
+            updated = replace(updated, settled_at=now)
         updated = replace(updated, issue=None, suspect=None, state=ConnectionState.HEALTHY)
     warning = reauth_warning(updated, now, policy)
     if warning:

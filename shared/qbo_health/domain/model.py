@@ -144,6 +144,13 @@ class Connection:
     # The escalator's disconnect notice until it went out: the connection stays in the open-issues index,
     # so a notice that failed (EventBridge down, say) is retried each hour instead of being lost.
     pending_notice: PendingNotice | None = None
+    # When a probe last restored the connection after an issue, or verified it after connecting: problems
+    # are likelier soon after (the probe budget weighs it).
+    settled_at: datetime | None = None
+    # The product's latest reported successful and failed Intuit call (``POST /connections/activity``);
+    # written by that report only, never by a check.
+    activity_ok_at: datetime | None = None
+    activity_failed_at: datetime | None = None
 
 
 @dataclass(frozen=True)

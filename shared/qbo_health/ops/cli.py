@@ -1,4 +1,4 @@
-"""The ops CLI: list, show, check, hold/release, escalate --dry-run, redrive-dlq, export-csv.
+"""The ops CLI: list, show, check, hold/release, escalate --dry-run, redrive-dlq, export-csv, budget.
 
 It reads the environment the functions read (table names, queue URL, region; ``AWS_ENDPOINT_URL`` points
 boto3 and PynamoDB at moto locally) and builds its collaborators with :mod:`qbo_health.wiring`, so one code
@@ -28,6 +28,15 @@ from pynamodb.exceptions import PynamoDBException
 
 from qbo_health import clock, wiring
 from qbo_health.domain.model import Connection, ConnectionState, IssueType
+from qbo_health.domain.probe_budget import (
+    Need,
+    early_burn,
+    evidence_of,
+    hourly_allowance,
+    projection,
+    rank,
+    remaining,
+)
 from qbo_health.errors import ConnectionBusy, ConnectionNotFound, QboHealthError
 from qbo_health.messages import CheckRequest
 from qbo_health.observability import SERVICE, metrics
@@ -268,6 +277,56 @@ def export_csv(args: argparse.Namespace, ctx: Context) -> int:
     return OK
 
 
+def budget(args: argparse.Namespace, ctx: Context) -> int:
+    """The month's metered calls: month to date, projection, and who waits longest for evidence."""
+    policy = wiring.budget_policy(wiring.check_settings())
+    state = wiring.meter_store().state(ctx.now)
+    share = 100.0 * state.spent / policy.monthly_budget if policy.monthly_budget else 0.0
+    ctx.out.write(
+        format_fields(
+            [
+                ("month", state.month),
+                ("budget", policy.monthly_budget),
+                ("month to date", f"{state.spent} ({share:.1f}%)"),
+                ("left", remaining(state, policy)),
+                ("this hour's allowance", hourly_allowance(state, ctx.now, policy)),
+                ("projection", projection(state, ctx.now, policy)),
+                ("early burn (80% before day 24)", "yes" if early_burn(state, ctx.now, policy) else "no"),
+                ("metering refusal", views.iso(state.refused_at) if state.refused_at else None),
+            ]
+        )
+    )
+    found, _ = _scan(args.segments, Progress(ctx.err, "scanned"))
+    waiting = []
+    for connection in found:
+        evidence = evidence_of(connection)
+        need = rank(evidence, ctx.now, policy)
+        if need.need is Need.NONE:
+            continue
+        seen = evidence.evidence_at
+        hours = (ctx.now - seen).total_seconds() / 3600 if seen else None
+        waiting.append((need, hours, connection, seen))
+    waiting.sort(
+        key=lambda entry: (-(entry[1] if entry[1] is not None else float("inf")), entry[2].connection_id)
+    )
+    ctx.out.write(f"\nwaiting longest for evidence ({len(waiting)} want a probe, {args.limit} shown):\n")
+    rows: list[list[Cell]] = [
+        [
+            connection.connection_id,
+            connection.state.value,
+            need.need.name,
+            views.iso(seen) if seen else "never",
+            round(hours / 24, 1) if hours is not None else None,
+            round(need.score),
+        ]
+        for need, hours, connection, seen in waiting[: args.limit]
+    ]
+    if rows:
+        headers = ("CONNECTION", "STATE", "NEED", "LAST EVIDENCE", "DAYS", "PRIORITY")
+        ctx.out.write(format_table(headers, rows))
+    return OK
+
+
 @contextmanager
 def _output(path: Path | None, default: TextIO) -> Iterator[TextIO]:
     if path is None:
@@ -342,6 +401,13 @@ def _parser() -> argparse.ArgumentParser:
     redrive_parser = commands.add_parser("redrive-dlq", help="move check messages from the DLQ back")
     redrive_parser.add_argument("--max", type=_positive, help="move at most N messages (default: all)")
     redrive_parser.set_defaults(command=redrive_dlq)
+
+    budget_parser = commands.add_parser(
+        "budget", help="metered calls: month to date, projection, connections waiting longest for evidence"
+    )
+    budget_parser.add_argument("--limit", type=_positive, default=20, help="connections listed (20)")
+    budget_parser.add_argument("--segments", type=_positive, default=DEFAULT_SEGMENTS, help="scan segments")
+    budget_parser.set_defaults(command=budget)
 
     export = commands.add_parser("export-csv", help="CSV of connections needing attention")
     export.add_argument("--output", type=Path, metavar="FILE", help="write to FILE (default: stdout)")

@@ -11,6 +11,7 @@ from typing import Protocol
 from qbo_health.adapters.intuit import GrantedTokens, UserIdentity
 from qbo_health.adapters.oauth_states import StoredState
 from qbo_health.domain.model import Connection
+from qbo_health.service.activity import ActivityStore
 from qbo_health.service.health_check import CheckDeps, CompanyRead, ConnectionRepository
 from qbo_health.service.links import LinkSigner
 
@@ -60,6 +61,7 @@ class ApiDeps:
     oauth: IntuitOAuth
     redirect_uri: str
     rechecks: RecheckGate
+    activity: ActivityStore
     product_origin: str | None = None
     state_ttl: timedelta = timedelta(minutes=10)
     access_token_wait_seconds: float = 5.0

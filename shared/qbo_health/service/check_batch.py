@@ -15,7 +15,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from qbo_health import invocation
 from qbo_health.adapters.control import RunTally
-from qbo_health.domain.check import EventKind, OutcomeKind
+from qbo_health.domain.check import REASON_BUDGET, EventKind, OutcomeKind
 from qbo_health.domain.model import SubscriptionStatus
 from qbo_health.domain.outage import OutageThresholds, looks_like_outage
 from qbo_health.messages import CheckRequest
@@ -74,6 +74,7 @@ def process_check_batch(event: dict[str, Any], lambda_context: Any, ctx: BatchCo
         processor=BatchProcessor(event_type=EventType.SQS),
         context=lambda_context,
     )
+    _count_metered(results)
     _guard_runs(results, ctx)
     _heartbeat(results, ctx)
     return dict(response)
@@ -106,11 +107,13 @@ def _count(result: CheckResult) -> None:
         counts.add(f"Check{result.status.capitalize()}")
         return
     outcome = result.outcome
-    counts.add(_OUTCOME_COUNTS[outcome.kind])
+    withheld = outcome.kind is OutcomeKind.METERED_OUT and outcome.reason == REASON_BUDGET
+    # A probe our own budget withheld is not Intuit refusing one (that has its own alarm).
+    counts.add("ProbeWithheldBudget" if withheld else _OUTCOME_COUNTS[outcome.kind])
     if outcome.probed and outcome.subscription_status in (None, SubscriptionStatus.UNKNOWN):
         # Counted healthy (an unknown answer is never the customer's problem); the check logged it.
         counts.add("SubscriptionStatusUnknown")
-    if outcome.kind is OutcomeKind.METERED_OUT:
+    if outcome.kind is OutcomeKind.METERED_OUT and not withheld:
         metrics.add_metric(name="ProbeRefusedMetering", unit=MetricUnit.Count, value=1)  # its alarm
         logger.warning(
             "Intuit refused the probe: metered allowance used up", extra={"intuit_tid": outcome.intuit_tid}
@@ -129,6 +132,13 @@ def _count(result: CheckResult) -> None:
             "connection event",
             extra={"event": event.kind.value, "issue": event.issue.value if event.issue else None},
         )
+
+
+def _count_metered(results: list[tuple[CheckRequest, CheckResult]]) -> None:
+    """CompanyInfo reads made (Intuit meters them): the dashboard draws the month's burn from this."""
+    calls = sum(result.metered_calls for _, result in results)
+    if calls:
+        metrics.add_metric(name="MeteredCalls", unit=MetricUnit.Count, value=calls)
 
 
 _OUTCOME_COUNTS = {

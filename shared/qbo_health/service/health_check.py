@@ -12,6 +12,7 @@ from typing import Literal, Protocol
 
 from qbo_health.domain.check import (
     MAX_INTUIT_CALLS_PER_CHECK,
+    REASON_BUDGET,
     STORE_TIME_PER_CHECK,
     CheckOutcome,
     CheckPolicy,
@@ -20,14 +21,15 @@ from qbo_health.domain.check import (
     Transition,
     apply_outcome,
     longest_check,
+    needs_probe,
     plan_check,
+    probe_required,
 )
 from qbo_health.domain.classification import FailureKind, classify
 from qbo_health.domain.model import (
     Connection,
     ConnectionState,
     IntuitFailure,
-    IssueType,
     SealedTokens,
     StoredAccessToken,
     TokenPair,
@@ -150,6 +152,26 @@ class NoOutageFlag:
         return None
 
 
+class Meter(Protocol):
+    """The month's metered-call budget (see ``domain.probe_budget``)."""
+
+    def take(self, now: datetime) -> bool:
+        """One metered call outside a scheduled run's grant; False when the budget says no."""
+
+    def stop(self, now: datetime) -> None:
+        """Intuit refused a metered call: no more probes this month."""
+
+
+class UnmeteredBudget:
+    """No budget (tools and tests that build their own deps): every probe is allowed."""
+
+    def take(self, now: datetime) -> bool:
+        return True
+
+    def stop(self, now: datetime) -> None:
+        return None
+
+
 class Requeue(Protocol):
     def send(self, requests: Sequence[CheckRequest], *, delay_seconds: int = 0) -> int: ...
 
@@ -165,6 +187,7 @@ class CheckDeps:
     access_tokens: AccessTokens
     notifier: Notifier = field(default_factory=NoNotifier)
     outage: OutageFlag = field(default_factory=NoOutageFlag)
+    meter: Meter = field(default_factory=UnmeteredBudget)
     policy: CheckPolicy = field(default_factory=CheckPolicy)
     lease_seconds: int = 120
     # A refresh starts only with time left for Intuit's answer and our write of it: cut off in between,
@@ -184,6 +207,8 @@ class CheckResult:
     skipped_because: str | None = None
     # With ``hold_lease``: the owner of the lease the check kept for its caller (who must release it).
     lease_owner: str | None = None
+    # CompanyInfo reads made (metered by Intuit): 0, 1, or 2 when a refused access token was refreshed.
+    metered_calls: int = 0
 
 
 def check_connection(
@@ -205,8 +230,12 @@ def check_connection(
         skip = _skip_reason(connection)
         if skip:
             return CheckResult(request.connection_id, "skipped", skipped_because=skip)
-        session = _Session(deps, owner, now, connection, reported=request.reported_issue)
+        session = _Session(deps, owner, now, connection, request)
         outcome = session.run()
+        if outcome.kind is OutcomeKind.METERED_OUT and outcome.reason != REASON_BUDGET:
+            # Intuit refused a metered call: the app is past its allowance. Probing stops for the month
+            # (never the customer's issue); checks go on refreshing tokens, which are not metered.
+            deps.meter.stop(now)
         transition = apply_outcome(
             session.connection,
             outcome,
@@ -223,9 +252,14 @@ def check_connection(
             session.save_and_release(transition.connection)
         released = True
         _follow_up(deps, request, transition, now)
-        held = owner if hold_lease else None
         return CheckResult(
-            request.connection_id, "checked", outcome, session.refreshed, transition, None, held
+            request.connection_id,
+            "checked",
+            outcome,
+            session.refreshed,
+            transition,
+            lease_owner=owner if hold_lease else None,
+            metered_calls=session.metered_calls,
         )
     finally:
         if not released:
@@ -261,6 +295,9 @@ def _requeue(
         run_id=request.run_id,
         attempt=request.attempt + 1 if reason == "retry" else 0,
         not_before=now + delay,
+        # A busy connection was not checked: the probe its run paid for is still due. Other follow-ups
+        # ask the budget for their own probe.
+        probe_granted=request.probe_granted if reason == "busy" else None,
     )
     deps.queue.send([follow], delay_seconds=int(delay.total_seconds()))
 
@@ -274,26 +311,45 @@ class _Session:
         owner: str,
         now: datetime,
         connection: Connection,
-        *,
-        reported: IssueType | None = None,
+        request: CheckRequest,
     ) -> None:
         self.deps, self.owner, self.now, self.connection = deps, owner, now, connection
-        self.reported = reported  # what the product saw on a write (see ``report_problem``)
+        self.request = request
+        self.reported = request.reported_issue  # what the product saw on a write (see ``report_problem``)
         self.refreshed = False
+        self.metered_calls = 0
         assert connection.sealed_tokens is not None and connection.realm_id is not None
         self.realm_id: str = connection.realm_id
         self.tokens = open_tokens(deps, connection)
 
     def run(self) -> CheckOutcome:
-        plan = plan_check(self.connection, self.now, self.deps.policy)
+        probe, paid = self.probe_decision()
+        plan = plan_check(self.connection, self.now, self.deps.policy, probe=probe)
         try:
             if plan.refresh:
                 self.refresh_or_recover()
-            if not plan.probe:
-                return CheckOutcome.healthy(probed=False)
-            return self.probe()
+            # The budget is asked only now: a refresh that failed (a revoked grant) needed no metered call.
+            if plan.probe and (paid or self.deps.meter.take(self.now)):
+                return self.probe()
+            if plan.probe or probe_required(self.connection):
+                # A read was needed (an open issue, a suspicion, a new connection) and the budget had none:
+                # nothing is known, so an open issue's escalation pauses, as when Intuit refuses.
+                return CheckOutcome(OutcomeKind.METERED_OUT, reason=REASON_BUDGET)
+            return CheckOutcome.healthy(probed=False)
         except IntuitCallFailed as error:
             return _outcome_of(error.failure, after_fresh_refresh=False)
+
+    def probe_decision(self) -> tuple[bool, bool]:
+        """(probe, paid): whether this check reads CompanyInfo, and whether its run already paid for it. A
+        scheduled check follows its run's grant; any other reads when evidence asks, if the budget agrees."""
+        granted = self.request.probe_granted
+        if granted is not None:
+            return granted, granted
+        return needs_probe(self.connection, self.now, self.deps.policy), False
+
+    def company_info(self) -> CompanyRead:
+        self.metered_calls += 1
+        return self.deps.intuit.company_info(self.realm_id, self.tokens.access_token)
 
     def refresh_or_recover(self) -> None:
         try:
@@ -321,7 +377,7 @@ class _Session:
 
     def probe(self) -> CheckOutcome:
         try:
-            return self.read(self.deps.intuit.company_info(self.realm_id, self.tokens.access_token))
+            return self.read(self.company_info())
         except IntuitCallFailed as error:
             verdict = classify(error.failure, after_fresh_refresh=self.refreshed)
             if verdict.kind is not FailureKind.REFRESH_AND_RETRY:
@@ -329,8 +385,10 @@ class _Session:
         # The access token was refused (an expired one draws 401 with code 100, or 3200): refresh once and
         # ask again; a second refusal means the grant is gone.
         self.refresh()
+        if not self.deps.meter.take(self.now):
+            return CheckOutcome(OutcomeKind.METERED_OUT, reason=REASON_BUDGET)
         try:
-            info = self.deps.intuit.company_info(self.realm_id, self.tokens.access_token)
+            info = self.company_info()
         except IntuitCallFailed as error:
             return _outcome_of(error.failure, after_fresh_refresh=True)
         return self.read(info)

@@ -1,4 +1,5 @@
-"""The hourly scheduler: send the connections whose daily slot is due to the check queue."""
+"""The hourly scheduler: send the connections whose daily slot is due to the check queue, and decide which
+of them this hour's share of the metered-call budget pays a probe for."""
 
 from __future__ import annotations
 
@@ -8,6 +9,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
+from qbo_health.domain.probe_budget import (
+    BudgetPolicy,
+    BudgetState,
+    Evidence,
+    Selection,
+    choose_probes,
+)
 from qbo_health.domain.schedule import SLOTS_PER_DAY, due_slot
 from qbo_health.messages import CheckRequest
 
@@ -26,6 +34,8 @@ class Member(Protocol):
 class SlotSource(Protocol):
     def slot_members(self, slot: int) -> Iterable[Member]: ...
 
+    def evidence(self, connection_ids: Sequence[str]) -> list[Evidence]: ...
+
 
 class Sender(Protocol):
     def send(self, requests: Sequence[CheckRequest], *, delay_seconds: int = 0) -> int: ...
@@ -33,6 +43,12 @@ class Sender(Protocol):
 
 class RunLog(Protocol):
     def start_run(self, run_id: str, now: datetime, scheduled: int) -> None: ...
+
+
+class Meter(Protocol):
+    def state(self, now: datetime) -> BudgetState: ...
+
+    def grant(self, now: datetime, calls: int) -> bool: ...
 
 
 @dataclass(frozen=True)
@@ -44,12 +60,18 @@ class ScheduleSummary:
     # Over a day the 24 hourly runs see every checkable connection once: the dashboard sums these.
     by_state: Counter[str] = field(default_factory=Counter)
     by_issue: Counter[str] = field(default_factory=Counter)
+    # Metered probes this run paid for, and the connections that wanted one the budget could not pay.
+    probes_granted: int = 0
+    probes_deferred: int = 0
+    budget: BudgetState | None = None
 
 
 def schedule_checks(
     source: SlotSource,
     queue: Sender,
     runs: RunLog,
+    meter: Meter,
+    budget: BudgetPolicy,
     now: datetime,
     *,
     run_id: str,
@@ -60,7 +82,12 @@ def schedule_checks(
     ids = [member.connection_id for member in members]
     # The run exists before any worker reports on it, so the outage guard knows the run's size.
     runs.start_run(run_id, now, scheduled=len(ids))
-    requests = [CheckRequest(connection_id=connection_id, run_id=run_id) for connection_id in ids]
+    selection, state = _grant_probes(source, meter, budget, ids, now)
+    probed = set(selection.probe)
+    requests = [
+        CheckRequest(connection_id=connection_id, run_id=run_id, probe_granted=connection_id in probed)
+        for connection_id in ids
+    ]
     sent = queue.send(requests)
     return ScheduleSummary(
         run_id=run_id,
@@ -69,4 +96,24 @@ def schedule_checks(
         sent=sent,
         by_state=Counter(member.state for member in members),
         by_issue=Counter(member.issue_type for member in members if member.issue_type),
+        probes_granted=selection.granted,
+        probes_deferred=len(selection.deferred),
+        budget=state,
     )
+
+
+def _grant_probes(
+    source: SlotSource, meter: Meter, budget: BudgetPolicy, ids: Sequence[str], now: datetime
+) -> tuple[Selection, BudgetState]:
+    """Choose this run's probes and reserve them from the month in one atomic write. Another writer may
+    have spent in between (a re-check's probe): then choose again from the fresh state, once; if even
+    that does not fit, this run probes nothing (the next hour's share covers it)."""
+    candidates = source.evidence(ids) if ids else []
+    for _ in range(2):
+        state = meter.state(now)
+        selection = choose_probes(candidates, state, now, budget)
+        if meter.grant(now, selection.granted):
+            spent = BudgetState(state.month, state.spent + selection.granted, state.refused_at)
+            return selection, spent
+    wanted = (*selection.probe, *selection.deferred)
+    return Selection((), wanted, 0), state
