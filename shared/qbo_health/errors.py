@@ -44,6 +44,11 @@ class TokenDecryptionFailed(QboHealthError):
     pass
 
 
+class WebhookRefused(QboHealthError):
+    """A webhook was not accepted: the endpoint is not allowed (SSRF guard), unreachable, or answered non-2xx.
+    Carries no payload, header or secret values."""
+
+
 # --- API and reauthorization -------------------------------------------------------------------------------
 # Each carries a short ``code`` (the ``error`` of a JSON answer, the id of an HTML page) and an HTTP status;
 # the API maps them in one place (``qbo_health.api.errors``). Messages never carry token, code or state values.
