@@ -28,6 +28,7 @@ from qbo_health.config import WebhookSettings
 from qbo_health.domain.model import IssueType
 from qbo_health.domain.webhooks import MAX_ATTEMPTS, retry_delay, retry_schedule
 from qbo_health.errors import WebhookRefused
+from qbo_health.ops.dead_letters import redrive
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "schemas" / "events"
 
@@ -220,15 +221,29 @@ def test_an_endpoint_down_for_a_day_loses_nothing(hooked, lambdas, receiver):
     assert dead_letters(hooked) == 0
 
 
-def test_an_endpoint_down_past_the_last_attempt_dead_letters_the_event(hooked, lambdas, receiver):
+def test_an_endpoint_down_past_the_last_attempt_dead_letters_the_event_and_a_replay_delivers_it(
+    hooked, lambdas, receiver
+):
     receiver.answer = 503
     reminders_due(hooked, 1, first_in=timedelta(minutes=10))
-    ProductionSchedule(lambdas).run_for(retry_schedule()[-1] + timedelta(hours=2))
+    schedule = ProductionSchedule(lambdas)
+    schedule.run_for(retry_schedule()[-1] + timedelta(hours=2))
 
     assert len(receiver.deliveries) == MAX_ATTEMPTS
     assert retry_schedule()[-1] >= timedelta(hours=24)
     assert receiver.deliveries[-1].at - receiver.deliveries[0].at == retry_schedule()[-1]
     assert dead_letters(hooked) == 1
+
+    # The endpoint is fixed; replay the DLQ into the webhook queue. On AWS: StartMessageMoveTask
+    # (docs/webhooks.md), which moto does not implement; the ops tool's SQS re-drive moves messages the same way.
+    receiver.answer = 200
+    sqs = hooked.client("sqs")
+    moved = redrive(sqs, hooked.resources["WebhookDeadLetterQueue"].ref, hooked.resources["WebhookQueue"].ref)
+    assert moved.moved == 1
+    schedule.run_for(timedelta(hours=1))
+
+    assert len(receiver.verified) == 1 and dead_letters(hooked) == 0
+    assert receiver.deliveries[-1].headers["webhook-id"] == receiver.deliveries[0].headers["webhook-id"]
 
 
 def test_the_production_setting_refuses_the_loopback_receiver_before_connecting(receiver):
