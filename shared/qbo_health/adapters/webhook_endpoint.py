@@ -63,11 +63,13 @@ class WebhookEndpoint:
         resolver: Resolver = resolve_host,
         connect_timeout: float = 5.0,
         read_timeout: float = 10.0,
+        ca_certs: str | None = None,
     ) -> None:
         self.endpoint = Endpoint.parse(url)
         self._allow_loopback = allow_loopback
         self._resolve = resolver
         self._timeout = urllib3.Timeout(connect=connect_timeout, read=read_timeout)
+        self._ca_certs = ca_certs or certifi.where()  # Mozilla's CA bundle, as requests uses
 
     def checked_address(self) -> str:
         """The address to connect to, once every address the host resolves to passed the SSRF check."""
@@ -110,7 +112,7 @@ class WebhookEndpoint:
                 timeout=self._timeout,
                 maxsize=1,
                 cert_reqs="CERT_REQUIRED",
-                ca_certs=certifi.where(),
+                ca_certs=self._ca_certs,
                 server_hostname=self.endpoint.host,
                 assert_hostname=self.endpoint.host,
             )

@@ -67,10 +67,11 @@ def deliver_record(record: SQSRecord, deps: WebhookDeps) -> None:
     attempt = int(record.attributes.approximate_receive_count)
     try:
         deliver(event, deps)
-    except WebhookRefused as error:
+    except Exception as error:  # refused, or our side failed (e.g. the secret): either way, back off
         delay = retry_delay(attempt)
         # Attempts used up: visible at once, so the next receive moves it to the dead-letter queue.
         deps.retries.postpone(record.receipt_handle, delay or timedelta(0))
+        reason = str(error) if isinstance(error, WebhookRefused) else type(error).__name__
         logger.warning(
             "webhook attempt failed",
             extra={
@@ -78,7 +79,7 @@ def deliver_record(record: SQSRecord, deps: WebhookDeps) -> None:
                 "webhook_type": event.get("detail-type"),
                 "attempt": attempt,
                 "retry_in_seconds": int(delay.total_seconds()) if delay else None,
-                "reason": str(error),
+                "reason": reason,
             },
         )
         raise
