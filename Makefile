@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 export PYTHONPATH := shared:.
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint typecheck unit demo bench-checks clean openapi e2e-deps
+.PHONY: test lint typecheck unit demo bench-checks clean openapi e2e-deps webhook-node-deps
 .PHONY: bench bench-pipeline bench-cost bench-worker bench-escalator bench-coldstart bench-budget
 .PHONY: deploy-checks cfn-lint sam-validate checkov sam-build-check
 
@@ -63,7 +63,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 
-test: lint typecheck deploy-checks e2e-deps
+test: lint typecheck deploy-checks e2e-deps webhook-node-deps
 	$(PY) -m pytest -q
 
 unit: $(STAMP)
@@ -75,6 +75,10 @@ demo: $(STAMP)
 # The browser test's Chromium, from Debian (a Playwright browser download does not work here).
 e2e-deps:
 	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium chromium-driver) || echo "chromium could not be installed"
+
+# The official Node Standard Webhooks library, to run docs/webhooks.md's Node snippet (pinned in the lock file).
+webhook-node-deps:
+	command -v npm >/dev/null && cd tests/webhooks_node && npm ci --no-audit --no-fund --silent || echo "npm ci failed (or npm is missing): the Node snippet test will fail"
 
 # Regenerate the committed OpenAPI document from the API's routes (a test fails when they drift).
 openapi: $(STAMP)

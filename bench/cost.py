@@ -92,6 +92,8 @@ RESOURCE_TYPES: dict[str, str] = {
     "AWS::KMS::Key": "key-month, rotated versions, requests",
     "AWS::SecretsManager::Secret": "secret-month, GetSecretValue per cold start",
     "AWS::Events::EventBus": "custom events published (notices)",
+    "AWS::Events::Rule": "no charge of its own (the webhook rule: the bus's events are priced when published)",
+    "AWS::SQS::QueuePolicy": "no charge",
     "AWS::SNS::Topic": "alarm publishes and e-mail deliveries",
     "AWS::SNS::Subscription": "no charge of its own (deliveries are the topic's)",
     "AWS::CloudWatch::Alarm": "per metric the alarm reads",

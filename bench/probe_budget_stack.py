@@ -23,6 +23,7 @@ from typing import Any
 os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
 
 from bench.common import write_result  # the log level must be set first
+from local.http_front import HttpFront
 from local.production import ProductionSchedule
 from local.runner import LocalLambda
 from local.seed import SeededConnection, seed_connection
@@ -40,11 +41,14 @@ def run_stack_sample(
 ) -> dict[str, Any]:
     rng = random.Random(seed)
     stack = EmbeddedStack().start()
+    front: HttpFront | None = None
     try:
         os.environ["METERED_CALL_BUDGET"] = str(connections)
         wiring.reset()
         seeded = [seed_connection(stack, f"sample-{n:04d}", refreshed_days_ago=1) for n in range(connections)]
-        client = _client(stack)
+        front = HttpFront(stack)
+        front.start()
+        client = _client(front)
         lambdas = LocalLambda(stack)
         schedule = ProductionSchedule(lambdas)
         start = stack.clock.now()
@@ -70,6 +74,8 @@ def run_stack_sample(
         state = wiring.meter_store().state(end)
         latency = _latency(broken, reporting)
     finally:
+        if front is not None:
+            front.stop()
         stack.stop()
     result = {
         "connections": connections,
@@ -87,12 +93,12 @@ def run_stack_sample(
     return result
 
 
-def _client(stack: EmbeddedStack) -> Any:
+def _client(front: HttpFront) -> Any:
     from botocore.credentials import Credentials
 
     from qbo_health.client import QboHealthClient
 
-    return QboHealthClient(stack.start_api(), "us-east-1", Credentials("testing", "testing", "testing"))
+    return QboHealthClient(front.base_url, "us-east-1", Credentials("testing", "testing", "testing"))
 
 
 def _plan_problems(

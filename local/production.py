@@ -1,8 +1,8 @@
 """Production's cadence on the simulated clock: the one way a scenario lets time pass.
 
 On AWS, EventBridge Scheduler fires the functions at the times `template.yaml` declares (the scheduler and
-the escalator, hourly at their own minutes), the SQS event source hands check messages to the worker as soon
-as they are visible, and Lambda retries a failed asynchronous invocation twice (one minute, then two minutes
+the escalator, hourly at their own minutes), the SQS event sources hand check messages to the worker (and bus
+events to webhook-delivery, when the template deploys it) as soon as they are visible, and Lambda retries a failed asynchronous invocation twice (one minute, then two minutes
 later). `ProductionSchedule` plays exactly that on the simulated clock, reading the schedules from the
 template, so a scenario test runs what production runs, with the settings it runs with:
 
@@ -117,6 +117,7 @@ class ProductionSchedule:
         self._order = 0
         self._last_event = self.clock.now()
         self._next_message: datetime | None = None
+        self._next_webhook: datetime | None = None
 
     @property
     def errors(self) -> list[Invocation]:
@@ -149,6 +150,8 @@ class ProductionSchedule:
             candidates.append(self._retries[0].at)
         if self._next_message is not None:
             candidates.append(max(self._next_message, now))
+        if self._next_webhook is not None:
+            candidates.append(max(self._next_webhook, now))
         moment = min(candidates)
         due: list[tuple[str, dict[str, Any], int]] = []
         while self._retries and self._retries[0].at <= moment:
@@ -179,3 +182,6 @@ class ProductionSchedule:
     def _drain(self) -> None:
         stats = self.lambdas.drain_checks()
         self._next_message = stats.next_due
+        # The webhook queue's event source (only when the template deploys it): events the run published
+        # are delivered now, failed attempts when their backoff has passed.
+        self._next_webhook = self.lambdas.drain_webhooks().next_due

@@ -8,6 +8,7 @@ becomes due by the simulated clock (its ``not_before``), not by wall time.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import threading
@@ -18,7 +19,7 @@ from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -26,7 +27,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from local.stack import ACCOUNT_ID, REGION, EmbeddedStack
-from local.template import function_timeouts
+from local.template import function_timeouts, queue_event_sources, resources_of_type
 from qbo_health.observability import counts, metrics
 
 # Metrics are collected from the Metrics object here, not flushed as EMF, so an empty flush is expected.
@@ -124,6 +125,9 @@ class LocalLambda:
         # What an invocation's time budget runs on: the wall clock, or (``use_simulated_invocation_time``)
         # the simulated clock, which the simulator's simulated latency moves.
         self.invocation_seconds: Callable[[], float] = wall_seconds
+        # Webhook messages a failed attempt hid (ChangeMessageVisibility): message id -> (visible again at on
+        # the simulated clock, receipt handle). See drain_webhooks.
+        self._webhooks_hidden: dict[str, tuple[datetime, str]] = {}
 
     def use_simulated_invocation_time(self) -> None:
         """Invocations measure their time left on the simulated clock (see the simulator's simulated latency):
@@ -237,6 +241,61 @@ class LocalLambda:
             if on_batch:
                 on_batch(stats)
 
+    def drain_webhooks(self) -> WebhookDrain:
+        """As Lambda's SQS poller for webhook-delivery: batches of the event source's size go to the handler,
+        delivered messages are deleted, failed ones stay hidden for as long as the function asked.
+
+        SQS counts visibility in wall time, moto included; here it runs on the simulated clock instead: after
+        each batch the time each failed message was hidden for (the function's ChangeMessageVisibility, or the
+        receive's visibility timeout) is read from moto and the message is made visible again once that much
+        simulated time has passed. Receive counts, and the redrive to the dead-letter queue, stay moto's.
+        """
+        stats = WebhookDrain()
+        queue_id, source = queue_event_sources(self.stack.template)["webhook_delivery"]
+        queue = self.stack.resources.get(queue_id)
+        if queue is None:  # webhooks off: the template deploys no queue and no function
+            return stats
+        visibility = int(
+            resources_of_type(self.stack.template, "AWS::SQS::Queue")[queue_id]["VisibilityTimeout"]
+        )
+        handler = load_handler("webhook_delivery")
+        while True:
+            self._reveal_due_webhooks(queue.ref)
+            messages = self._sqs.receive_message(
+                QueueUrl=queue.ref,
+                MaxNumberOfMessages=int(source.get("BatchSize", 10)),
+                VisibilityTimeout=visibility,
+                AttributeNames=["All"],
+            ).get("Messages", [])
+            if not messages:
+                break
+            try:
+                response = self._call(handler, "webhook_delivery", sqs_event(messages, queue.ref))
+                failed = {failure["itemIdentifier"] for failure in response.get("batchItemFailures", [])}
+            except Exception:  # the whole batch failed: every message returns after its visibility timeout
+                failed = {message["MessageId"] for message in messages}
+            now = self.stack.clock.now()
+            for message in messages:
+                if message["MessageId"] in failed:
+                    hidden_for = _hidden_for(queue.attributes["QueueName"], message["MessageId"])
+                    self._webhooks_hidden[message["MessageId"]] = (now + hidden_for, message["ReceiptHandle"])
+                    stats.failed += 1
+                else:
+                    self._sqs.delete_message(QueueUrl=queue.ref, ReceiptHandle=message["ReceiptHandle"])
+                    stats.delivered += 1
+        stats.next_due = min((due for due, _ in self._webhooks_hidden.values()), default=None)
+        return stats
+
+    def _reveal_due_webhooks(self, queue_url: str) -> None:
+        now = self.stack.clock.now()
+        for message_id, (due, receipt) in list(self._webhooks_hidden.items()):
+            if due <= now:
+                del self._webhooks_hidden[message_id]
+                with contextlib.suppress(ClientError):  # gone meanwhile (a replay): nothing to reveal
+                    self._sqs.change_message_visibility(
+                        QueueUrl=queue_url, ReceiptHandle=receipt, VisibilityTimeout=0
+                    )
+
     @staticmethod
     def _settle(sqs: Any, queue_url: str, due: list[dict[str, Any]], failed_ids: set[str]) -> None:
         """As Lambda's poller: failed messages become visible again, the rest go in one DeleteMessageBatch."""
@@ -258,6 +317,25 @@ class LocalLambda:
             # moto's queue is not thread-safe: a concurrent receive may have handed a message out again. Like a
             # late delete on AWS, it is then processed once more (checks are idempotent).
             pass
+
+
+@dataclass
+class WebhookDrain:
+    delivered: int = 0
+    failed: int = 0  # failed attempts (each retried later, or dead-lettered after the last)
+    next_due: datetime | None = None  # when the earliest hidden message is visible again
+
+
+def _hidden_for(queue_name: str, message_id: str) -> timedelta:
+    """How long moto hides a message from now (what the last receive or ChangeMessageVisibility set)."""
+    from moto.core.utils import unix_time_millis
+    from moto.sqs.models import sqs_backends
+
+    queue = sqs_backends[ACCOUNT_ID][REGION].get_queue(queue_name)
+    for message in list(queue._messages):  # moto's own record of the message's visibility
+        if message.id == message_id:
+            return timedelta(seconds=round(max(message.visible_at - unix_time_millis(), 0) / 1000))
+    return timedelta(0)
 
 
 def _not_before(message: dict[str, Any]) -> datetime | None:

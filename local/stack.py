@@ -19,7 +19,13 @@ import requests
 from moto.server import ThreadedMotoServer
 
 from local.intuit_sim import IntuitSimulator
-from local.template import Intrinsic, function_environment, load_template, resources_of_type
+from local.template import (
+    Intrinsic,
+    function_environment,
+    load_template,
+    own_environment,
+    resources_of_type,
+)
 from qbo_health import clock as clock_module
 from qbo_health import wiring
 from qbo_health.clock import SimulatedClock
@@ -32,6 +38,9 @@ SIM_CLIENT_SECRET = "sim-client-secret"
 
 SENDER_EMAIL = "notices@qbo-health.local"
 LOCAL_LINK_SIGNING_KEY = "local-link-signing-key-0123456789abcdef0123456789"
+# The webhook signing key's local value: 64 letters and digits, valid base64 as the template generates it.
+LOCAL_WEBHOOK_SIGNING_KEY = "LocalWebhookSigningKey0123456789abcdefghijklmnopqrstuvwxyzABCDEF"
+LOCAL_SECRET_VALUES = {"WebhookSigningSecret": LOCAL_WEBHOOK_SIGNING_KEY}
 LOCAL_PARAMETERS = {"IntuitEnvironment": "local", "SenderEmail": SENDER_EMAIL}
 
 _TABLE_KEYS = (
@@ -68,6 +77,8 @@ class EmbeddedStack:
         self.template = load_template()
         self.resources: dict[str, PhysicalResource] = {}
         self.environment: dict[str, str] = {}
+        # Template parameters given to the last reset (e.g. WebhookUrl); the rest keep their local values.
+        self.parameters: dict[str, str] = {}
         # The API's loopback front (local/http_front.py, started by whoever needs it) listens on this port:
         # it is fixed now so PUBLIC_BASE_URL is known before the front starts.
         self.api_port = free_port()
@@ -94,9 +105,11 @@ class EmbeddedStack:
         self.intuit.stop()
         self._moto.stop()
 
-    def reset(self, start: datetime | None = None) -> None:
-        """Empty every table and queue, reset Intuit, and put the clock back to its start."""
+    def reset(self, start: datetime | None = None, *, parameters: dict[str, str] | None = None) -> None:
+        """Empty every table and queue, reset Intuit, and put the clock back to its start. ``parameters`` deploy
+        the template with those parameter values (e.g. ``{"WebhookUrl": ...}``) until the next reset."""
         requests.post(f"{self.aws_endpoint}/moto-api/reset", timeout=10).raise_for_status()
+        self.parameters = dict(parameters or {})
         self.clock.set(start or self._start_time)
         self.intuit.reset()
         self._create_resources()
@@ -123,34 +136,64 @@ class EmbeddedStack:
             # The same value as the local LinkSigningSecret; set inline, it wins over the secret (tests that
             # exercise the Secrets Manager path unset it).
             "LINK_SIGNING_KEY": LOCAL_LINK_SIGNING_KEY,
+            # Local only: the embedded stack's webhook receivers listen on 127.0.0.1, which production refuses.
+            "WEBHOOK_ALLOW_LOOPBACK": "true",
         }
         os.environ.update(base)
         self.environment.update(base)
 
+    def _of_type(self, resource_type: str) -> dict[str, dict[str, Any]]:
+        """The template's resources of a type that CloudFormation would create with these parameters."""
+        return resources_of_type(self.template, resource_type, self.condition_holds)
+
+    def condition_holds(self, name: str) -> bool:
+        """A named condition of the template (Fn::Equals, Fn::Not, Fn::And, Fn::Or, Condition)."""
+
+        def holds(expression: Any) -> bool:
+            if not isinstance(expression, Intrinsic):
+                raise ValueError(f"condition {name}: {expression!r} is not an intrinsic")
+            if expression.name == "Fn::Equals":
+                left, right = expression.value
+                return self._resolve(left) == self._resolve(right)
+            if expression.name == "Fn::Not":
+                return not holds(expression.value[0])
+            if expression.name == "Fn::And":
+                return all(holds(part) for part in expression.value)
+            if expression.name == "Fn::Or":
+                return any(holds(part) for part in expression.value)
+            if expression.name == "Condition":
+                return self.condition_holds(expression.value)
+            raise ValueError(f"condition {name}: the embedded stack cannot evaluate {expression.name}")
+
+        return holds(self.template["Conditions"][name])
+
     def _create_resources(self) -> None:
         self.resources = {}
-        for logical_id, props in resources_of_type(self.template, "AWS::KMS::Key").items():
+        for logical_id, props in self._of_type("AWS::KMS::Key").items():
             key = self.client("kms").create_key(Description=props.get("Description", logical_id))
             self.resources[logical_id] = PhysicalResource(
                 ref=key["KeyMetadata"]["KeyId"], attributes={"Arn": key["KeyMetadata"]["Arn"]}
             )
-        for logical_id, props in resources_of_type(self.template, "AWS::DynamoDB::Table").items():
+        for logical_id, props in self._of_type("AWS::DynamoDB::Table").items():
             self._create_table(logical_id, props)
-        queues = resources_of_type(self.template, "AWS::SQS::Queue")
+        queues = self._of_type("AWS::SQS::Queue")
         # Dead-letter queues first: the others refer to them.
         for logical_id in sorted(queues, key=lambda name: "RedrivePolicy" in queues[name]):
             self._create_queue(logical_id, queues[logical_id])
         self.client("sesv2").create_email_identity(EmailIdentity=SENDER_EMAIL)
-        for logical_id in resources_of_type(self.template, "AWS::Events::EventBus"):
+        for logical_id in self._of_type("AWS::Events::EventBus"):
             name = f"{STACK_NAME}-{logical_id}"
             bus = self.client("events").create_event_bus(Name=name)
             self.resources[logical_id] = PhysicalResource(ref=name, attributes={"Arn": bus["EventBusArn"]})
-        for logical_id in resources_of_type(self.template, "AWS::SecretsManager::Secret"):
+        for logical_id in self._of_type("AWS::SecretsManager::Secret"):
             # A fixed local value: Powertools caches secrets across the stack's resets.
             secret = self.client("secretsmanager").create_secret(
-                Name=f"{STACK_NAME}-{logical_id}", SecretString=LOCAL_LINK_SIGNING_KEY
+                Name=f"{STACK_NAME}-{logical_id}",
+                SecretString=LOCAL_SECRET_VALUES.get(logical_id, LOCAL_LINK_SIGNING_KEY),
             )
             self.resources[logical_id] = PhysicalResource(ref=secret["ARN"], attributes={"Id": secret["ARN"]})
+        for logical_id, props in self._of_type("AWS::Events::Rule").items():
+            self._create_rule(logical_id, props)
         self._resolve_function_environment()
         wiring.reset()
 
@@ -186,6 +229,19 @@ class EmbeddedStack:
             ref=url, attributes={"Arn": f"arn:aws:sqs:{REGION}:{ACCOUNT_ID}:{name}", "QueueName": name}
         )
 
+    def _create_rule(self, logical_id: str, props: dict[str, Any]) -> None:
+        """An EventBridge rule and its targets (moto delivers matching events to SQS targets)."""
+        name = f"{STACK_NAME}-{logical_id}"
+        bus = self._resolve(props["EventBusName"])
+        events = self.client("events")
+        rule = events.put_rule(Name=name, EventBusName=bus, EventPattern=json.dumps(props["EventPattern"]))
+        targets = [
+            {"Id": target["Id"], "Arn": self._resolve(target["Arn"])} for target in props.get("Targets", [])
+        ]
+        if targets:
+            events.put_targets(Rule=name, EventBusName=bus, Targets=targets)
+        self.resources[logical_id] = PhysicalResource(ref=name, attributes={"Arn": rule["RuleArn"]})
+
     def _resolve(self, value: Any) -> str:
         if not isinstance(value, Intrinsic):
             return str(value)
@@ -200,6 +256,8 @@ class EmbeddedStack:
 
     def _parameter(self, name: str) -> str:
         """A template parameter's local value: an override for the embedded stack, else its default."""
+        if name in self.parameters:
+            return self.parameters[name]
         if name in LOCAL_PARAMETERS:
             return LOCAL_PARAMETERS[name]
         if name == "PublicBaseUrl":
@@ -214,3 +272,14 @@ class EmbeddedStack:
         }
         os.environ.update(resolved)
         self.environment.update(resolved)
+        # Each function's own variables, as Lambda sets them; those of a function not deployed are unset.
+        for logical_id, resource in self.template["Resources"].items():
+            if resource["Type"] != "AWS::Serverless::Function":
+                continue
+            deployed = "Condition" not in resource or self.condition_holds(resource["Condition"])
+            for name, value in own_environment(self.template, logical_id).items():
+                if deployed:
+                    os.environ[name] = self.environment[name] = self._resolve(value)
+                else:
+                    os.environ.pop(name, None)
+                    self.environment.pop(name, None)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,12 +45,39 @@ def load_template(path: Path = TEMPLATE_PATH) -> dict[str, Any]:
     return document
 
 
-def resources_of_type(template: dict[str, Any], resource_type: str) -> dict[str, dict[str, Any]]:
+def resources_of_type(
+    template: dict[str, Any], resource_type: str, holds: Callable[[str], bool] | None = None
+) -> dict[str, dict[str, Any]]:
+    """The resources of one type; with ``holds`` (a named condition -> bool), only those CloudFormation would
+    create (a resource with a ``Condition`` that does not hold is left out)."""
     return {
         logical_id: resource.get("Properties", {})
         for logical_id, resource in template["Resources"].items()
         if resource["Type"] == resource_type
+        and (holds is None or "Condition" not in resource or holds(resource["Condition"]))
     }
+
+
+def own_environment(template: dict[str, Any], logical_id: str) -> dict[str, Any]:
+    """A function's own environment variables (besides Globals), intrinsics unresolved."""
+    properties = template["Resources"][logical_id].get("Properties", {})
+    variables: dict[str, Any] = properties.get("Environment", {}).get("Variables", {})
+    return variables
+
+
+def queue_event_sources(template: dict[str, Any]) -> dict[str, tuple[str, dict[str, Any]]]:
+    """Each SQS-triggered function (by its folder under ``functions/``): its queue's logical id and the event
+    source's properties (BatchSize, ...)."""
+    sources: dict[str, tuple[str, dict[str, Any]]] = {}
+    for props in resources_of_type(template, "AWS::Serverless::Function").values():
+        for event in props.get("Events", {}).values():
+            if event.get("Type") == "SQS":
+                queue = event["Properties"]["Queue"]
+                target = queue.value if isinstance(queue, Intrinsic) else str(queue)
+                logical_id = target.split(".")[0] if isinstance(target, str) else target[0]
+                folder = str(props["CodeUri"]).rstrip("/").rsplit("/", 1)[-1]
+                sources[folder] = (logical_id, event["Properties"])
+    return sources
 
 
 def function_environment(template: dict[str, Any]) -> dict[str, Any]:

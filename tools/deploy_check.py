@@ -64,6 +64,9 @@ GUIDED_ANSWERS = {
     "SenderEmail": "notices@example.com",
     "PublicBaseUrl": "https://connect.example.com",
 }
+# A function the template deploys only under a condition (the webhook delivery function, with WebhookUrl set)
+# is checked as deployed: these values make its condition hold.
+CONDITIONAL_ANSWERS = {"WebhookUrl": "https://hooks.example.com/qbo-health"}
 # On AWS the functions read these from Secrets Manager at cold start; inline values take precedence, so the
 # import needs no AWS. The settings are validated without them first (see IMPORT_PROBE).
 INLINE_SECRETS = {
@@ -426,8 +429,14 @@ def import_handlers(template: dict[str, Any], build_dir: Path, config_envs: list
             "AWS_ENDPOINT_URL": "http://127.0.0.1:9",
             "LAMBDA_TASK_ROOT": str(code_dir),
         }
+        conditional = "Condition" in template["Resources"][logical_id]
         environments = {
-            config_env: {**lambda_env, **function_environment(template, logical_id, values)}
+            config_env: {
+                **lambda_env,
+                **function_environment(
+                    template, logical_id, {**values, **CONDITIONAL_ANSWERS} if conditional else values
+                ),
+            }
             for config_env, values in parameters.items()
         }
         env = {

@@ -148,6 +148,27 @@ class ApiSettings(_EnvModel):
         return f"{self.public_base_url.rstrip('/')}/oauth/callback"
 
 
+class WebhookSettings(_EnvModel):
+    """Signed webhooks (docs/webhooks.md). Empty ``WEBHOOK_URL``: webhooks are off (the template then deploys
+    no delivery function). ``WEBHOOK_ALLOW_LOOPBACK`` is set by the embedded local stack only: its receivers
+    listen on 127.0.0.1, which production refuses like every other non-public address."""
+
+    webhook_url: str = Field(default="", pattern=r"^(https?://[^\s/?#@]+(/[^\s#]*)?)?$")
+    webhook_signing_secret: str = ""  # the Secrets Manager secret (ARN) holding the signing key
+    webhook_queue_url: str = (
+        ""  # the delivery queue: a failed attempt's message is hidden there until its retry
+    )
+    webhook_allow_loopback: bool = False
+    webhook_connect_timeout_seconds: float = Field(default=5.0, gt=0, le=30)
+    webhook_read_timeout_seconds: float = Field(default=10.0, gt=0, le=30)
+
+    @model_validator(mode="after")
+    def _https_outside_the_lab(self) -> Self:
+        if self.webhook_url.startswith("http://") and not self.webhook_allow_loopback:
+            raise ValueError("WEBHOOK_URL must be https://")
+        return self
+
+
 @cache
 def store_settings() -> StoreSettings:
     return StoreSettings.from_env()

@@ -58,6 +58,11 @@ class EmailUndeliverable(QboHealthError):
     """The e-mail service refused the recipients for good (an invalid address, say): retrying cannot help."""
 
 
+class WebhookRefused(QboHealthError):
+    """A webhook was not accepted: the endpoint is not allowed (SSRF guard), unreachable, or answered non-2xx.
+    Carries no payload, header or secret values."""
+
+
 # --- API and reauthorization -------------------------------------------------------------------------------
 # Each carries a short ``code`` (the ``error`` of a JSON answer, the id of an HTML page) and an HTTP status;
 # the API maps them in one place (``qbo_health.api.errors``). Messages never carry token, code or state values.

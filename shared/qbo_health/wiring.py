@@ -27,6 +27,7 @@ from qbo_health.config import (
     StageDays,
     StoreSettings,
     VaultSettings,
+    WebhookSettings,
 )
 from qbo_health.domain.check import CheckPolicy, lease_too_short
 from qbo_health.domain.escalation import EscalationPolicy, Schedule, Stage
@@ -50,6 +51,7 @@ if TYPE_CHECKING:  # each function imports only the service it runs (cold start)
     from qbo_health.service.check_batch import BatchContext
     from qbo_health.service.escalation import EscalationDeps
     from qbo_health.service.links import LinkSigner
+    from qbo_health.service.webhooks import WebhookDeps
 
 
 @cache
@@ -427,4 +429,53 @@ def reset() -> None:
         oauth_state_store,
         api_deps,
     ):
+        builder.cache_clear()
+    reset_webhooks()
+
+
+# --- webhooks ------------------------------------------------------------------------------------------
+
+
+@cache
+def webhook_settings() -> WebhookSettings:
+    settings = WebhookSettings.from_env()
+    if not settings.webhook_url or not settings.webhook_signing_secret or not settings.webhook_queue_url:
+        raise ConfigurationError(
+            "webhook delivery needs WEBHOOK_URL, WEBHOOK_SIGNING_SECRET, WEBHOOK_QUEUE_URL"
+        )
+    return settings
+
+
+def _webhook_key(settings: WebhookSettings) -> str:
+    from aws_lambda_powertools.utilities import parameters
+
+    raw = parameters.get_secret(settings.webhook_signing_secret, max_age=300)
+    key = raw if isinstance(raw, str) else bytes(raw).decode()
+    if not key:
+        raise ConfigurationError("the webhook signing secret is empty")
+    return key
+
+
+@cache
+def webhook_deps() -> WebhookDeps:
+    from qbo_health.adapters.webhook_endpoint import WebhookEndpoint
+    from qbo_health.adapters.webhook_queue import WebhookRetries
+    from qbo_health.service.webhooks import WebhookDeps
+
+    settings = webhook_settings()
+    return WebhookDeps(
+        endpoint=WebhookEndpoint(
+            settings.webhook_url,
+            allow_loopback=settings.webhook_allow_loopback,
+            connect_timeout=settings.webhook_connect_timeout_seconds,
+            read_timeout=settings.webhook_read_timeout_seconds,
+        ),
+        signing_key=lambda: _webhook_key(settings),
+        retries=WebhookRetries(aws_client("sqs"), settings.webhook_queue_url),
+        now=clock.now,
+    )
+
+
+def reset_webhooks() -> None:
+    for builder in (webhook_settings, webhook_deps):
         builder.cache_clear()

@@ -73,9 +73,15 @@ def test_tables_match_the_template(stack: EmbeddedStack, logical_id: str) -> Non
         assert ttl["TimeToLiveStatus"] == "DISABLED"
 
 
+# Values that make every Condition of the template hold, so conditional resources are compared too.
+ALL_ON = {"WebhookUrl": "https://hooks.example.com/qbo-health"}
+
+
 @pytest.mark.parametrize("logical_id", sorted(QUEUES))
 def test_queues_match_the_template(stack: EmbeddedStack, logical_id: str) -> None:
     declared = QUEUES[logical_id]
+    if "Condition" in TEMPLATE["Resources"][logical_id]:
+        stack.reset(parameters=ALL_ON)
     sqs = stack.client("sqs")
     attributes = sqs.get_queue_attributes(QueueUrl=stack.resources[logical_id].ref, AttributeNames=["All"])[
         "Attributes"
@@ -97,6 +103,22 @@ def test_queues_match_the_template(stack: EmbeddedStack, logical_id: str) -> Non
         "deadLetterTargetArn": dead_letter_arn,
         "maxReceiveCount": int(redrive["maxReceiveCount"]),
     }
+
+
+def test_conditional_resources_follow_their_condition(stack: EmbeddedStack) -> None:
+    """Off by default (no webhook resources, as CloudFormation deploys with an empty WebhookUrl); on with it."""
+    conditional = {
+        logical_id
+        for logical_id, resource in TEMPLATE["Resources"].items()
+        if resource.get("Condition") == "WebhooksOn"
+    }
+    assert conditional and not conditional & set(stack.resources)
+    stack.reset(parameters=ALL_ON)
+    created = conditional & set(stack.resources)
+    # Everything the embedded stack builds (policies, the function, alarms and outputs are not built locally).
+    assert created == {"WebhookSigningSecret", "WebhookQueue", "WebhookDeadLetterQueue", "WebhookRule"}
+    assert stack.environment["WEBHOOK_URL"] == ALL_ON["WebhookUrl"]
+    stack.reset()
 
 
 def test_every_global_function_variable_is_in_the_stack_environment(stack: EmbeddedStack) -> None:
