@@ -105,7 +105,8 @@ def test_register_then_connect_through_intuit(stack, api_client):
 
     assert page.status_code == 200, page.text
     status = api_client.status("new-1")
-    assert status.state == "HEALTHY" and status.realm_id == realm
+    assert status.state == "HEALTHY" and status.realm_id == realm and status.company_name == "New Co"
+    assert "QuickBooks is connected again for New Co." in page.text
     assert status.authorized_by is not None and status.authorized_by.email == "new.admin@example.com"
     with pytest.raises(QboHealthApiError) as duplicate:
         api_client.register(tenant_id="t-1", connection_id="new-1")

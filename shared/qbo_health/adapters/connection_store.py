@@ -223,6 +223,7 @@ def _attributes(connection: Connection) -> dict[str, Any]:
         "subscription_status": connection.subscription_status.value
         if connection.subscription_status
         else None,
+        "company_name": connection.company_name,
         "disconnect_reason": connection.disconnect_reason.value if connection.disconnect_reason else None,
         "disconnected_at": connection.disconnected_at,
     }
@@ -331,4 +332,5 @@ def to_domain(item: ConnectionModel) -> Connection:
         disconnect_reason=DisconnectReason(item.disconnect_reason) if item.disconnect_reason else None,
         disconnected_at=item.disconnected_at,
         access_wanted=bool(item.access_wanted),
+        company_name=item.company_name,
     )

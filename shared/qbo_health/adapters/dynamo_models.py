@@ -94,6 +94,9 @@ class ConnectionModel(Model):
     reauth_due_warned_at = UTCDateTimeAttribute(null=True)
     # CompanyInfo's SubscriptionStatus at the latest successful probe (a short enum value).
     subscription_status = UnicodeAttribute(null=True)
+    # QuickBooks' CompanyName as last read (customer-facing text: escaped wherever shown). A short stored
+    # name: every byte counts towards the 1 KB that makes a write cost one unit.
+    company_name = UnicodeAttribute(null=True, attr_name="company")
     disconnect_reason = UnicodeAttribute(null=True)
     disconnected_at = UTCDateTimeAttribute(null=True)
     # Owner-checked lease: one worker (or API call) at a time may refresh.

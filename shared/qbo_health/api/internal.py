@@ -67,6 +67,7 @@ def status_of(connection: Connection, now: datetime) -> ConnectionStatus:
         connection_id=connection.connection_id,
         tenant_id=connection.tenant_id,
         realm_id=connection.realm_id,
+        company_name=connection.company_name,
         state=connection.state.value,
         on_hold=connection.on_hold,
         issue=issue.type.value if issue else None,

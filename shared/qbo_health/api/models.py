@@ -55,6 +55,11 @@ class ConnectionStatus(_Response):
     connection_id: str
     tenant_id: str
     realm_id: str | None = None
+    company_name: str | None = Field(
+        default=None,
+        description="The QuickBooks company's name, as its latest CompanyInfo read gave it (absent until "
+        "one succeeds). Text from outside: escape it where it is shown.",
+    )
     state: Literal["PENDING", "HEALTHY", "NEEDS_ATTENTION", "DISCONNECTED"]
     on_hold: bool = False
     issue: str | None = Field(

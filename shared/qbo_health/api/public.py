@@ -80,7 +80,8 @@ def public_router() -> Router:
         )
         connection = result.connection
         who = connection.authorized_by
-        paragraphs = ["QuickBooks is connected again. Updates will sync with QBO from now on."]
+        company = f" for {connection.company_name}" if connection.company_name else ""
+        paragraphs = [f"QuickBooks is connected again{company}. Updates will sync with QBO from now on."]
         if who is not None and result.admin_changed:
             paragraphs.append(
                 f"The integration now uses the QuickBooks account {who.email or who.user_id} as its Admin."

@@ -129,6 +129,9 @@ class Connection:
     disconnected_at: datetime | None = None
     # The SubscriptionStatus of the latest successful probe (None: never read, or CompanyInfo had none).
     subscription_status: SubscriptionStatus | None = None
+    # QuickBooks' CompanyName, as the latest successful CompanyInfo read (or the reauthorization) gave it.
+    # Text from outside: escaped wherever it is shown.
+    company_name: str | None = None
     # An API caller is waiting for an access token from whoever holds the lease (see service.access_tokens).
     access_wanted: bool = False
 

@@ -67,6 +67,7 @@ class Notice:
     reconnect_url: str | None = None
     hard_expires_at: datetime | None = None
     note: str | None = None  # a per-issue addition from the escalation policy
+    company_name: str | None = None  # QuickBooks' CompanyName (text from outside: escaped when rendered)
 
     @property
     def notice_id(self) -> str:
@@ -88,6 +89,7 @@ def event_detail(notice: Notice) -> dict[str, Any]:
         "kind": notice.kind.value,
         "connection_id": notice.connection_id,
         "tenant_id": notice.tenant_id,
+        "company_name": notice.company_name,
         "episode_id": notice.episode_id,
         "issue": notice.issue.value if notice.issue else None,
         "deadline": _iso(notice.deadline) if notice.deadline else None,

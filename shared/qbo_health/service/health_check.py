@@ -99,6 +99,9 @@ class CompanyRead(Protocol):
     def subscription_status(self) -> str | None: ...
 
     @property
+    def company_name(self) -> str | None: ...
+
+    @property
     def intuit_tid(self) -> str | None: ...
 
 
@@ -341,7 +344,9 @@ class _Session:
             )
         issue = issue_with_report(verdict, self.reported)
         if issue is None:
-            return CheckOutcome.healthy(probed=True, subscription_status=verdict.status)
+            return CheckOutcome.healthy(
+                probed=True, subscription_status=verdict.status, company_name=info.company_name
+            )
         reason = REASON_REPORTED_6190 if verdict.issue is None else REASON_SUBSCRIPTION_STATUS
         return CheckOutcome(
             OutcomeKind.PROBLEM,
@@ -350,6 +355,7 @@ class _Session:
             probed=True,
             intuit_tid=info.intuit_tid,
             subscription_status=verdict.status,
+            company_name=info.company_name,
         )
 
     def refresh(self) -> None:

@@ -87,6 +87,7 @@ class Notices:
             reconnect_url=reconnect,
             hard_expires_at=connection.tokens.hard_expires_at,
             note=note,
+            company_name=connection.company_name,
         )
 
     # -- the Notifier the checker, the API and the disconnect call as transitions happen --------------

@@ -25,7 +25,7 @@ from datetime import datetime
 
 from qbo_health.adapters.intuit import GrantedTokens
 from qbo_health.adapters.oauth_states import StoredState
-from qbo_health.domain.check import ConnectionEvent, EventKind, issue_closed
+from qbo_health.domain.check import ConnectionEvent, EventKind, issue_closed, known_company_name
 from qbo_health.domain.classification import FailureKind, classify
 from qbo_health.domain.model import (
     Authorizer,
@@ -171,9 +171,9 @@ def complete_reauthorization(
     realm_id = params.realm_id
     granted = _exchange_once(deps, params.code, stored.redirect_uri, realm_id)
     pair = granted.pair
-    _verify_admin(deps, realm_id, pair)
+    company_name = _verify_admin(deps, realm_id, pair)
     identity = _identity(deps, pair.access_token)
-    return _store_new_grant(deps, connection.connection_id, realm_id, pair, identity, now)
+    return _store_new_grant(deps, connection.connection_id, realm_id, pair, identity, now, company_name)
 
 
 def _check_lengths(params: CallbackParams) -> None:
@@ -209,7 +209,8 @@ def _exchange_once(deps: ApiDeps, code: str, redirect_uri: str, realm_id: str) -
         ) from None
 
 
-def _verify_admin(deps: ApiDeps, realm_id: str, pair: TokenPair) -> None:
+def _verify_admin(deps: ApiDeps, realm_id: str, pair: TokenPair) -> str | None:
+    """The company's name when the new grant reads an active company; raises otherwise."""
     try:
         info = deps.oauth.company_info(realm_id, pair.access_token)
     except IntuitCallFailed as error:
@@ -218,7 +219,7 @@ def _verify_admin(deps: ApiDeps, realm_id: str, pair: TokenPair) -> None:
         # A company whose subscription lapsed or ended still reads: its status says so.
         issue = classify_subscription(info.subscription_status).issue
         if issue is None:
-            return
+            return info.company_name
         logger.warning("new grant's company is read-only", extra={"intuit_tid": info.intuit_tid})
         _revoke_quietly(deps, pair.refresh_token)
         raise _company_inactive(issue)
@@ -271,6 +272,7 @@ def _store_new_grant(
     pair: TokenPair,
     identity: Authorizer | None,
     now: datetime,
+    company_name: str | None = None,
 ) -> ReauthResult:
     owner = f"reauth:{uuid.uuid4().hex}"
     leased = acquire_lease_waiting(
@@ -303,6 +305,7 @@ def _store_new_grant(
             reauth_due_warned_at=None,
             disconnect_reason=None,
             disconnected_at=None,
+            company_name=known_company_name(company_name, leased),
         )
         # The new grant's access token replaces any kept for the previous one, before the lease goes.
         share_access_token(deps.check, updated, pair, now)
