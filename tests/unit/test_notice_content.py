@@ -33,9 +33,11 @@ def test_a_first_notice_says_what_is_wrong_what_to_do_and_by_when():
     assert guidance.user_message in email.text
     assert guidance.remedy in email.text
     assert "March 16, 2026" in email.text
-    assert "Days left: 14" in email.text
+    assert "14 days left, until March 16, 2026." in email.text
     assert email.subject.startswith("Action needed")
-    assert 'href="https://health.example.com/reconnect/abc"' in email.html
+    assert "reconnect" not in email.html + email.text  # paying, not reauthorizing, fixes a lapse
+    admin = render_email(notice(issue=IssueType.ADMIN_ACCESS_LOST))
+    assert 'href="https://health.example.com/reconnect/abc"' in admin.html
 
 
 @pytest.mark.parametrize("kind", list(NoticeKind))

@@ -11,7 +11,15 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 from qbo_health.domain.check import CLOSED_UNNOTIFIED, ConnectionEvent, EventKind
 from qbo_health.domain.model import Connection, IssueType
-from qbo_health.domain.notices import ClaimResult, Email, Notice, NoticeKind, SendResult, render_email
+from qbo_health.domain.notices import (
+    ClaimResult,
+    Email,
+    Notice,
+    NoticeKind,
+    SendResult,
+    offers_reconnect,
+    render_email,
+)
 from qbo_health.observability import logger, metrics
 
 
@@ -73,7 +81,7 @@ class Notices:
         note: str | None = None,
     ) -> Notice:
         reconnect = None
-        if kind not in (NoticeKind.RESTORED, NoticeKind.DISCONNECTED):
+        if offers_reconnect(kind, issue):
             reconnect = self.reconnect_url(connection.connection_id, now)
         return Notice(
             kind=kind,
