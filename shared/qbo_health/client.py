@@ -64,9 +64,16 @@ class QboHealthClient:
     # ------------------------------------------------------------------ routes
 
     def register(
-        self, tenant_id: str, contacts: list[str] | None = None, connection_id: str | None = None
+        self,
+        tenant_id: str,
+        contacts: list[str] | None = None,
+        connection_id: str | None = None,
+        **presentation: Any,
     ) -> RegisterResponse:
-        request = RegisterRequest(tenant_id=tenant_id, contacts=contacts or [], connection_id=connection_id)
+        """``presentation``: ``display_name`` and ``locale`` for this connection's notices."""
+        request = RegisterRequest(
+            tenant_id=tenant_id, contacts=contacts or [], connection_id=connection_id, **presentation
+        )
         return self._call("POST", "/connections", RegisterResponse, request)
 
     def import_connection(
@@ -76,6 +83,7 @@ class QboHealthClient:
         refresh_token: str,
         contacts: list[str] | None = None,
         connection_id: str | None = None,
+        **presentation: Any,
     ) -> ConnectionStatus:
         request = ImportRequest(
             tenant_id=tenant_id,
@@ -83,6 +91,7 @@ class QboHealthClient:
             refresh_token=refresh_token,
             contacts=contacts or [],
             connection_id=connection_id,
+            **presentation,
         )
         return self._call("POST", "/connections/import", ConnectionStatus, request)
 

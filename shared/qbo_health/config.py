@@ -139,6 +139,35 @@ class ApiSettings(_EnvModel):
         return f"{self.public_base_url.rstrip('/')}/oauth/callback"
 
 
+class BrandingSettings(_EnvModel):
+    """How notices and result pages present the product. Values land in e-mails: each is validated here, so
+    a bad one fails at cold start rather than in a customer's inbox."""
+
+    product_name: str = Field(default="QBO Connection Health", min_length=1, max_length=80)
+    # Where customers get help: an https URL or an e-mail address (empty for none).
+    support_contact: str | None = Field(
+        default=None, max_length=300, pattern=r"^(https://[^\s\"'<>]+|[^@\s\"'<>]{1,64}@[^@\s\"'<>]{1,255})$"
+    )
+    logo_url: str | None = Field(default=None, max_length=500, pattern=r"^https://[^\s\"'<>]+$")
+    # It lands in style attributes, where HTML escaping does not help: only #RRGGBB passes.
+    accent_color: str = Field(default="#2E7D32", pattern=r"^#[0-9A-Fa-f]{6}$")
+    sender_name: str | None = Field(default=None, max_length=80, pattern=r"^[^\r\n<>@\"]+$")
+    default_locale: Literal["en-US", "en-GB", "en-AU", "fr-CA", "es"] = "en-US"
+
+    @field_validator("support_contact", "logo_url", "sender_name", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @property
+    def support_url(self) -> str | None:
+        return self.support_contact if self.support_contact and "@" not in self.support_contact else None
+
+    @property
+    def support_email(self) -> str | None:
+        return self.support_contact if self.support_contact and "@" in self.support_contact else None
+
+
 @cache
 def store_settings() -> StoreSettings:
     return StoreSettings.from_env()

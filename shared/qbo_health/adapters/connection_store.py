@@ -224,6 +224,8 @@ def _attributes(connection: Connection) -> dict[str, Any]:
         if connection.subscription_status
         else None,
         "company_name": connection.company_name,
+        "display_name": connection.display_name,
+        "locale": connection.locale,
         "disconnect_reason": connection.disconnect_reason.value if connection.disconnect_reason else None,
         "disconnected_at": connection.disconnected_at,
     }
@@ -333,4 +335,6 @@ def to_domain(item: ConnectionModel) -> Connection:
         disconnected_at=item.disconnected_at,
         access_wanted=bool(item.access_wanted),
         company_name=item.company_name,
+        display_name=item.display_name,
+        locale=item.locale,
     )

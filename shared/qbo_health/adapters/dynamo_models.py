@@ -97,6 +97,9 @@ class ConnectionModel(Model):
     # QuickBooks' CompanyName as last read (customer-facing text: escaped wherever shown). A short stored
     # name: every byte counts towards the 1 KB that makes a write cost one unit.
     company_name = UnicodeAttribute(null=True, attr_name="company")
+    # Per-tenant overrides of the product's name and the notices' language (absent: the configured ones).
+    display_name = UnicodeAttribute(null=True)
+    locale = UnicodeAttribute(null=True)
     disconnect_reason = UnicodeAttribute(null=True)
     disconnected_at = UTCDateTimeAttribute(null=True)
     # Owner-checked lease: one worker (or API call) at a time may refresh.

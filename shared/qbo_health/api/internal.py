@@ -68,6 +68,8 @@ def status_of(connection: Connection, now: datetime) -> ConnectionStatus:
         tenant_id=connection.tenant_id,
         realm_id=connection.realm_id,
         company_name=connection.company_name,
+        display_name=connection.display_name,
+        locale=connection.locale,
         state=connection.state.value,
         on_hold=connection.on_hold,
         issue=issue.type.value if issue else None,
@@ -123,6 +125,8 @@ def internal_router() -> Router:
             tenant_id=request.tenant_id,
             contacts=request.contact_tuple(),
             connection_id=request.connection_id,
+            display_name=request.display_name,
+            locale=request.locale,
         )
         body = RegisterResponse(
             connection_id=registered.connection.connection_id,
@@ -148,6 +152,8 @@ def internal_router() -> Router:
             refresh_token=request.refresh_token,
             contacts=request.contact_tuple(),
             connection_id=request.connection_id,
+            display_name=request.display_name,
+            locale=request.locale,
         )
         return Response(201, "application/json", status_of(imported, now))
 

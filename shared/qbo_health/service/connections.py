@@ -34,6 +34,8 @@ def register_connection(
     tenant_id: str,
     contacts: tuple[str, ...],
     connection_id: str | None = None,
+    display_name: str | None = None,
+    locale: str | None = None,
 ) -> Registered:
     connection = Connection(
         connection_id=connection_id or uuid.uuid4().hex,
@@ -42,6 +44,8 @@ def register_connection(
         state=ConnectionState.PENDING,
         contacts=contacts,
         created_at=now,
+        display_name=display_name,
+        locale=locale,
     )
     created = _create(deps, connection)
     return Registered(created, deps.signer.reconnect_url(created.connection_id, now))
@@ -56,6 +60,8 @@ def import_connection(
     refresh_token: str,
     contacts: tuple[str, ...],
     connection_id: str | None = None,
+    display_name: str | None = None,
+    locale: str | None = None,
 ) -> Connection:
     """Adopt a connection the product already has. ``PENDING`` until the first check refreshes the token
     (its times are unknown) and probes CompanyInfo; that check is queued at once."""
@@ -76,6 +82,8 @@ def import_connection(
         sealed_tokens=sealed,
         tokens=TokenTimes(),
         created_at=now,
+        display_name=display_name,
+        locale=locale,
     )
     created = _create(deps, connection)
     deps.check.queue.send([CheckRequest(connection_id=new_id, reason="on_demand")])

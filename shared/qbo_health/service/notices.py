@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Protocol
 
@@ -12,6 +12,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from qbo_health.domain.check import CLOSED_UNNOTIFIED, ConnectionEvent, EventKind
 from qbo_health.domain.model import Connection, IssueType
 from qbo_health.domain.notices import (
+    Brand,
     ClaimResult,
     Email,
     Notice,
@@ -20,6 +21,7 @@ from qbo_health.domain.notices import (
     offers_reconnect,
     render_email,
 )
+from qbo_health.i18n import SOURCE_LOCALE, supported
 from qbo_health.observability import logger, metrics
 
 
@@ -46,6 +48,8 @@ class Notices:
     events: EventSender
     reconnect_url: Callable[[str, datetime], str]
     dry_run: bool = False
+    brand: Brand = field(default_factory=Brand)
+    default_locale: str = SOURCE_LOCALE
 
     def send(self, connection: Connection, notice: Notice, now: datetime) -> SendResult:
         """Claim, send on both channels, record the send."""
@@ -96,6 +100,10 @@ class Notices:
             hard_expires_at=connection.tokens.hard_expires_at,
             note=note,
             company_name=connection.company_name,
+            locale=supported(connection.locale, self.default_locale),
+            brand=replace(self.brand, product_name=connection.display_name)
+            if connection.display_name
+            else self.brand,
         )
 
     # -- the Notifier the checker, the API and the disconnect call as transitions happen --------------
