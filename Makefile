@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 export PYTHONPATH := shared:.
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint typecheck unit demo bench-checks clean openapi e2e-deps
+.PHONY: test lint typecheck unit demo bench-checks clean openapi e2e-deps catalogues
 .PHONY: bench bench-pipeline bench-cost bench-escalator bench-coldstart
 .PHONY: deploy-checks cfn-lint sam-validate checkov sam-build-check
 
@@ -75,6 +75,14 @@ demo: $(STAMP)
 # The browser test's Chromium, from Debian (a Playwright browser download does not work here).
 e2e-deps:
 	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium chromium-driver) || echo "chromium could not be installed"
+
+# The notices' message catalogues: extract the messages (babel.cfg), merge them into each locale's .po (edit the
+# translations there), compile the .mo files the layer ships. Both are committed; a test fails when they drift.
+LOCALES_DIR := shared/qbo_health/locales
+catalogues: $(STAMP)
+	$(VENV)/bin/pybabel extract -F babel.cfg -k N_ --no-location --omit-header --sort-output -o $(LOCALES_DIR)/messages.pot .
+	$(VENV)/bin/pybabel update -i $(LOCALES_DIR)/messages.pot -d $(LOCALES_DIR) -D messages --width 100 --ignore-obsolete --ignore-pot-creation-date
+	$(VENV)/bin/pybabel compile -d $(LOCALES_DIR) -D messages --statistics
 
 # Regenerate the committed OpenAPI document from the API's routes (a test fails when they drift).
 openapi: $(STAMP)

@@ -26,8 +26,9 @@ from qbo_health.api.models import (
     RegisterRequest,
     RegisterResponse,
 )
-from qbo_health.domain.issues import HEADLINE, guidance_for
+from qbo_health.domain.issues import guidance_for, headline
 from qbo_health.domain.model import Connection, ConnectionState, DisconnectReason
+from qbo_health.i18n import supported
 from qbo_health.service import connections
 from qbo_health.service.access_tokens import get_access_token
 from qbo_health.service.disconnect import disconnect_connection
@@ -56,7 +57,9 @@ _ERRORS: dict[int, OpenAPIResponse] = {
 def status_of(connection: Connection, now: datetime) -> ConnectionStatus:
     """The product's view of one connection (wording from the seed article, via domain.issues)."""
     issue = connection.issue
-    guidance = guidance_for(issue.type) if issue else None
+    # The tile's texts in the connection's language, from the same catalogues as its notices.
+    locale = supported(connection.locale, wiring.branding_settings().default_locale)
+    guidance = guidance_for(issue.type, locale) if issue else None
     days_left = None
     if issue is not None:
         days_left = max(0, math.ceil((issue.deadline - now).total_seconds() / 86400))
@@ -73,7 +76,7 @@ def status_of(connection: Connection, now: datetime) -> ConnectionStatus:
         state=connection.state.value,
         on_hold=connection.on_hold,
         issue=issue.type.value if issue else None,
-        headline=HEADLINE if issue else None,
+        headline=headline(locale) if issue else None,
         title=guidance.title if guidance else None,
         user_message=guidance.user_message if guidance else None,
         remedy=guidance.remedy if guidance else None,
