@@ -428,3 +428,29 @@ def test_list_and_show_keep_a_company_name_from_quickbooks_on_one_line_without_c
     for output in (ops("list").out, ops("show", "conn-x").out):
         assert "\x1b" not in output and "\x07" not in output
     assert table_rows(ops("list").out)[0]["COMPANY"] == "Evil]0;owned Co"
+
+
+def test_preview_notice_writes_the_html_and_text_of_a_notice_in_its_language(tmp_path):
+    result = ops(
+        "preview-notice",
+        "--kind",
+        "FINAL_WARNING",
+        "--issue",
+        "ADMIN_ACCESS_LOST",
+        "--locale",
+        "fr-CA",
+        "--company",
+        "Acme <b>Ltée</b>",
+        "--output",
+        str(tmp_path),
+    )
+
+    assert result.code == 0, result.err
+    html_file = tmp_path / "final_warning-admin_access_lost-fr-CA.html"
+    text_file = tmp_path / "final_warning-admin_access_lost-fr-CA.txt"
+    assert str(html_file) in result.out and str(text_file) in result.out
+    page, text = html_file.read_text(encoding="utf-8"), text_file.read_text(encoding="utf-8")
+    assert '<html lang="fr-CA">' in page and "Acme &lt;b&gt;Ltée&lt;/b&gt;" in page
+    assert text.startswith("Subject: Dernier avertissement") and "Réautoriser" in text
+    assert guidance_for(IssueType.ADMIN_ACCESS_LOST, "fr-CA").remedy in text
+    assert ops("preview-notice", "--locale", "de-DE").code == 2
