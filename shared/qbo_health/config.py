@@ -215,6 +215,24 @@ class EscalationSettings(_EnvModel):
     sender_email: str = Field(min_length=3, pattern=r"^[^@\s]+@[^@\s]+$")
     escalation_policy: EscalationPolicyModel = Field(default_factory=EscalationPolicyModel)
     escalation_dry_run: bool = False
+    # Which notices also go to the QuickBooks user who authorized the connection (userinfo's e-mail), by issue
+    # type (and REAUTH_DUE): comma-separated, empty for none. ADMIN_ACCESS_LOST's remedy is addressed to them.
+    notify_authorizer: frozenset[
+        Literal[
+            "ADMIN_ACCESS_LOST",
+            "SUBSCRIPTION_LAPSED",
+            "SUBSCRIPTION_ENDED",
+            "AUTHORIZATION_EXPIRED",
+            "REAUTH_DUE",
+        ]
+    ] = frozenset({"ADMIN_ACCESS_LOST", "AUTHORIZATION_EXPIRED", "REAUTH_DUE"})
+
+    @field_validator("notify_authorizer", mode="before")
+    @classmethod
+    def _comma_list(cls, value: object) -> object:
+        if isinstance(value, str):
+            return frozenset(part.strip() for part in value.split(",") if part.strip())
+        return value
 
     @field_validator("escalation_policy", mode="before")
     @classmethod

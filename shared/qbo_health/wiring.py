@@ -256,6 +256,7 @@ def notices() -> Notices:
         dry_run=settings.escalation_dry_run,
         brand=brand(),
         default_locale=branding.default_locale,
+        notify_authorizer=frozenset(settings.notify_authorizer),
     )
 
 

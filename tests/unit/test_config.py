@@ -352,3 +352,19 @@ def test_a_branding_value_that_could_break_a_notice_fails_at_cold_start(name, va
     with pytest.raises(ConfigurationError) as refused:
         BrandingSettings.from_env({name: value})
     assert name.lower() in str(refused.value)
+
+
+def test_which_issues_also_notify_the_authorizing_user_is_a_comma_list():
+    from qbo_health.config import EscalationSettings
+
+    base = {"EVENT_BUS_NAME": "bus", "SENDER_EMAIL": "n@example.com"}
+    assert EscalationSettings.from_env(base).notify_authorizer == {
+        "ADMIN_ACCESS_LOST",
+        "AUTHORIZATION_EXPIRED",
+        "REAUTH_DUE",
+    }
+    chosen = EscalationSettings.from_env(base | {"NOTIFY_AUTHORIZER": " SUBSCRIPTION_LAPSED , REAUTH_DUE"})
+    assert chosen.notify_authorizer == {"SUBSCRIPTION_LAPSED", "REAUTH_DUE"}
+    assert EscalationSettings.from_env(base | {"NOTIFY_AUTHORIZER": ""}).notify_authorizer == frozenset()
+    with pytest.raises(ConfigurationError, match="notify_authorizer"):
+        EscalationSettings.from_env(base | {"NOTIFY_AUTHORIZER": "EVERYTHING"})

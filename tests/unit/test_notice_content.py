@@ -88,12 +88,14 @@ def hostile_notice(kind, issue, locale):
         brand=Brand(product_name=f"Books {SCRIPT}", support_email="help@acme.example"),
         note=f"Note {SCRIPT}",
         hard_expires_at=NOW + timedelta(days=20),
+        authorizer_email=f"{SCRIPT}@quickbooks-user.example",  # the user's name as Intuit's userinfo gave it
     )
 
 
+@pytest.mark.parametrize("to_authorizer", [False, True], ids=["contacts", "authorizer"])
 @pytest.mark.parametrize(("kind", "issue", "locale"), MATRIX)
-def test_names_from_outside_are_escaped_and_both_names_are_shown(kind, issue, locale):
-    email = render_email(hostile_notice(kind, issue, locale))
+def test_names_from_outside_are_escaped_and_both_names_are_shown(kind, issue, locale, to_authorizer):
+    email = render_email(hostile_notice(kind, issue, locale), to_authorizer=to_authorizer)
 
     assert "<script>" not in email.html
     assert f"Acme {ESCAPED_SCRIPT} Ltd" in email.html and f"Books {ESCAPED_SCRIPT}" in email.html
@@ -133,3 +135,35 @@ def test_a_translated_notice_has_no_english_left_in_its_own_sentences(locale):
     email = render_email(notice(NoticeKind.NOTICE, issue=IssueType.ADMIN_ACCESS_LOST, locale=locale))
     for english in ("What to do", "Who can fix it", "Hello,", "days left", "Reauthorize:"):
         assert english not in email.text
+
+
+def test_the_authorizer_is_written_to_for_the_configured_issues_unless_already_a_contact():
+    from qbo_health.domain.model import Authorizer, Connection, ConnectionState
+    from qbo_health.service.notices import Notices
+
+    notices = Notices(
+        claims=None,  # type: ignore[arg-type] - building a notice sends nothing
+        email=None,  # type: ignore[arg-type]
+        events=None,  # type: ignore[arg-type]
+        reconnect_url=lambda connection_id, now: "https://health.example.com/reconnect/x",
+        notify_authorizer=frozenset({"ADMIN_ACCESS_LOST", "REAUTH_DUE"}),
+    )
+    connection = Connection(
+        "c",
+        "t",
+        "1",
+        ConnectionState.NEEDS_ATTENTION,
+        contacts=("books@firm.example",),
+        authorized_by=Authorizer("u-1", "Admin@Firm.example"),
+    )
+
+    def to(kind, issue, conn=connection):
+        return notices.notice_for(conn, kind, NOW, episode_id="e", issue=issue).authorizer_email
+
+    assert to(NoticeKind.NOTICE, IssueType.ADMIN_ACCESS_LOST) == "Admin@Firm.example"
+    assert to(NoticeKind.REAUTH_DUE, None) == "Admin@Firm.example"
+    assert to(NoticeKind.NOTICE, IssueType.SUBSCRIPTION_LAPSED) is None
+    already = Connection(**{**connection.__dict__, "contacts": ("admin@firm.example",)})
+    assert to(NoticeKind.NOTICE, IssueType.ADMIN_ACCESS_LOST, already) is None
+    nameless = Connection(**{**connection.__dict__, "authorized_by": Authorizer("u-1", None)})
+    assert to(NoticeKind.NOTICE, IssueType.ADMIN_ACCESS_LOST, nameless) is None

@@ -88,6 +88,8 @@ class Notice:
     company_name: str | None = None  # QuickBooks' CompanyName (text from outside: escaped when rendered)
     locale: str = SOURCE_LOCALE
     brand: Brand = field(default_factory=Brand)
+    # The QuickBooks user who authorized the connection, when this notice goes to them too (text from outside).
+    authorizer_email: str | None = None
 
     @property
     def notice_id(self) -> str:
@@ -118,10 +120,13 @@ def event_detail(notice: Notice) -> dict[str, Any]:
     }
 
 
-def render_email(notice: Notice) -> Email:
+def render_email(notice: Notice, *, to_authorizer: bool = False) -> Email:
     """The notice as an e-mail in the connection's language and the product's brand (HTML and text from the
-    templates in ``qbo_health/templates/email``; every value from outside is escaped in the HTML part)."""
-    context = _context(notice)
+    templates in ``qbo_health/templates/email``; every value from outside is escaped in the HTML part).
+
+    ``to_authorizer``: the copy for the QuickBooks user who authorized the connection, greeted as the one who
+    set it up (the article's remedy for lost Admin access speaks to exactly them)."""
+    context = _context(notice, to_authorizer)
     name = f"email/{notice.kind.value.lower()}"
     html_part = _environment(notice.locale).get_template(f"{name}.html").render(context)
     text_part = _environment(notice.locale).get_template(f"{name}.txt").render(context)
@@ -138,7 +143,7 @@ def offers_reconnect(kind: NoticeKind, issue: IssueType | None) -> bool:
     return guidance_for(issue).reauthorize
 
 
-def _context(notice: Notice) -> dict[str, Any]:
+def _context(notice: Notice, to_authorizer: bool = False) -> dict[str, Any]:
     locale = notice.locale
     text = partial(gettext, locale=locale)
     brand = notice.brand
@@ -151,6 +156,12 @@ def _context(notice: Notice) -> dict[str, Any]:
     if guidance is not None:
         who_can_fix = guidance.who_can_fix
     support_href, support_label = _support(brand)
+    why = N_("You receive this e-mail because your address is a contact for %(company)s in %(product)s.")
+    if to_authorizer:
+        why = N_(
+            "You receive this e-mail because you connected %(company)s to %(product)s as %(authorizer)s: "
+            "QuickBooks knows you as the person who set up the integration."
+        )
     return {
         "lang": locale,
         "subject": subject,
@@ -169,10 +180,10 @@ def _context(notice: Notice) -> dict[str, Any]:
         "sent_on": format_date(notice.time, locale),
         "hard_expires_at": notice.hard_expires_at or notice.time,
         "reconnect_url": notice.reconnect_url if offers_reconnect(notice.kind, notice.issue) else None,
-        "why_you_get_this": text(
-            N_("You receive this e-mail because your address is a contact for %(company)s in %(product)s.")
-        )
-        % {"company": company, "product": brand.product_name},
+        "why_you_get_this": text(why)
+        % {"company": company, "product": brand.product_name, "authorizer": notice.authorizer_email or ""},
+        "authorizer": notice.authorizer_email,
+        "to_authorizer": to_authorizer,
         "support_href": support_href,
         "support_label": support_label,
     }

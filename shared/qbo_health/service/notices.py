@@ -50,6 +50,8 @@ class Notices:
     dry_run: bool = False
     brand: Brand = field(default_factory=Brand)
     default_locale: str = SOURCE_LOCALE
+    # Issue types (and REAUTH_DUE) whose notices also go to the QuickBooks user who authorized the connection.
+    notify_authorizer: frozenset[str] = frozenset()
 
     def send(self, connection: Connection, notice: Notice, now: datetime) -> SendResult:
         """Claim, send on both channels, record the send."""
@@ -62,6 +64,9 @@ class Notices:
         try:
             if connection.contacts:
                 self.email.send(list(connection.contacts), render_email(notice), notice)
+                _count(notice.kind, "email")
+            if notice.authorizer_email:  # the person who can fix it, addressed as such
+                self.email.send([notice.authorizer_email], render_email(notice, to_authorizer=True), notice)
                 _count(notice.kind, "email")
             self.events.send(notice)
             _count(notice.kind, "event")
@@ -100,11 +105,23 @@ class Notices:
             hard_expires_at=connection.tokens.hard_expires_at,
             note=note,
             company_name=connection.company_name,
+            authorizer_email=self._authorizer_to_notify(connection, kind, issue),
             locale=supported(connection.locale, self.default_locale),
             brand=replace(self.brand, product_name=connection.display_name)
             if connection.display_name
             else self.brand,
         )
+
+    def _authorizer_to_notify(
+        self, connection: Connection, kind: NoticeKind, issue: IssueType | None
+    ) -> str | None:
+        """The authorizing user's address when this notice goes to them too (not when already a contact)."""
+        who = connection.authorized_by
+        key = "REAUTH_DUE" if kind is NoticeKind.REAUTH_DUE else (issue.value if issue else None)
+        if who is None or not who.email or key not in self.notify_authorizer:
+            return None
+        contacts = {contact.lower() for contact in connection.contacts}
+        return None if who.email.lower() in contacts else who.email
 
     # -- the Notifier the checker, the API and the disconnect call as transitions happen --------------
 
