@@ -522,3 +522,16 @@ def test_a_tenant_brand_and_language_set_at_registration_shape_its_notices(stack
     assert "Acme Books" in render_email(branded).text
     with pytest.raises(ValueError, match="locale"):  # a language we do not ship is refused
         api_client.register(tenant_id="t-9", locale="de-DE")
+
+
+def test_the_result_page_speaks_the_connections_language_and_names_its_company(stack, api_client):
+    control = stack.intuit.control
+    realm = control.create_company(name="Boulangerie <Dupré>")
+    admin = control.add_user(realm, email="chef@dupre.example", admin=True)
+    registered = api_client.register(tenant_id="t-fr", connection_id="fr-1", locale="fr-CA")
+
+    page = deliver(callback(stack, registered.connect_url, realm_id=realm, user_id=admin))
+
+    assert page.status_code == 200, page.text
+    assert '<html lang="fr-CA">' in page.text and "<title>QuickBooks connecté</title>" in page.text
+    assert "QuickBooks est de nouveau connecté pour Boulangerie &lt;Dupré&gt;." in page.text

@@ -43,6 +43,7 @@ def result_page(
     paragraphs: list[str],
     connection_id: str | None = None,
     target_origin: str | None = None,
+    lang: str = "en",
 ) -> Response[str]:
     """A page that says what happened and what to do next; tells ``window.opener`` the outcome."""
     nonce = secrets.token_urlsafe(16)
@@ -61,7 +62,7 @@ def result_page(
         )
     document = (
         "<!doctype html>"
-        '<html lang="en"><head><meta charset="utf-8">'
+        f'<html lang="{esc(lang)}"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f'<title>{esc(title)}</title><style nonce="{nonce}">{_STYLE}</style></head>'
         f'<body class="{esc(status)}"><main id="{esc(page_id)}" data-status="{esc(status)}">'

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Annotated
 
 from aws_lambda_powertools.event_handler import Response
@@ -12,6 +13,7 @@ from aws_lambda_powertools.shared.cookies import Cookie, SameSite
 
 from qbo_health import clock, wiring
 from qbo_health.api.pages import SECURITY_HEADERS, result_page
+from qbo_health.i18n import N_, gettext, supported
 from qbo_health.messages import CheckRequest
 from qbo_health.observability import logger
 from qbo_health.service.links import MAX_TOKEN_LENGTH
@@ -42,6 +44,10 @@ def _browser_cookie(name: str, value: str, max_age: int, router: Router) -> Cook
 def _request_cookies(pairs: list[str]) -> dict[str, str]:
     """HTTP API v2 events carry the request's cookies as ``name=value`` strings."""
     return dict(pair.split("=", 1) for pair in pairs if "=" in pair)
+
+
+def deps_branding_locale() -> str:
+    return wiring.branding_settings().default_locale
 
 
 def public_router() -> Router:
@@ -80,19 +86,29 @@ def public_router() -> Router:
         )
         connection = result.connection
         who = connection.authorized_by
-        company = f" for {connection.company_name}" if connection.company_name else ""
-        paragraphs = [f"QuickBooks is connected again{company}. Updates will sync with QBO from now on."]
+        # In the connection's language, from the notices' catalogues.
+        locale = supported(connection.locale, deps_branding_locale())
+        text = partial(gettext, locale=locale)
+        company = connection.company_name
+        paragraphs = [
+            text(N_("QuickBooks is connected again for %(company)s. Updates will sync with QBO from now on."))
+            % {"company": company}
+            if company
+            else text(N_("QuickBooks is connected again. Updates will sync with QBO from now on."))
+        ]
         if who is not None and result.admin_changed:
             paragraphs.append(
-                f"The integration now uses the QuickBooks account {who.email or who.user_id} as its Admin."
+                text(N_("The integration now uses the QuickBooks account %(account)s as its Admin."))
+                % {"account": who.email or who.user_id}
             )
-        paragraphs.append("You can close this window and return to the app.")
+        paragraphs.append(text(N_("You can close this window and return to the app.")))
         return result_page(
             200,
             page_id="connected",
             status="connected",
-            title="QuickBooks connected",
+            title=text(N_("QuickBooks connected")),
             paragraphs=paragraphs,
+            lang=locale,
             connection_id=connection.connection_id,
             target_origin=deps.product_origin,
         )
