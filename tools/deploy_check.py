@@ -17,8 +17,8 @@ What it proves, with no AWS credentials and no Docker:
    (dev and prod): every settings model the functions read at cold start validates against it. Then the
    inline credentials that take precedence over the Secrets Manager secrets are added (so the cold start does
    not need AWS) and ``app.handler`` is imported; any other AWS call at import time would hit a closed
-   loopback port and fail fast. Last, a notice is rendered in fr-CA: the e-mail templates and the compiled
-   catalogues (package data of the layer) are in the build output.
+   loopback port and fail fast. Last, a notice is rendered in each language: the e-mail templates, the compiled
+   catalogues (package data of the layer) and Babel's locale data for them are in the build output.
 
 Usage (the Makefile's ``deploy-build`` target): ``python tools/deploy_check.py --sam .venv-sam/bin/sam``.
 """
@@ -108,11 +108,12 @@ if not callable(handler):
 from datetime import datetime, timezone
 from qbo_health.domain.model import IssueType
 from qbo_health.domain.notices import Notice, NoticeKind, render_email
-notice = Notice(NoticeKind.NOTICE, "c", "t", "e", datetime.now(timezone.utc), issue=IssueType.ADMIN_ACCESS_LOST,
-                reconnect_url="https://connect.example.com/reconnect/x", locale="fr-CA")
-email = render_email(notice)
-if "Bonjour" not in email.text or 'class="button"' not in email.html:
-    sys.exit("the notice templates or the fr-CA catalogue are missing from the build output")
+for locale, greeting in (("fr-CA", "Bonjour"), ("es", "Hola"), ("en-GB", "Hello"), ("en-AU", "Hello"), ("en-US", "Hello")):
+    notice = Notice(NoticeKind.NOTICE, "c", "t", "e", datetime.now(timezone.utc), issue=IssueType.ADMIN_ACCESS_LOST,
+                    reconnect_url="https://connect.example.com/reconnect/x", locale=locale)
+    email = render_email(notice)
+    if greeting not in email.text or 'class="button"' not in email.html:
+        sys.exit(f"the notice templates or the {locale} catalogue are missing from the build output")
 
 allowed = [os.path.realpath(p) for p in os.environ["PYTHONPATH"].split(os.pathsep)]
 allowed += [os.path.realpath(sysconfig.get_paths()[key]) for key in ("stdlib", "platstdlib")]

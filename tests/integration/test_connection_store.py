@@ -92,6 +92,9 @@ def everything(connection_id: str = "conn-full") -> Connection:
         on_hold=True,
         reauth_due_warned_at=at(days=-1),
         subscription_status=SubscriptionStatus.SUSPENDED,
+        company_name="Acme & Sons <Ltd>",
+        display_name="Acme Books",
+        locale="fr-CA",
         disconnect_reason=DisconnectReason.CUSTOMER_REQUEST,
         disconnected_at=at(hours=-6),
     )
