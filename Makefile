@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 export PYTHONPATH := shared:.
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint typecheck unit demo bench-checks clean openapi e2e-deps webhook-node-deps
+.PHONY: test lint typecheck unit demo bench-checks clean openapi e2e-deps webhook-node-deps catalogues
 .PHONY: bench bench-pipeline bench-cost bench-worker bench-escalator bench-coldstart bench-budget
 .PHONY: deploy-checks cfn-lint sam-validate checkov sam-build-check
 
@@ -79,6 +79,14 @@ e2e-deps:
 # The official Node Standard Webhooks library, to run docs/webhooks.md's Node snippet (pinned in the lock file).
 webhook-node-deps:
 	command -v npm >/dev/null && cd tests/webhooks_node && npm ci --no-audit --no-fund --silent || echo "npm ci failed (or npm is missing): the Node snippet test will fail"
+
+# The notices' message catalogues: extract the messages (babel.cfg), merge them into each locale's .po (edit the
+# translations there), compile the .mo files the layer ships. Both are committed; a test fails when they drift.
+LOCALES_DIR := shared/qbo_health/locales
+catalogues: $(STAMP)
+	$(VENV)/bin/pybabel extract -F babel.cfg -k N_ --no-location --omit-header --sort-output -o $(LOCALES_DIR)/messages.pot .
+	$(VENV)/bin/pybabel update -i $(LOCALES_DIR)/messages.pot -d $(LOCALES_DIR) -D messages --width 100 --ignore-obsolete --ignore-pot-creation-date
+	$(VENV)/bin/pybabel compile -d $(LOCALES_DIR) -D messages --statistics
 
 # Regenerate the committed OpenAPI document from the API's routes (a test fails when they drift).
 openapi: $(STAMP)

@@ -11,11 +11,14 @@ Exits 0 and leaves nothing running.
 from __future__ import annotations
 
 import os
+import re
+import shutil
 import sys
 import time
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 
 os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "ERROR")  # the demo prints its own summary
 
@@ -24,6 +27,7 @@ import requests
 from local.http_front import HttpFront
 from local.production import Invocation, ProductionSchedule  # imported after the log level is set
 from local.runner import LocalLambda
+from local.scenario import emails_sent
 from local.seed import seed_connection
 from local.stack import EmbeddedStack
 from local.timeline import Timeline, format_table
@@ -31,6 +35,9 @@ from qbo_health import wiring
 from qbo_health.domain.issues import guidance_for
 from qbo_health.domain.model import Connection, ConnectionState, IssueType
 from qbo_health.ops.progress import Progress
+
+# Where the demo leaves the e-mails it sent (DEMO_EMAILS overrides).
+EMAILS_DIR = Path(os.environ.get("DEMO_EMAILS", "demo-emails")).resolve()
 
 
 @dataclass(frozen=True)
@@ -110,13 +117,26 @@ def main() -> int:
         print_summary(stack, connections, production, day_started, seconds)
         print_idle_saved(connections, cohort_of, day_started)
         show_reconnect_link(stack, connections)
+        write_emails(EMAILS_DIR / "part-1", "day")
         print("Part 2: a new fleet of 14 connections, twenty days of escalation on production's schedule")
         print("(default settings; the stack is emptied first, so part 1's connections are gone)")
         stack.reset()
         run_timeline(stack)
+        write_emails(EMAILS_DIR / "part-2", "twenty-days")
+        print(f"The e-mails the demo sent (HTML, as SES got them; open them in a browser): {EMAILS_DIR}")
     finally:
         stack.stop()
     return 0
+
+
+def write_emails(folder: Path, label: str) -> None:
+    """Every e-mail SES (moto) accepted so far, one HTML file each, named by order, recipient and subject."""
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    for number, email in enumerate(emails_sent(), start=1):
+        slug = re.sub(r"[^a-z0-9]+", "-", email.subject.lower()).strip("-")[:60]
+        (folder / f"{label}-{number:03d}-{slug}.html").write_text(email.body, encoding="utf-8")
 
 
 def show_reconnect_link(stack: EmbeddedStack, connections: list[Connection]) -> None:

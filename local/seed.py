@@ -47,7 +47,8 @@ def seed_connection(
     To choose the hour the connection is checked each day, pick its id with ``connection_id_in_slot``.
     """
     control = stack.intuit.control
-    realm_id = control.create_company(name=company_name or f"Company of {connection_id}")
+    name = company_name or f"Company of {connection_id}"
+    realm_id = control.create_company(name=name)
     email = admin_email or f"admin.{connection_id}@example.com"
     user_id = control.add_user(realm_id, email=email, admin=True)
     others = {other: control.add_user(realm_id, email=other, admin=admin) for other, admin in other_users}
@@ -62,6 +63,7 @@ def seed_connection(
         refreshed_days_ago=refreshed_days_ago,
         contacts=contacts,
         state=state,
+        company_name=name,  # as the connect flow's CompanyInfo read stored it
     )
     return SeededConnection(connection_id, realm_id, user_id, email, others)
 
@@ -87,6 +89,7 @@ def store_connection(
     refreshed_days_ago: float,
     contacts: tuple[str, ...],
     state: ConnectionState,
+    company_name: str | None = None,
 ) -> Connection:
     connection = connection_of_grant(
         stack,
@@ -98,6 +101,7 @@ def store_connection(
         refreshed_days_ago=refreshed_days_ago,
         contacts=contacts,
         state=state,
+        company_name=company_name,
     )
     stored = wiring.connection_store().create(connection)
     issued_at = stack.clock.now() - timedelta(days=refreshed_days_ago)
@@ -123,6 +127,7 @@ def connection_of_grant(
     refreshed_days_ago: float,
     contacts: tuple[str, ...],
     state: ConnectionState = ConnectionState.HEALTHY,
+    company_name: str | None = None,
 ) -> Connection:
     """The connection a grant from the token endpoint makes, tokens sealed by the real vault (not stored)."""
     now = stack.clock.now()
@@ -153,6 +158,7 @@ def connection_of_grant(
         sealed_tokens=sealed,
         created_at=refreshed_at,
         last_success_at=refreshed_at,
+        company_name=company_name,
     )
 
 

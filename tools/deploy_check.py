@@ -17,7 +17,8 @@ What it proves, with no AWS credentials and no Docker:
    (dev and prod): every settings model the functions read at cold start validates against it. Then the
    inline credentials that take precedence over the Secrets Manager secrets are added (so the cold start does
    not need AWS) and ``app.handler`` is imported; any other AWS call at import time would hit a closed
-   loopback port and fail fast.
+   loopback port and fail fast. Last, a notice is rendered in each language: the e-mail templates, the compiled
+   catalogues (package data of the layer) and Babel's locale data for them are in the build output.
 
 Usage (the Makefile's ``deploy-build`` target): ``python tools/deploy_check.py --sam .venv-sam/bin/sam``.
 """
@@ -105,6 +106,17 @@ module = importlib.import_module(module_name)
 handler = getattr(module, attribute)
 if not callable(handler):
     sys.exit(f"{module_name}.{attribute} is not callable")
+
+# The notices' templates and catalogues are package data of the layer: render one in a translated language.
+from datetime import datetime, timezone
+from qbo_health.domain.model import IssueType
+from qbo_health.domain.notices import Notice, NoticeKind, render_email
+for locale, greeting in (("fr-CA", "Bonjour"), ("es", "Hola"), ("en-GB", "Hello"), ("en-AU", "Hello"), ("en-US", "Hello")):
+    notice = Notice(NoticeKind.NOTICE, "c", "t", "e", datetime.now(timezone.utc), issue=IssueType.ADMIN_ACCESS_LOST,
+                    reconnect_url="https://connect.example.com/reconnect/x", locale=locale)
+    email = render_email(notice)
+    if greeting not in email.text or 'class="button"' not in email.html:
+        sys.exit(f"the notice templates or the {locale} catalogue are missing from the build output")
 
 allowed = [os.path.realpath(p) for p in os.environ["PYTHONPATH"].split(os.pathsep)]
 allowed += [os.path.realpath(sysconfig.get_paths()[key]) for key in ("stdlib", "platstdlib")]

@@ -138,6 +138,10 @@ class SimulatorControl:
         """The user left the company: their grants then get the non-admin fault on the API."""
         self._call("DELETE", f"/companies/{realm_id}/users/{user_id}")
 
+    def rename_company(self, realm_id: str, name: str) -> None:
+        """An Admin renamed the company in QuickBooks: CompanyInfo answers with the new CompanyName."""
+        self._call("POST", f"/companies/{realm_id}/name", {"name": name})
+
     def set_subscription_status(self, realm_id: str, status: SubscriptionStatus) -> None:
         """Sets the company's SubscriptionStatus. EXPIRED, RESTRICTED, SUSPENDED and CANCELED make it
         read-only: reads answer 200 with the status, writes 6190 (see ``set_company_fault_style``)."""

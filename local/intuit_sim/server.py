@@ -77,6 +77,7 @@ def _rules() -> list[Rule]:
         ("/companies/<realm_id>/suspend", "suspend", "POST"),
         ("/companies/<realm_id>/reactivate", "reactivate", "POST"),
         ("/companies/<realm_id>/subscription", "subscription", "POST"),
+        ("/companies/<realm_id>/name", "rename_company", "POST"),
         ("/companies/<realm_id>/disconnect", "disconnect", "POST"),
         ("/companies/<realm_id>/fault_style", "fault_style", "POST"),
         ("/tokens/issue", "issue_tokens", "POST"),
@@ -634,6 +635,10 @@ class SimulatorApp:
     def _sim_reactivate(self, request: Request, realm_id: str) -> Response:
         status = self.state.set_subscription_status(realm_id, DEFAULT_SUBSCRIPTION_STATUS)
         return responses.json_response({"ok": True, "subscription_status": status})
+
+    def _sim_rename_company(self, request: Request, realm_id: str) -> Response:
+        self.state.rename_company(realm_id, _str(_json_object(request), "name"))
+        return responses.json_response({"ok": True})
 
     def _sim_subscription(self, request: Request, realm_id: str) -> Response:
         status = self.state.set_subscription_status(realm_id, _str(_json_object(request), "status"))

@@ -420,6 +420,12 @@ class SimState:
             if company.members.pop(user_id, None) is None:
                 raise control_error(f"user {user_id!r} is not in company {realm_id!r}", 404, "not_found")
 
+    def rename_company(self, realm_id: str, name: str) -> None:
+        """An Admin renamed the company in QBO (Settings > Account and settings > Company name); CompanyInfo's
+        CompanyName says the new name from then on."""
+        with self._lock:
+            self._company(realm_id).name = name
+
     def set_subscription_status(self, realm_id: str, status: str) -> str:
         """Sets CompanyInfo's SubscriptionStatus; returns the status name it was normalised to."""
         normalised = subscription_status(status)

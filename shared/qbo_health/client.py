@@ -77,13 +77,19 @@ class QboHealthClient:
         *,
         expected_realm_id: str | None = None,
         expected_email: str | None = None,
+        display_name: str | None = None,
+        locale: str | None = None,
     ) -> RegisterResponse:
+        """``display_name`` and ``locale`` present this connection's notices; ``expected_realm_id`` and
+        ``expected_email`` bind its first connect to one company or one consenting user."""
         request = RegisterRequest(
             tenant_id=tenant_id,
             contacts=contacts or [],
             connection_id=connection_id,
             expected_realm_id=expected_realm_id,
             expected_email=expected_email,
+            display_name=display_name,
+            locale=locale,
         )
         return self._call("POST", "/connections", RegisterResponse, request)
 
@@ -98,6 +104,7 @@ class QboHealthClient:
         refresh_token: str,
         contacts: list[str] | None = None,
         connection_id: str | None = None,
+        **presentation: Any,
     ) -> ConnectionStatus:
         request = ImportRequest(
             tenant_id=tenant_id,
@@ -105,6 +112,7 @@ class QboHealthClient:
             refresh_token=refresh_token,
             contacts=contacts or [],
             connection_id=connection_id,
+            **presentation,
         )
         return self._call("POST", "/connections/import", ConnectionStatus, request)
 

@@ -169,6 +169,35 @@ class WebhookSettings(_EnvModel):
         return self
 
 
+class BrandingSettings(_EnvModel):
+    """How notices and result pages present the product. Values land in e-mails: each is validated here, so
+    a bad one fails at cold start rather than in a customer's inbox."""
+
+    product_name: str = Field(default="QBO Connection Health", min_length=1, max_length=80)
+    # Where customers get help: an https URL or an e-mail address (empty for none).
+    support_contact: str | None = Field(
+        default=None, max_length=300, pattern=r"^(https://[^\s\"'<>]+|[^@\s\"'<>]{1,64}@[^@\s\"'<>]{1,255})$"
+    )
+    logo_url: str | None = Field(default=None, max_length=500, pattern=r"^https://[^\s\"'<>]+$")
+    # It lands in style attributes, where HTML escaping does not help: only #RRGGBB passes.
+    accent_color: str = Field(default="#2E7D32", pattern=r"^#[0-9A-Fa-f]{6}$")
+    sender_name: str | None = Field(default=None, max_length=80, pattern=r"^[^\r\n<>@\"]+$")
+    default_locale: Literal["en-US", "en-GB", "en-AU", "fr-CA", "es"] = "en-US"
+
+    @field_validator("support_contact", "logo_url", "sender_name", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @property
+    def support_url(self) -> str | None:
+        return self.support_contact if self.support_contact and "@" not in self.support_contact else None
+
+    @property
+    def support_email(self) -> str | None:
+        return self.support_contact if self.support_contact and "@" in self.support_contact else None
+
+
 @cache
 def store_settings() -> StoreSettings:
     return StoreSettings.from_env()
@@ -220,6 +249,25 @@ class EscalationSettings(_EnvModel):
     # its episode and clock; the restored notice waits until the connection stayed healthy this many hours.
     flap_window_days: float = Field(default=7, ge=0, le=30)
     restored_after_hours: float = Field(default=24, ge=0, le=168)
+
+    # Which notices also go to the QuickBooks user who authorized the connection (userinfo's e-mail), by issue
+    # type (and REAUTH_DUE): comma-separated, empty for none. ADMIN_ACCESS_LOST's remedy is addressed to them.
+    notify_authorizer: frozenset[
+        Literal[
+            "ADMIN_ACCESS_LOST",
+            "SUBSCRIPTION_LAPSED",
+            "SUBSCRIPTION_ENDED",
+            "AUTHORIZATION_EXPIRED",
+            "REAUTH_DUE",
+        ]
+    ] = frozenset({"ADMIN_ACCESS_LOST", "AUTHORIZATION_EXPIRED", "REAUTH_DUE"})
+
+    @field_validator("notify_authorizer", mode="before")
+    @classmethod
+    def _comma_list(cls, value: object) -> object:
+        if isinstance(value, str):
+            return frozenset(part.strip() for part in value.split(",") if part.strip())
+        return value
 
     @field_validator("escalation_policy", mode="before")
     @classmethod

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 from datetime import datetime, timedelta
+from email.utils import formataddr
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +21,7 @@ from qbo_health.adapters.notice_channels import EmailChannel, EventChannel, Noti
 from qbo_health.adapters.token_vault import TokenVault
 from qbo_health.config import (
     ApiSettings,
+    BrandingSettings,
     CheckSettings,
     EscalationPolicyModel,
     EscalationSettings,
@@ -32,6 +34,7 @@ from qbo_health.config import (
 from qbo_health.domain.check import CheckPolicy, lease_too_short
 from qbo_health.domain.escalation import EscalationPolicy, Schedule, Stage
 from qbo_health.domain.model import Connection, DisconnectReason, IssueType
+from qbo_health.domain.notices import Brand
 from qbo_health.domain.outage import OutageThresholds
 from qbo_health.domain.probe_budget import BudgetPolicy
 from qbo_health.errors import ConfigurationError
@@ -247,15 +250,37 @@ def escalation_settings() -> EscalationSettings:
 
 
 @cache
+def branding_settings() -> BrandingSettings:
+    return BrandingSettings.from_env()
+
+
+def brand() -> Brand:
+    settings = branding_settings()
+    return Brand(
+        product_name=settings.product_name,
+        support_url=settings.support_url,
+        support_email=settings.support_email,
+        logo_url=settings.logo_url,
+        accent_color=settings.accent_color,
+        sender_name=settings.sender_name,
+    )
+
+
+@cache
 def notices() -> Notices:
     settings = escalation_settings()
+    branding = branding_settings()
     store_settings()
+    sender = formataddr((branding.sender_name, settings.sender_email)) if branding.sender_name else None
     return Notices(
         claims=NoticeClaims(),
-        email=EmailChannel(aws_client("sesv2"), settings.sender_email),
+        email=EmailChannel(aws_client("sesv2"), sender or settings.sender_email),
         events=EventChannel(aws_client("events"), settings.event_bus_name),
         reconnect_url=_reconnect_url,
         dry_run=settings.escalation_dry_run,
+        brand=brand(),
+        default_locale=branding.default_locale,
+        notify_authorizer=frozenset(settings.notify_authorizer),
     )
 
 
@@ -399,6 +424,7 @@ def api_deps() -> ApiDeps:
         rechecks=control_store(),
         activity=connection_store(),
         product_origin=settings.product_origin,
+        default_locale=branding_settings().default_locale,
         state_ttl=timedelta(minutes=settings.oauth_state_minutes),
         access_token_wait_seconds=settings.access_token_wait_seconds,
     )
@@ -422,6 +448,7 @@ def reset() -> None:
         check_deps,
         check_batch_context,
         escalation_settings,
+        branding_settings,
         notices,
         escalation_deps,
         api_settings,

@@ -105,7 +105,8 @@ def test_register_then_connect_through_intuit(stack, api_client):
 
     assert page.status_code == 200, page.text
     status = api_client.status("new-1")
-    assert status.state == "HEALTHY" and status.realm_id == realm
+    assert status.state == "HEALTHY" and status.realm_id == realm and status.company_name == "New Co"
+    assert "QuickBooks is connected again for New Co." in page.text
     assert status.authorized_by is not None and status.authorized_by.email == "new.admin@example.com"
     with pytest.raises(QboHealthApiError) as duplicate:
         api_client.register(tenant_id="t-1", connection_id="new-1")
@@ -504,3 +505,36 @@ def test_an_access_token_request_near_the_api_timeout_refreshes_nothing(
     assert stored("conn-1").tokens.refreshed_at == refreshed_before
     monkeypatch.undo()
     assert api_client.access_token("conn-1").access_token  # with the whole 29 s, it refreshes
+
+
+def test_a_tenant_brand_and_language_set_at_registration_shape_its_notices(stack, api_client):
+    from qbo_health.domain.notices import NoticeKind, render_email
+
+    api_client.register(tenant_id="t-9", connection_id="brand-1", display_name="Acme Books", locale="fr-CA")
+    plain = api_client.register(tenant_id="t-9", connection_id="plain-1")
+
+    status = api_client.status("brand-1")
+    assert status.display_name == "Acme Books" and status.locale == "fr-CA"
+    assert plain.connection.display_name is None and plain.connection.locale is None
+    now = stack.clock.now()
+    notices = wiring.notices()
+    branded = notices.notice_for(stored("brand-1"), NoticeKind.REAUTH_DUE, now, episode_id="e")
+    default = notices.notice_for(stored("plain-1"), NoticeKind.REAUTH_DUE, now, episode_id="e")
+    assert branded.brand.product_name == "Acme Books" and branded.locale == "fr-CA"
+    assert default.brand.product_name == "QBO Connection Health" and default.locale == "en-US"
+    assert "Acme Books" in render_email(branded).text
+    with pytest.raises(ValueError, match="locale"):  # a language we do not ship is refused
+        api_client.register(tenant_id="t-9", locale="de-DE")
+
+
+def test_the_result_page_speaks_the_connections_language_and_names_its_company(stack, api_client):
+    control = stack.intuit.control
+    realm = control.create_company(name="Boulangerie <Dupré>")
+    admin = control.add_user(realm, email="chef@dupre.example", admin=True)
+    registered = api_client.register(tenant_id="t-fr", connection_id="fr-1", locale="fr-CA")
+
+    page = deliver(callback(stack, registered.connect_url, realm_id=realm, user_id=admin))
+
+    assert page.status_code == 200, page.text
+    assert '<html lang="fr-CA">' in page.text and "<title>QuickBooks connecté</title>" in page.text
+    assert "QuickBooks est de nouveau connecté pour Boulangerie &lt;Dupré&gt;." in page.text

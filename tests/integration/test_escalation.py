@@ -12,6 +12,7 @@ from pathlib import Path
 
 import jsonschema
 import pytest
+from markupsafe import escape
 from moto.ses.models import ses_backends
 
 from local.runner import schedule_event
@@ -21,6 +22,7 @@ from local.timeline import Timeline
 from qbo_health import wiring
 from qbo_health.adapters.dynamo_models import ConnectionModel, HistoryModel
 from qbo_health.domain.escalation import Stage
+from qbo_health.domain.issues import guidance_for
 from qbo_health.domain.model import ConnectionState, DisconnectReason, IssueType, OpenIssue
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "schemas" / "events"
@@ -370,3 +372,33 @@ def test_a_slow_intuit_never_keeps_the_escalator_past_its_timeout(stack, lambdas
     assert runs[0]["left_for_next_run"] and runs[0]["disconnected"]
     in_order = [name for run in runs for name in run["disconnected"]]
     assert in_order == names[::-1]  # soonest deadline first
+
+
+def test_lost_admin_access_is_also_told_to_the_user_who_set_up_the_integration(stack, lambdas):
+    seeded = {
+        name: seed_connection(
+            stack, name, refreshed_days_ago=1, contacts=("books@firm.example",), company_name="Firm & Co"
+        )
+        for name in ("admin-gone", "unpaid")
+    }
+    control = stack.intuit.control
+
+    def break_both() -> None:
+        control.set_admin(seeded["admin-gone"].realm_id, seeded["admin-gone"].user_id, False)
+        control.suspend(seeded["unpaid"].realm_id)
+
+    Timeline(lambdas, seeded).run(1, {0: break_both})
+
+    authorizer = seeded["admin-gone"].email
+    bodies: dict[str, list[str]] = defaultdict(list)
+    for message in sent_emails():
+        for address in message.destinations["ToAddresses"]:
+            bodies[address].append(str(message.body))
+    # The contacts get both first notices; the admin who set up "admin-gone" gets its notice, addressed to
+    # them; nobody writes to the user who set up "unpaid" (billing, not signing in, fixes a lapse).
+    assert sorted(bodies) == sorted(["books@firm.example", authorizer])
+    assert len(bodies["books@firm.example"]) == 2 and len(bodies[authorizer]) == 1
+    (personal,) = bodies[authorizer]
+    assert "the steps below are for you" in personal and "Firm &amp; Co" in personal
+    assert str(escape(guidance_for(IssueType.ADMIN_ACCESS_LOST).remedy)) in personal
+    assert sum(f"We also wrote to {authorizer}" in body for body in bodies["books@firm.example"]) == 1

@@ -202,17 +202,37 @@ def test_thirty_percent_faults_for_five_days_open_no_issue_and_every_day_is_chec
 def test_a_checked_connection_stays_under_one_kilobyte_so_each_write_costs_one_unit(stack):
     from bench.cost_measure import item_size  # DynamoDB's documented item size rules
 
-    seed_connection(stack, "conn-with-a-rather-long-identifier-0001", refreshed_days_ago=1)
-    check_connection(
-        CheckRequest(connection_id="conn-with-a-rather-long-identifier-0001"),
-        wiring.check_deps(),
-        stack.clock.now(),
+    # A generated id (32 hex characters, as registration makes them), a sandbox company's name, its admin.
+    connection_id = "9f1c2e7a4b6d48e0a3c5f7b9d1e3a5c7"
+    seed_connection(
+        stack,
+        connection_id,
+        refreshed_days_ago=1,
+        company_name="Craig's Design and Landscaping",
+        admin_email="craig.landscaping.admin@example.com",
     )
+    check_connection(CheckRequest(connection_id=connection_id), wiring.check_deps(), stack.clock.now())
 
     item = stack.client("dynamodb").get_item(
         TableName=stack.resources["ConnectionsTable"].ref,
-        Key={"connection_id": {"S": "conn-with-a-rather-long-identifier-0001"}},
+        Key={"connection_id": {"S": connection_id}},
         ConsistentRead=True,
     )["Item"]
-    assert stored("conn-with-a-rather-long-identifier-0001").last_success_at == stack.clock.now()
+    assert stored(connection_id).last_success_at == stack.clock.now()
+    assert stored(connection_id).company_name == "Craig's Design and Landscaping"
     assert item_size(item) <= 1024, item_size(item)
+
+
+def test_the_company_name_follows_a_rename_in_quickbooks_and_survives_a_failed_read(stack):
+    seeded = seed_connection(stack, "conn-1", company_name="Acme Ltd", refreshed_days_ago=1)
+    stack.intuit.control.rename_company(seeded.realm_id, "Acme <script>alert(1)</script>\x1b[31m Holdings")
+
+    check_connection(CheckRequest(connection_id="conn-1"), wiring.check_deps(), stack.clock.now())
+    renamed = stored("conn-1").company_name
+    # Kept as text (escaped where shown), without the terminal control character.
+    assert renamed == "Acme <script>alert(1)</script>[31m Holdings"
+
+    stack.intuit.control.set_admin(seeded.realm_id, seeded.user_id, False)
+    stack.clock.advance(timedelta(days=1))
+    check_connection(CheckRequest(connection_id="conn-1"), wiring.check_deps(), stack.clock.now())
+    assert stored("conn-1").suspect is not None and stored("conn-1").company_name == renamed

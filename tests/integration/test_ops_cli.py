@@ -22,6 +22,7 @@ from qbo_health.domain.issues import guidance_for
 from qbo_health.domain.model import ConnectionState, IssueType
 from qbo_health.messages import CheckRequest
 from qbo_health.ops.cli import main
+from qbo_health.service.health_check import check_connection
 
 CONFIRM_DELAY = timedelta(minutes=15)
 REPO = Path(__file__).resolve().parents[2]
@@ -94,7 +95,7 @@ def test_list_shows_every_connection_in_aligned_columns_broken_first(fleet):
     rows = table_rows(result.out)
     assert [row["ID"] for row in rows] == ["conn-admin", "conn-ok"]
     broken, healthy = rows
-    assert broken["TENANT"] == "tenant-admin"
+    assert broken["TENANT"] == "tenant-admin" and broken["COMPANY"] == "Company of conn-admin"
     assert broken["STATE"] == "NEEDS_ATTENTION" and broken["ISSUE"] == "ADMIN_ACCESS_LOST"
     assert broken["DAYS LEFT"] == "14"
     assert broken["LAST CHECK"] == "2026-01-06 06:15Z" and broken["LAST SUCCESS"] == "2026-01-05 06:00Z"
@@ -132,6 +133,7 @@ def test_show_prints_fields_issue_wording_and_history(fleet):
     values = dict(line.split(None, 1) if " " in line else (line, "") for line in fields.splitlines())
     guidance = guidance_for(IssueType.ADMIN_ACCESS_LOST)
     assert values["tenant_id"] == "tenant-admin"
+    assert values["company_name"] == "Company of conn-admin"
     assert values["realm_id"] == fleet.broken.realm_id
     assert values["contacts"] == "a@x.test, b@x.test"
     assert values["authorized_by.email"] == fleet.broken.email
@@ -310,6 +312,7 @@ def test_export_csv_lists_connections_needing_attention(fleet):
         "connection_id": "conn-admin",
         "tenant_id": "tenant-admin",
         "realm_id": fleet.broken.realm_id,
+        "company_name": "Company of conn-admin",
         "issue": "ADMIN_ACCESS_LOST",
         "user_message": guidance.user_message,
         "remedy": guidance.remedy,
@@ -346,7 +349,7 @@ def test_export_csv_with_nothing_broken_is_just_the_header(stack):
     result = ops("export-csv")
     assert result.code == 0
     assert result.out.splitlines() == [
-        "connection_id,tenant_id,realm_id,issue,user_message,remedy,opened_at,deadline,days_left,"
+        "connection_id,tenant_id,realm_id,company_name,issue,user_message,remedy,opened_at,deadline,days_left,"
         "contacts,notices_sent"
     ]
 
@@ -414,3 +417,40 @@ def test_python_m_entry_point_runs_against_the_embedded_stack(stack, fleet):
 def _emails_sent():
     """Messages moto's SES recorded (the moto server runs in this process)."""
     return len(ses_backends[ACCOUNT_ID][REGION].sent_messages)
+
+
+def test_list_and_show_keep_a_company_name_from_quickbooks_on_one_line_without_control_codes(stack):
+    seeded = seed_connection(stack, "conn-x", company_name="Acme")
+    stack.intuit.control.rename_company(seeded.realm_id, "Evil\x1b]0;owned\x07 Co")
+    stack.clock.advance(timedelta(days=1))
+    check_connection(CheckRequest(connection_id="conn-x"), wiring.check_deps(), stack.clock.now())
+
+    for output in (ops("list").out, ops("show", "conn-x").out):
+        assert "\x1b" not in output and "\x07" not in output
+    assert table_rows(ops("list").out)[0]["COMPANY"] == "Evil]0;owned Co"
+
+
+def test_preview_notice_writes_the_html_and_text_of_a_notice_in_its_language(tmp_path):
+    result = ops(
+        "preview-notice",
+        "--kind",
+        "FINAL_WARNING",
+        "--issue",
+        "ADMIN_ACCESS_LOST",
+        "--locale",
+        "fr-CA",
+        "--company",
+        "Acme <b>Ltée</b>",
+        "--output",
+        str(tmp_path),
+    )
+
+    assert result.code == 0, result.err
+    html_file = tmp_path / "final_warning-admin_access_lost-fr-CA.html"
+    text_file = tmp_path / "final_warning-admin_access_lost-fr-CA.txt"
+    assert str(html_file) in result.out and str(text_file) in result.out
+    page, text = html_file.read_text(encoding="utf-8"), text_file.read_text(encoding="utf-8")
+    assert '<html lang="fr-CA">' in page and "Acme &lt;b&gt;Ltée&lt;/b&gt;" in page
+    assert text.startswith("Subject: Dernier avertissement") and "Réautoriser" in text
+    assert guidance_for(IssueType.ADMIN_ACCESS_LOST, "fr-CA").remedy in text
+    assert ops("preview-notice", "--locale", "de-DE").code == 2

@@ -578,3 +578,14 @@ def test_an_answer_without_a_running_pause_or_an_issue_changes_nothing():
     assert track_pause(broken(), answered=True, now=NOW) == broken()
     healthy = connection()
     assert track_pause(healthy, answered=False, now=NOW) is healthy
+
+
+def test_a_company_name_is_kept_current_trimmed_bounded_and_never_blanked():
+    from qbo_health.domain.check import COMPANY_NAME_MAX, known_company_name
+
+    known = Connection("c", "t", "1", ConnectionState.HEALTHY, company_name="Old Name")
+    assert known_company_name("  New\n\tName ", known) == "New Name"
+    assert known_company_name("\x1b[2J", known) == "[2J"
+    assert known_company_name("", known) == "Old Name"
+    assert known_company_name(None, known) == "Old Name"
+    assert len(known_company_name("x" * 5000, known) or "") == COMPANY_NAME_MAX

@@ -320,3 +320,51 @@ def test_an_incomplete_intuit_configuration_does_not_echo_the_client_secret(envi
         IntuitSettings.from_env(environ)
 
     assert not shows_part_of(REAL_LOOKING_SECRET, full_error_text(raised.value))
+
+
+def test_branding_defaults_and_a_support_contact_that_is_a_url_or_an_address():
+    from qbo_health.config import BrandingSettings
+
+    default = BrandingSettings.from_env({})
+    assert default.product_name == "QBO Connection Health" and default.default_locale == "en-US"
+    assert default.support_url is None and default.support_email is None
+    by_mail = BrandingSettings.from_env({"SUPPORT_CONTACT": "help@acme.example", "LOGO_URL": ""})
+    assert by_mail.support_email == "help@acme.example" and by_mail.support_url is None
+    by_url = BrandingSettings.from_env({"SUPPORT_CONTACT": "https://acme.example/help"})
+    assert by_url.support_url == "https://acme.example/help" and by_url.support_email is None
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("ACCENT_COLOR", "red;background:url(https://evil.example)"),
+        ("LOGO_URL", "javascript:alert(1)"),
+        ("LOGO_URL", 'https://cdn.example/logo.png" onerror="x'),
+        ("SUPPORT_CONTACT", "not a contact"),
+        ("SENDER_NAME", "Acme\r\nBcc: victim@example.com"),
+        ("DEFAULT_LOCALE", "de-DE"),
+        ("PRODUCT_NAME", ""),
+    ],
+)
+def test_a_branding_value_that_could_break_a_notice_fails_at_cold_start(name, value):
+    from qbo_health.config import BrandingSettings
+
+    with pytest.raises(ConfigurationError) as refused:
+        BrandingSettings.from_env({name: value})
+    assert name.lower() in str(refused.value)
+
+
+def test_which_issues_also_notify_the_authorizing_user_is_a_comma_list():
+    from qbo_health.config import EscalationSettings
+
+    base = {"EVENT_BUS_NAME": "bus", "SENDER_EMAIL": "n@example.com"}
+    assert EscalationSettings.from_env(base).notify_authorizer == {
+        "ADMIN_ACCESS_LOST",
+        "AUTHORIZATION_EXPIRED",
+        "REAUTH_DUE",
+    }
+    chosen = EscalationSettings.from_env(base | {"NOTIFY_AUTHORIZER": " SUBSCRIPTION_LAPSED , REAUTH_DUE"})
+    assert chosen.notify_authorizer == {"SUBSCRIPTION_LAPSED", "REAUTH_DUE"}
+    assert EscalationSettings.from_env(base | {"NOTIFY_AUTHORIZER": ""}).notify_authorizer == frozenset()
+    with pytest.raises(ConfigurationError, match="notify_authorizer"):
+        EscalationSettings.from_env(base | {"NOTIFY_AUTHORIZER": "EVERYTHING"})

@@ -324,6 +324,9 @@ def _attributes(connection: Connection) -> dict[str, Any]:
         "subscription_status": connection.subscription_status.value
         if connection.subscription_status
         else None,
+        "company_name": connection.company_name,
+        "display_name": connection.display_name,
+        "locale": connection.locale,
         "disconnect_reason": connection.disconnect_reason.value if connection.disconnect_reason else None,
         "disconnected_at": connection.disconnected_at,
         "grant_generation": connection.grant_generation or None,
@@ -465,6 +468,9 @@ def to_domain(item: ConnectionModel) -> Connection:
         settled_at=_from_epoch(item.settled_epoch),
         activity_ok_at=_from_epoch(item.activity_ok_epoch),
         activity_failed_at=_from_epoch(item.activity_failed_epoch),
+        company_name=item.company_name,
+        display_name=item.display_name,
+        locale=item.locale,
     )
 
 

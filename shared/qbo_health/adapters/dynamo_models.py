@@ -97,6 +97,12 @@ class ConnectionModel(Model):
     reauth_due_warned_at = UTCDateTimeAttribute(null=True)
     # CompanyInfo's SubscriptionStatus at the latest successful probe (a short enum value).
     subscription_status = UnicodeAttribute(null=True)
+    # QuickBooks' CompanyName as last read (customer-facing text: escaped wherever shown). A short stored
+    # name: every byte counts towards the 1 KB that makes a write cost one unit.
+    company_name = UnicodeAttribute(null=True, attr_name="company")
+    # Per-tenant overrides of the product's name and the notices' language (absent: the configured ones).
+    display_name = UnicodeAttribute(null=True)
+    locale = UnicodeAttribute(null=True)
     disconnect_reason = UnicodeAttribute(null=True)
     disconnected_at = UTCDateTimeAttribute(null=True)
     # "KIND|episode|issue type" of a notice still to send (``Connection.pending_notice``).

@@ -32,15 +32,16 @@ from qbo_health.api.models import (
 )
 from qbo_health.domain.activity import Report
 from qbo_health.domain.connect_links import PURPOSE_CONNECT, needs_first_connect
-from qbo_health.domain.issues import HEADLINE, guidance_for
+from qbo_health.domain.issues import guidance_for, headline
 from qbo_health.domain.model import Connection, ConnectionState, DisconnectReason
+from qbo_health.i18n import supported
 from qbo_health.service import connections
 from qbo_health.service.access_tokens import get_access_token
 from qbo_health.service.activity import ActivitySummary, record_activity
 from qbo_health.service.api_deps import ApiDeps
 from qbo_health.service.disconnect import disconnect_connection
 from qbo_health.service.health_check import CheckResult
-from qbo_health.service.links import CONNECTION_ID_PATTERN, LinkSigner
+from qbo_health.service.links import CONNECTION_ID_PATTERN
 
 # Answers that carry a bearer secret (an access token, a sign-in link) must not sit in any cache.
 NO_STORE = {"Cache-Control": "no-store"}
@@ -63,25 +64,30 @@ _ERRORS: dict[int, OpenAPIResponse] = {
 }
 
 
-def status_of(connection: Connection, signer: LinkSigner, now: datetime) -> ConnectionStatus:
+def status_of(connection: Connection, deps: ApiDeps, now: datetime) -> ConnectionStatus:
     """The product's view of one connection (wording from the seed article, via domain.issues)."""
     issue = connection.issue
-    guidance = guidance_for(issue.type) if issue else None
+    # The tile's texts in the connection's language, from the same catalogues as its notices.
+    locale = supported(connection.locale, deps.default_locale)
+    guidance = guidance_for(issue.type, locale) if issue else None
     days_left = None
     if issue is not None:
         days_left = max(0, math.ceil((issue.deadline - now).total_seconds() / 86400))
     # A fresh reconnect link: the Reauthorize button (and a deliberate reconnect after a disconnect) use it.
     # A never-connected connection gets none here: its short-lived link comes from POST .../connect-link.
-    reconnect = None if needs_first_connect(connection) else signer.link_for(connection, now).url
+    reconnect = None if needs_first_connect(connection) else deps.signer.link_for(connection, now).url
     authorizer = connection.authorized_by
     return ConnectionStatus(
         connection_id=connection.connection_id,
         tenant_id=connection.tenant_id,
         realm_id=connection.realm_id,
+        company_name=connection.company_name,
+        display_name=connection.display_name,
+        locale=connection.locale,
         state=connection.state.value,
         on_hold=connection.on_hold,
         issue=issue.type.value if issue else None,
-        headline=HEADLINE if issue else None,
+        headline=headline(locale) if issue else None,
         title=guidance.title if guidance else None,
         user_message=guidance.user_message if guidance else None,
         remedy=guidance.remedy if guidance else None,
@@ -112,7 +118,7 @@ def _check_response(result: CheckResult, deps: ApiDeps, now: datetime) -> CheckR
         outcome=outcome.kind.value if outcome else None,
         reason=outcome.reason if outcome else result.skipped_because,
         refreshed=result.refreshed,
-        connection=status_of(connection, deps.signer, now),
+        connection=status_of(connection, deps, now),
     )
 
 
@@ -150,13 +156,15 @@ def internal_router(api_deps: Callable[[], ApiDeps], clock: Callable[[], datetim
             connection_id=request.connection_id,
             expected_realm_id=request.expected_realm_id,
             expected_email=request.expected_email,
+            display_name=request.display_name,
+            locale=request.locale,
         )
         body = RegisterResponse(
             connection_id=registered.connection.connection_id,
             state=registered.connection.state.value,
             connect_url=registered.connect_link.url,
             connect_url_expires_at=registered.connect_link.expires_at,
-            connection=status_of(registered.connection, deps.signer, now),
+            connection=status_of(registered.connection, deps, now),
         )
         return Response(201, "application/json", body)
 
@@ -176,8 +184,10 @@ def internal_router(api_deps: Callable[[], ApiDeps], clock: Callable[[], datetim
             refresh_token=request.refresh_token,
             contacts=request.contact_tuple(),
             connection_id=request.connection_id,
+            display_name=request.display_name,
+            locale=request.locale,
         )
-        return Response(201, "application/json", status_of(imported, deps.signer, now))
+        return Response(201, "application/json", status_of(imported, deps, now))
 
     @router.post(
         "/connections/activity",
@@ -199,7 +209,7 @@ def internal_router(api_deps: Callable[[], ApiDeps], clock: Callable[[], datetim
     )
     def get_status(connection_id: ConnectionIdPath) -> ConnectionStatus:
         deps = api_deps()
-        return status_of(deps.store.get(connection_id), deps.signer, clock())
+        return status_of(deps.store.get(connection_id), deps, clock())
 
     @router.post(
         "/connections/<connection_id>/connect-link",
@@ -270,7 +280,7 @@ def internal_router(api_deps: Callable[[], ApiDeps], clock: Callable[[], datetim
     )
     def hold(connection_id: ConnectionIdPath) -> ConnectionStatus:
         now, deps = clock(), api_deps()
-        return status_of(connections.set_hold(connection_id, True, deps, now), deps.signer, now)
+        return status_of(connections.set_hold(connection_id, True, deps, now), deps, now)
 
     @router.delete(
         "/connections/<connection_id>/hold",
@@ -280,7 +290,7 @@ def internal_router(api_deps: Callable[[], ApiDeps], clock: Callable[[], datetim
     )
     def release(connection_id: ConnectionIdPath) -> ConnectionStatus:
         now, deps = clock(), api_deps()
-        return status_of(connections.set_hold(connection_id, False, deps, now), deps.signer, now)
+        return status_of(connections.set_hold(connection_id, False, deps, now), deps, now)
 
     @router.delete(
         "/connections/<connection_id>",
@@ -293,6 +303,6 @@ def internal_router(api_deps: Callable[[], ApiDeps], clock: Callable[[], datetim
         deps = api_deps()
         deps.store.get(connection_id)
         connection = disconnect_connection(connection_id, DisconnectReason.CUSTOMER_REQUEST, deps.check, now)
-        return status_of(connection, deps.signer, now)
+        return status_of(connection, deps, now)
 
     return router

@@ -38,6 +38,16 @@ class _NewConnection(_Request):
     contacts: list[ContactEmail] = Field(
         default_factory=list, max_length=20, description="E-mail addresses that receive the notices."
     )
+    display_name: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=80,
+        description="The product's name in this connection's notices, for a product serving several brands "
+        "(left out: the configured PRODUCT_NAME).",
+    )
+    locale: Literal["en-US", "en-GB", "en-AU", "fr-CA", "es"] | None = Field(
+        default=None, description="The language of this connection's notices (left out: DEFAULT_LOCALE)."
+    )
 
     def contact_tuple(self) -> tuple[str, ...]:
         return tuple(self.contacts)
@@ -75,6 +85,13 @@ class ConnectionStatus(_Response):
     connection_id: str
     tenant_id: str
     realm_id: str | None = None
+    company_name: str | None = Field(
+        default=None,
+        description="The QuickBooks company's name, as its latest CompanyInfo read gave it (absent until "
+        "one succeeds). Text from outside: escape it where it is shown.",
+    )
+    display_name: str | None = None
+    locale: str | None = Field(default=None, description="The notices' language, when set at registration.")
     state: Literal["PENDING", "HEALTHY", "NEEDS_ATTENTION", "DISCONNECTED"]
     on_hold: bool = False
     issue: str | None = Field(

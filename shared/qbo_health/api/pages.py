@@ -44,6 +44,7 @@ def result_page(
     connection_id: str | None = None,
     target_origin: str | None = None,
     action: tuple[str, str] | None = None,
+    lang: str = "en",
 ) -> Response[str]:
     """A page that says what happened and what to do next; tells ``window.opener`` the outcome, and only
     when the product's origin is known: a message posted to ``*`` would reach whatever page opened this one."""
@@ -66,7 +67,7 @@ def result_page(
         )
     document = (
         "<!doctype html>"
-        '<html lang="en"><head><meta charset="utf-8">'
+        f'<html lang="{esc(lang)}"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f'<title>{esc(title)}</title><style nonce="{nonce}">{_STYLE}</style></head>'
         f'<body class="{esc(status)}"><main id="{esc(page_id)}" data-status="{esc(status)}">'

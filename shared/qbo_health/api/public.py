@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
+from functools import partial
 from typing import Annotated
 
 from aws_lambda_powertools.event_handler import Response
@@ -13,6 +14,7 @@ from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 from aws_lambda_powertools.shared.cookies import Cookie, SameSite
 
 from qbo_health.api.pages import SECURITY_HEADERS, result_page
+from qbo_health.i18n import N_, gettext, supported
 from qbo_health.service.api_deps import ApiDeps
 from qbo_health.service.disconnect_landing import recheck_after_landing
 from qbo_health.service.links import MAX_TOKEN_LENGTH
@@ -144,18 +146,29 @@ def public_router(api_deps: Callable[[], ApiDeps], clock: Callable[[], datetime]
         )
         connection = result.connection
         who = connection.authorized_by
-        paragraphs = ["QuickBooks is connected again. Updates will sync with QBO from now on."]
+        # In the connection's language, from the notices' catalogues.
+        locale = supported(connection.locale, deps.default_locale)
+        text = partial(gettext, locale=locale)
+        company = connection.company_name
+        paragraphs = [
+            text(N_("QuickBooks is connected again for %(company)s. Updates will sync with QBO from now on."))
+            % {"company": company}
+            if company
+            else text(N_("QuickBooks is connected again. Updates will sync with QBO from now on."))
+        ]
         if who is not None and result.admin_changed:
             paragraphs.append(
-                f"The integration now uses the QuickBooks account {who.email or who.user_id} as its Admin."
+                text(N_("The integration now uses the QuickBooks account %(account)s as its Admin."))
+                % {"account": who.email or who.user_id}
             )
-        paragraphs.append("You can close this window and return to the app.")
+        paragraphs.append(text(N_("You can close this window and return to the app.")))
         page = result_page(
             200,
             page_id="connected",
             status="connected",
-            title="QuickBooks connected",
+            title=text(N_("QuickBooks connected")),
             paragraphs=paragraphs,
+            lang=locale,
             connection_id=connection.connection_id,
             target_origin=deps.product_origin,
         )

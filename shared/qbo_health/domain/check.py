@@ -44,6 +44,10 @@ def lease_too_short(lease: timedelta, intuit_timeout: timedelta) -> str | None:
     )
 
 
+# The most of a CompanyName we keep (our bound, not Intuit's): the connection item stays small, notices
+# stay readable.
+COMPANY_NAME_MAX = 200
+
 # An access token this close to expiry is refreshed first: a probe must not race the expiry.
 ACCESS_TOKEN_MARGIN = timedelta(minutes=5)
 
@@ -91,10 +95,23 @@ class CheckOutcome:
     intuit_tid: str | None = None
     # The SubscriptionStatus that read carried (None when it had none, or nothing was read).
     subscription_status: SubscriptionStatus | None = None
+    # The CompanyName that read carried (None when nothing was read).
+    company_name: str | None = None
 
     @classmethod
-    def healthy(cls, *, probed: bool, subscription_status: SubscriptionStatus | None = None) -> CheckOutcome:
-        return cls(OutcomeKind.HEALTHY, probed=probed, subscription_status=subscription_status)
+    def healthy(
+        cls,
+        *,
+        probed: bool,
+        subscription_status: SubscriptionStatus | None = None,
+        company_name: str | None = None,
+    ) -> CheckOutcome:
+        return cls(
+            OutcomeKind.HEALTHY,
+            probed=probed,
+            subscription_status=subscription_status,
+            company_name=company_name,
+        )
 
 
 class EventKind(StrEnum):
@@ -197,6 +214,8 @@ def apply_outcome(
     checked = replace(track_pause(connection, answered=answered, now=now), last_check_at=now)
     if outcome.probed:
         checked = replace(checked, subscription_status=outcome.subscription_status)
+        # Companies get renamed: every successful read keeps the name current.
+        checked = replace(checked, company_name=known_company_name(outcome.company_name, connection))
     if outcome.kind is OutcomeKind.METERED_OUT:
         # Not Intuit's trouble and not the connection's: no counter, no retry, no suspicion.
         return Transition(checked)
@@ -217,6 +236,13 @@ def apply_outcome(
         recheck_after=policy.retry_delay(attempt) if retry else None,
         retry_transient=retry,
     )
+
+
+def known_company_name(read: str | None, connection: Connection) -> str | None:
+    """The name to keep: what Intuit just said (trimmed, bounded), else what we had."""
+    printable = "".join(char for char in read or "" if char.isprintable() or char.isspace())
+    name = " ".join(printable.split())[:COMPANY_NAME_MAX]
+    return name or connection.company_name
 
 
 def track_pause(connection: Connection, *, answered: bool, now: datetime) -> Connection:

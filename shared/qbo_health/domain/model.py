@@ -134,6 +134,13 @@ class Connection:
     disconnected_at: datetime | None = None
     # The SubscriptionStatus of the latest successful probe (None: never read, or CompanyInfo had none).
     subscription_status: SubscriptionStatus | None = None
+    # QuickBooks' CompanyName, as the latest successful CompanyInfo read (or the reauthorization) gave it.
+    # Text from outside: escaped wherever it is shown.
+    company_name: str | None = None
+    # Per-tenant presentation, from registration or import: the product's name in this connection's notices
+    # (None: the configured one) and their language (None: the configured default).
+    display_name: str | None = None
+    locale: str | None = None
     # An API caller is waiting for an access token from whoever holds the lease (see service.access_tokens).
     access_wanted: bool = False
     # Goes up by one with every grant stored: links carry it, so a link works once (domain.connect_links).

@@ -1,21 +1,27 @@
 """What each notice says, in e-mail (HTML and text) and as an event for the host product. Pure.
 
-Every value that came from outside (names, e-mail addresses, ids) is HTML-escaped in the HTML part.
+The e-mails come from Jinja2 templates (autoescaped HTML, plain text) in the connection's language; their
+wording about the issue is the status API's (``domain.issues``). Every value that came from outside (names,
+e-mail addresses, ids) is escaped in the HTML part.
 Notices never carry a token or a secret: they are built from the connection's public fields only.
 """
 
 from __future__ import annotations
 
-import html
 import re
 import uuid
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from functools import cache, partial
 from typing import Any
 
-from qbo_health.domain.issues import HEADLINE, REAUTH_DUE, format_date, guidance_for
+from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+
+from qbo_health.domain.issues import IssueGuidance, format_date, guidance_for, headline, reauth_due_for
 from qbo_health.domain.model import IssueType
+from qbo_health.i18n import N_, SOURCE_LOCALE, gettext, translations
 
 NOTICE_NAMESPACE = uuid.UUID("5b0c3c4e-2f7a-4d5e-9a61-0f3f2b8d7c11")
 EVENT_SOURCE = "qbo-connection-health"
@@ -82,6 +88,18 @@ DETAIL_TYPES: dict[NoticeKind, str] = {
 
 
 @dataclass(frozen=True)
+class Brand:
+    """How the product presents itself in notices (``BrandingSettings`` at cold start, per-tenant overrides)."""
+
+    product_name: str = "QBO Connection Health"
+    support_url: str | None = None
+    support_email: str | None = None
+    logo_url: str | None = None
+    accent_color: str = "#2E7D32"  # validated as #RRGGBB: it lands in style attributes
+    sender_name: str | None = None
+
+
+@dataclass(frozen=True)
 class Notice:
     kind: NoticeKind
     connection_id: str
@@ -94,6 +112,11 @@ class Notice:
     reconnect_url: str | None = None
     hard_expires_at: datetime | None = None
     note: str | None = None  # a per-issue addition from the escalation policy
+    company_name: str | None = None  # QuickBooks' CompanyName (text from outside: escaped when rendered)
+    locale: str = SOURCE_LOCALE
+    brand: Brand = field(default_factory=Brand)
+    # The QuickBooks user who authorized the connection, when this notice goes to them too (text from outside).
+    authorizer_email: str | None = None
 
     @property
     def notice_id(self) -> str:
@@ -115,6 +138,7 @@ def event_detail(notice: Notice) -> dict[str, Any]:
         "kind": notice.kind.value,
         "connection_id": notice.connection_id,
         "tenant_id": notice.tenant_id,
+        "company_name": notice.company_name,
         "episode_id": notice.episode_id,
         "issue": notice.issue.value if notice.issue else None,
         "deadline": _iso(notice.deadline) if notice.deadline else None,
@@ -123,69 +147,134 @@ def event_detail(notice: Notice) -> dict[str, Any]:
     }
 
 
-def render_email(notice: Notice) -> Email:
-    paragraphs, subject = _wording(notice)
-    if notice.reconnect_url:
-        paragraphs.append(("Reauthorize: ", notice.reconnect_url))
-    text_lines = [f"{lead}{body}" for lead, body in paragraphs]
-    text_lines.append(f"Notice id: {notice.notice_id}")
-    html_lines = [_html_paragraph(lead, body, notice.reconnect_url) for lead, body in paragraphs]
-    html_lines.append(f'<p style="color:#666;font-size:small">Notice id: {html.escape(notice.notice_id)}</p>')
-    return Email(
-        subject=subject,
-        html="<html><body>" + "".join(html_lines) + "</body></html>",
-        text="\n\n".join(text_lines) + "\n",
+def render_email(notice: Notice, *, to_authorizer: bool = False) -> Email:
+    """The notice as an e-mail in the connection's language and the product's brand (HTML and text from the
+    templates in ``qbo_health/templates/email``; every value from outside is escaped in the HTML part).
+
+    ``to_authorizer``: the copy for the QuickBooks user who authorized the connection, greeted as the one who
+    set it up (the article's remedy for lost Admin access speaks to exactly them)."""
+    context = _context(notice, to_authorizer)
+    name = f"email/{notice.kind.value.lower()}"
+    html_part = _environment(notice.locale).get_template(f"{name}.html").render(context)
+    text_part = _environment(notice.locale).get_template(f"{name}.txt").render(context)
+    return Email(subject=context["subject"], html=html_part, text=_tidy(text_part))
+
+
+def offers_reconnect(kind: NoticeKind, issue: IssueType | None) -> bool:
+    """Whether a notice carries the reconnect link: only where reauthorizing fixes something (never for a
+    lapsed or ended subscription: paying, not signing in, fixes those), as the status API's ``reauthorize``."""
+    if kind is NoticeKind.REAUTH_DUE:
+        return True
+    if kind in (NoticeKind.RESTORED, NoticeKind.DISCONNECTED) or issue is None:
+        return False
+    return guidance_for(issue).reauthorize
+
+
+def _context(notice: Notice, to_authorizer: bool = False) -> dict[str, Any]:
+    locale = notice.locale
+    text = partial(gettext, locale=locale)
+    brand = notice.brand
+    company = notice.company_name or text(N_("your QuickBooks company"))
+    guidance = guidance_for(notice.issue, locale) if notice.issue else None
+    reauth = reauth_due_for(locale)
+    deadline = notice.deadline or notice.time
+    subject, heading = _subject_and_heading(notice, company, guidance, text)
+    who_can_fix = reauth.who_can_fix if notice.kind is NoticeKind.REAUTH_DUE else None
+    if guidance is not None:
+        who_can_fix = guidance.who_can_fix
+    support_href, support_label = _support(brand)
+    why = N_("You receive this e-mail because your address is a contact for %(company)s in %(product)s.")
+    if to_authorizer:
+        why = N_(
+            "You receive this e-mail because you connected %(company)s to %(product)s as %(authorizer)s: "
+            "QuickBooks knows you as the person who set up the integration."
+        )
+    return {
+        "lang": locale,
+        "subject": subject,
+        "heading": heading,
+        "preheader": guidance.user_message if guidance else heading,
+        "greeting": text(N_("Hello,")),
+        "brand": brand,
+        "company": company,
+        "guidance": guidance,
+        "reauth": reauth,
+        "who_can_fix": who_can_fix,
+        "note": notice.note,
+        "consequence": guidance.consequence_for(notice.deadline) if guidance else None,
+        "days_left": notice.days_left,
+        "deadline_on": format_date(deadline, locale),
+        "sent_on": format_date(notice.time, locale),
+        "hard_expires_at": notice.hard_expires_at or notice.time,
+        "reconnect_url": notice.reconnect_url if offers_reconnect(notice.kind, notice.issue) else None,
+        "why_you_get_this": text(why)
+        % {"company": company, "product": brand.product_name, "authorizer": notice.authorizer_email or ""},
+        "authorizer": notice.authorizer_email,
+        "to_authorizer": to_authorizer,
+        "support_href": support_href,
+        "support_label": support_label,
+    }
+
+
+_ISSUE_SUBJECTS = {
+    NoticeKind.NOTICE: N_("Action needed: QBO updates for %(company)s are not syncing (%(title)s)"),
+    NoticeKind.REMINDER_1: N_("Reminder: QBO updates for %(company)s are not syncing (%(title)s)"),
+    NoticeKind.REMINDER_2: N_("Reminder: QBO updates for %(company)s are not syncing (%(title)s)"),
+    NoticeKind.FINAL_WARNING: N_("Final warning: QBO updates for %(company)s are not syncing (%(title)s)"),
+}
+_OTHER_SUBJECTS = {
+    NoticeKind.RESTORED: N_("QBO connection restored for %(company)s"),
+    NoticeKind.DISCONNECTED: N_("QBO integration disconnected for %(company)s"),
+    NoticeKind.REAUTH_DUE: N_("Please reauthorize the QBO connection for %(company)s soon"),
+}
+
+
+def _subject_and_heading(
+    notice: Notice, company: str, guidance: IssueGuidance | None, text: Callable[[str], str]
+) -> tuple[str, str]:
+    """Subjects keep "QBO" as written and name the company; the heading says the same in the mail."""
+    if notice.kind in _ISSUE_SUBJECTS:
+        if guidance is None:
+            raise ValueError(f"{notice.kind} needs an issue")
+        subject = text(_ISSUE_SUBJECTS[notice.kind]) % {"company": company, "title": guidance.title}
+        return subject, headline(notice.locale)
+    subject = text(_OTHER_SUBJECTS[notice.kind]) % {"company": company}
+    return subject, subject
+
+
+def _support(brand: Brand) -> tuple[str | None, str | None]:
+    if brand.support_url:
+        return brand.support_url, brand.support_url
+    if brand.support_email:
+        return f"mailto:{brand.support_email}", brand.support_email
+    return None, None
+
+
+def _tidy(text: str) -> str:
+    """At most one blank line in a row, and one line break at the end."""
+    lines = [line.rstrip() for line in text.strip().splitlines()]
+    tidy: list[str] = []
+    for line in lines:
+        if line or (tidy and tidy[-1]):
+            tidy.append(line)
+    return "\n".join(tidy) + "\n"
+
+
+@cache
+def _environment(locale: str) -> Environment:
+    """One template environment per language (templates compile once per container, on first use)."""
+    environment = Environment(
+        loader=PackageLoader("qbo_health", "templates"),
+        autoescape=select_autoescape(enabled_extensions=("html",), default_for_string=True),
+        undefined=StrictUndefined,
+        extensions=["jinja2.ext.i18n"],
+        trim_blocks=True,
+        lstrip_blocks=True,
     )
-
-
-def _wording(notice: Notice) -> tuple[list[tuple[str, str]], str]:
-    company = f"connection {notice.connection_id}"
-    if notice.kind is NoticeKind.RESTORED:
-        return [("", f"Good news: QBO updates for {company} are syncing again. Nothing more to do.")], (
-            "QBO connection restored"
-        )
-    if notice.kind is NoticeKind.REAUTH_DUE:
-        expiry = notice.hard_expires_at or notice.time
-        return [("", REAUTH_DUE.message_for(expiry))], "Please reauthorize your QBO connection soon"
-    if notice.kind is NoticeKind.DISCONNECTED:
-        lines = [
-            (
-                "",
-                f"The QBO integration for {company} was disconnected because the problem was not fixed in time.",
-            ),
-            ("", "To keep using it, restart the integration and sign in to QBO again."),
-        ]
-        return lines, "QBO integration disconnected"
-    if notice.issue is None:
-        raise ValueError(f"{notice.kind} needs an issue")
-    guidance = guidance_for(notice.issue)
-    lines = [
-        ("", f"{HEADLINE}: {guidance.user_message}"),
-        ("What to do: ", guidance.remedy),
-        ("Who can fix it: ", guidance.who_can_fix),
-    ]
-    if notice.note:
-        lines.append(("", notice.note))
-    lines.append(("", guidance.consequence_for(notice.deadline)))
-    if notice.days_left is not None:
-        lines.append(
-            ("Days left: ", f"{notice.days_left} (until {format_date(notice.deadline or notice.time)})")
-        )
-    prefix = {
-        NoticeKind.NOTICE: "Action needed",
-        NoticeKind.REMINDER_1: "Reminder",
-        NoticeKind.REMINDER_2: "Reminder",
-        NoticeKind.FINAL_WARNING: "Final warning",
-    }[notice.kind]
-    return lines, f"{prefix}: {HEADLINE.lower()} ({guidance.title})"
-
-
-def _html_paragraph(lead: str, body: str, link: str | None) -> str:
-    if link and body == link:
-        safe = html.escape(link, quote=True)
-        return f'<p><strong>{html.escape(lead)}</strong><a href="{safe}">{safe}</a></p>'
-    strong = f"<strong>{html.escape(lead)}</strong>" if lead else ""
-    return f"<p>{strong}{html.escape(body)}</p>"
+    catalogue = translations(locale)
+    install = getattr(environment, "install_gettext_callables")  # noqa: B009 - added by the i18n extension
+    install(gettext=catalogue.ugettext, ngettext=catalogue.ungettext, newstyle=True)
+    return environment
 
 
 def _iso(moment: datetime) -> str:

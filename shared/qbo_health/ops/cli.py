@@ -1,4 +1,5 @@
-"""The ops CLI: list, show, check, hold/release, escalate --dry-run, redrive-dlq, export-csv, budget.
+"""The ops CLI: list, show, check, hold/release, escalate --dry-run, redrive-dlq, export-csv, budget,
+preview-notice.
 
 It reads the environment the functions read (table names, queue URL, region; ``AWS_ENDPOINT_URL`` points
 boto3 and PynamoDB at moto locally) and builds its collaborators with :mod:`qbo_health.wiring`, so one code
@@ -28,6 +29,7 @@ from pynamodb.exceptions import PynamoDBException
 
 from qbo_health import clock, wiring
 from qbo_health.domain.model import Connection, ConnectionState, IssueType
+from qbo_health.domain.notices import NoticeKind
 from qbo_health.domain.probe_budget import (
     Need,
     early_burn,
@@ -38,10 +40,12 @@ from qbo_health.domain.probe_budget import (
     remaining,
 )
 from qbo_health.errors import ConnectionBusy, ConnectionNotFound, QboHealthError
+from qbo_health.i18n import SOURCE_LOCALE, SUPPORTED_LOCALES
 from qbo_health.messages import CheckRequest
 from qbo_health.observability import SERVICE, metrics
 from qbo_health.ops import views
 from qbo_health.ops.dead_letters import dead_letter_queue_url, redrive
+from qbo_health.ops.preview import SAMPLE_COMPANY, sample_notice, write_preview
 from qbo_health.ops.progress import Progress
 from qbo_health.ops.table import Cell, format_fields, format_table
 from qbo_health.service.connections import set_hold
@@ -324,6 +328,13 @@ def budget(args: argparse.Namespace, ctx: Context) -> int:
     if rows:
         headers = ("CONNECTION", "STATE", "NEED", "LAST EVIDENCE", "DAYS", "PRIORITY")
         ctx.out.write(format_table(headers, rows))
+    return 0
+
+
+def preview_notice(args: argparse.Namespace, ctx: Context) -> int:
+    notice = sample_notice(args.kind, args.issue, args.locale, wiring.brand(), ctx.now, company=args.company)
+    preview = write_preview(notice, args.output)
+    ctx.out.write(f"subject: {preview.email.subject}\n{preview.html_path}\n{preview.text_path}\n")
     return OK
 
 
@@ -349,7 +360,7 @@ def _positive(text: str) -> int:
     return value
 
 
-def _enum_of(kind: type[ConnectionState] | type[IssueType]) -> Callable[[str], object]:
+def _enum_of(kind: type[ConnectionState] | type[IssueType] | type[NoticeKind]) -> Callable[[str], object]:
     def parse(text: str) -> object:
         try:
             return kind(text.upper())
@@ -412,4 +423,19 @@ def _parser() -> argparse.ArgumentParser:
     export = commands.add_parser("export-csv", help="CSV of connections needing attention")
     export.add_argument("--output", type=Path, metavar="FILE", help="write to FILE (default: stdout)")
     export.set_defaults(command=export_csv)
+
+    preview = commands.add_parser("preview-notice", help="write a notice's HTML and text (sends nothing)")
+    preview.add_argument("--kind", type=_enum_of(NoticeKind), default=NoticeKind.NOTICE, help="NOTICE, ...")
+    preview.add_argument(
+        "--issue",
+        type=_enum_of(IssueType),
+        default=IssueType.ADMIN_ACCESS_LOST,
+        help="ADMIN_ACCESS_LOST, ...",
+    )
+    preview.add_argument("--locale", choices=SUPPORTED_LOCALES, default=SOURCE_LOCALE)
+    preview.add_argument("--company", default=SAMPLE_COMPANY, help="the QuickBooks company's name")
+    preview.add_argument(
+        "--output", type=Path, default=Path("notice-preview"), metavar="DIR", help="(default: notice-preview)"
+    )
+    preview.set_defaults(command=preview_notice)
     return parser

@@ -10,7 +10,8 @@ Cell = str | int | float | None
 def _text(cell: Cell) -> str:
     if cell is None:
         return "-"
-    return " ".join(str(cell).split())  # one line per row, whatever the value holds
+    # One line per row, whatever the value holds; no terminal control sequences from outside text.
+    return " ".join("".join(c if c.isprintable() or c.isspace() else "?" for c in str(cell)).split())
 
 
 def format_table(headers: Sequence[str], rows: Sequence[Sequence[Cell]], *, max_width: int = 60) -> str:

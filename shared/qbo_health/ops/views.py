@@ -20,6 +20,7 @@ from qbo_health.ops.table import Cell
 LIST_HEADERS = (
     "ID",
     "TENANT",
+    "COMPANY",
     "STATE",
     "ISSUE",
     "DAYS LEFT",
@@ -33,6 +34,7 @@ CSV_HEADERS = (
     "connection_id",
     "tenant_id",
     "realm_id",
+    "company_name",
     "issue",
     "user_message",
     "remedy",
@@ -81,6 +83,7 @@ def list_row(connection: Connection, now: datetime) -> list[Cell]:
     return [
         connection.connection_id,
         connection.tenant_id,
+        connection.company_name,
         connection.state.value,
         connection.issue.type.value if connection.issue else None,
         days_left(connection, now),
@@ -163,6 +166,7 @@ def csv_row(connection: Connection, now: datetime) -> list[str]:
         connection.connection_id,
         connection.tenant_id,
         connection.realm_id or "",
+        connection.company_name or "",
         issue.type.value,
         guidance.user_message,
         guidance.remedy,

@@ -63,6 +63,8 @@ class ApiDeps:
     rechecks: RecheckGate
     activity: ActivityStore
     product_origin: str | None = None
+    # The notices' language for a connection that has none of its own (BrandingSettings.default_locale).
+    default_locale: str = "en-US"
     state_ttl: timedelta = timedelta(minutes=10)
     access_token_wait_seconds: float = 5.0
     sleep: Callable[[float], None] = field(default=time.sleep)

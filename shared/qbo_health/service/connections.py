@@ -37,6 +37,8 @@ def register_connection(
     connection_id: str | None = None,
     expected_realm_id: str | None = None,
     expected_email: str | None = None,
+    display_name: str | None = None,
+    locale: str | None = None,
 ) -> Registered:
     connection = Connection(
         connection_id=connection_id or uuid.uuid4().hex,
@@ -47,6 +49,8 @@ def register_connection(
         created_at=now,
         expected_realm_id=expected_realm_id,
         expected_email=expected_email,
+        display_name=display_name,
+        locale=locale,
     )
     created = _create(deps, connection)
     return Registered(created, deps.signer.link_for(created, now))
@@ -61,6 +65,8 @@ def import_connection(
     refresh_token: str,
     contacts: tuple[str, ...],
     connection_id: str | None = None,
+    display_name: str | None = None,
+    locale: str | None = None,
 ) -> Connection:
     """Adopt a connection the product already has. ``PENDING`` until the first check refreshes the token
     (its times are unknown) and probes CompanyInfo; that check is queued at once."""
@@ -81,6 +87,8 @@ def import_connection(
         sealed_tokens=sealed,
         tokens=TokenTimes(),
         created_at=now,
+        display_name=display_name,
+        locale=locale,
     )
     created = _create(deps, connection)
     deps.check.queue.send([CheckRequest(connection_id=new_id, reason="on_demand")])

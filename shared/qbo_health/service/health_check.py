@@ -97,6 +97,9 @@ class CompanyRead(Protocol):
     def subscription_status(self) -> str | None: ...
 
     @property
+    def company_name(self) -> str | None: ...
+
+    @property
     def intuit_tid(self) -> str | None: ...
 
 
@@ -407,7 +410,9 @@ class _Session:
             )
         issue = issue_with_report(verdict, self.reported)
         if issue is None:
-            return CheckOutcome.healthy(probed=True, subscription_status=verdict.status)
+            return CheckOutcome.healthy(
+                probed=True, subscription_status=verdict.status, company_name=info.company_name
+            )
         reason = REASON_REPORTED_6190 if verdict.issue is None else REASON_SUBSCRIPTION_STATUS
         return CheckOutcome(
             OutcomeKind.PROBLEM,
@@ -416,6 +421,7 @@ class _Session:
             probed=True,
             intuit_tid=info.intuit_tid,
             subscription_status=verdict.status,
+            company_name=info.company_name,
         )
 
     def refresh(self) -> None:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Protocol
 
 from qbo_health.domain.check import CLOSED_UNNOTIFIED, ConnectionEvent, EventKind
 from qbo_health.domain.model import Connection, IssueType
 from qbo_health.domain.notices import (
+    Brand,
     Channel,
     ChannelStatus,
     ClaimResult,
@@ -18,9 +19,11 @@ from qbo_health.domain.notices import (
     NoticeKind,
     SendResult,
     deliverable,
+    offers_reconnect,
     render_email,
 )
 from qbo_health.errors import EmailUndeliverable
+from qbo_health.i18n import SOURCE_LOCALE, supported
 from qbo_health.observability import counts, logger
 
 
@@ -47,6 +50,10 @@ class Notices:
     events: EventSender
     reconnect_url: Callable[[Connection, datetime], str]
     dry_run: bool = False
+    brand: Brand = field(default_factory=Brand)
+    default_locale: str = SOURCE_LOCALE
+    # Issue types (and REAUTH_DUE) whose notices also go to the QuickBooks user who authorized the connection.
+    notify_authorizer: frozenset[str] = frozenset()
 
     def send(self, connection: Connection, notice: Notice, now: datetime) -> SendResult:
         """Claim, send and record each channel on its own: the event always, the e-mail to the contacts an
@@ -97,18 +104,25 @@ class Notices:
             _count(notice.kind, "event")
             return ChannelStatus.SENT
         where = {"connection_id": connection.connection_id, "kind": notice.kind.value}
-        recipients = deliverable(connection.contacts)
-        if not recipients:
-            logger.warning("no deliverable contact address: e-mail skipped, the event went out", extra=where)
+        # The contacts, and the authorizing user (the person who can fix it, addressed as such): each e-mail
+        # on its own, so an address SES refuses costs only its own e-mail.
+        letters = [(deliverable(connection.contacts), False)]
+        if notice.authorizer_email:
+            letters.append((deliverable([notice.authorizer_email]), True))
+        sent = False
+        for recipients, to_authorizer in letters:
+            if not recipients:
+                continue
+            try:
+                self.email.send(recipients, render_email(notice, to_authorizer=to_authorizer), notice)
+            except EmailUndeliverable:
+                logger.warning("the e-mail service refused the recipients: that e-mail skipped", extra=where)
+                continue
+            _count(notice.kind, "email")
+            sent = True
+        if not sent:
+            logger.warning("no deliverable address: e-mail skipped, the event went out", extra=where)
             return ChannelStatus.UNDELIVERABLE
-        try:
-            self.email.send(recipients, render_email(notice), notice)
-        except EmailUndeliverable:
-            logger.warning(
-                "the e-mail service refused the contacts: e-mail skipped, the event went out", extra=where
-            )
-            return ChannelStatus.UNDELIVERABLE
-        _count(notice.kind, "email")
         return ChannelStatus.SENT
 
     def notice_for(
@@ -124,7 +138,7 @@ class Notices:
         note: str | None = None,
     ) -> Notice:
         reconnect = None
-        if kind not in (NoticeKind.RESTORED, NoticeKind.DISCONNECTED):
+        if offers_reconnect(kind, issue):
             reconnect = self.reconnect_url(connection, now)
         return Notice(
             kind=kind,
@@ -138,7 +152,24 @@ class Notices:
             reconnect_url=reconnect,
             hard_expires_at=connection.tokens.hard_expires_at,
             note=note,
+            company_name=connection.company_name,
+            authorizer_email=self._authorizer_to_notify(connection, kind, issue),
+            locale=supported(connection.locale, self.default_locale),
+            brand=replace(self.brand, product_name=connection.display_name)
+            if connection.display_name
+            else self.brand,
         )
+
+    def _authorizer_to_notify(
+        self, connection: Connection, kind: NoticeKind, issue: IssueType | None
+    ) -> str | None:
+        """The authorizing user's address when this notice goes to them too (not when already a contact)."""
+        who = connection.authorized_by
+        key = "REAUTH_DUE" if kind is NoticeKind.REAUTH_DUE else (issue.value if issue else None)
+        if who is None or not who.email or key not in self.notify_authorizer:
+            return None
+        contacts = {contact.lower() for contact in connection.contacts}
+        return None if who.email.lower() in contacts else who.email
 
     # -- the Notifier the checker, the API and the disconnect call as transitions happen --------------
 

@@ -28,7 +28,7 @@ from datetime import datetime
 
 from qbo_health.adapters.intuit import GrantedTokens
 from qbo_health.adapters.oauth_states import StoredState
-from qbo_health.domain.check import ConnectionEvent, EventKind, issue_closed
+from qbo_health.domain.check import ConnectionEvent, EventKind, issue_closed, known_company_name
 from qbo_health.domain.classification import FailureKind, classify
 from qbo_health.domain.connect_links import needs_first_connect, needs_reconnect, refuse_stale_link
 from qbo_health.domain.model import (
@@ -175,7 +175,7 @@ def complete_reauthorization(
     realm_id = params.realm_id
     granted = _exchange_once(deps, params.code, stored.redirect_uri, realm_id)
     pair = granted.pair
-    _verify_admin(deps, realm_id, pair)
+    company_name = _verify_admin(deps, realm_id, pair)
     identity = _identity(deps, pair.access_token)
     if (
         needs_first_connect(connection)
@@ -188,7 +188,9 @@ def complete_reauthorization(
             "You signed in to QuickBooks as a different user than the one invited to connect it. Nothing was "
             "changed: ask the invited user to connect, or ask the app for a new link."
         )
-    return _store_new_grant(deps, connection.connection_id, realm_id, pair, identity, stored, now)
+    return _store_new_grant(
+        deps, connection.connection_id, realm_id, pair, identity, stored, now, company_name
+    )
 
 
 def _same_email(identity: Authorizer | None, expected: str) -> bool:
@@ -234,7 +236,8 @@ def _exchange_once(deps: ApiDeps, code: str, redirect_uri: str, realm_id: str) -
         ) from None
 
 
-def _verify_admin(deps: ApiDeps, realm_id: str, pair: TokenPair) -> None:
+def _verify_admin(deps: ApiDeps, realm_id: str, pair: TokenPair) -> str | None:
+    """The company's name when the new grant reads an active company; raises otherwise."""
     try:
         info = deps.oauth.company_info(realm_id, pair.access_token)
     except IntuitCallFailed as error:
@@ -243,7 +246,7 @@ def _verify_admin(deps: ApiDeps, realm_id: str, pair: TokenPair) -> None:
         # A company whose subscription lapsed or ended still reads: its status says so.
         issue = classify_subscription(info.subscription_status).issue
         if issue is None:
-            return
+            return info.company_name
         logger.warning("new grant's company is read-only", extra={"intuit_tid": info.intuit_tid})
         _revoke_quietly(deps, pair.refresh_token)
         raise _company_inactive(issue)
@@ -297,6 +300,7 @@ def _store_new_grant(
     identity: Authorizer | None,
     stored_state: StoredState,
     now: datetime,
+    company_name: str | None = None,
 ) -> ReauthResult:
     owner = f"reauth:{uuid.uuid4().hex}"
     leased = acquire_lease_waiting(
@@ -333,6 +337,7 @@ def _store_new_grant(
             disconnect_reason=None,
             disconnected_at=None,
             grant_generation=leased.grant_generation + 1,
+            company_name=known_company_name(company_name, leased),
         )
         # The new grant's access token replaces any kept for the previous one, before the lease goes.
         share_access_token(deps.check, updated, pair, now)
