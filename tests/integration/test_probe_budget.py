@@ -68,7 +68,7 @@ def test_a_run_probes_only_its_share_of_the_month_longest_without_evidence_first
     assert all(stored(cid).tokens.refreshed_at == now for cid in fleet)
     assert wiring.meter_store().state(now).spent == spent_before + 2
     assert lambdas.metrics["MeteredCalls"] == 2
-    assert lambdas.metrics["ProbesGranted"] == 2 and lambdas.metrics["ProbesDeferred"] == 4
+    assert lambdas.counts["ProbesGranted"] == 2 and lambdas.counts["ProbesDeferred"] == 4
 
 
 def test_the_month_is_never_overspent_even_by_required_probes(stack, lambdas, fleet, monkeypatch):
@@ -91,7 +91,7 @@ def test_the_month_is_never_overspent_even_by_required_probes(stack, lambdas, fl
     assert wiring.meter_store().state(now).spent == wiring.check_settings().metered_call_budget
     # Nothing opens on one unconfirmed answer, and nothing was Intuit's refusal.
     assert all(stored(cid).issue is None and stored(cid).suspect is not None for cid in suspended)
-    assert lambdas.metrics["ProbeWithheldBudget"] == 3
+    assert lambdas.counts["ProbeWithheldBudget"] == 3
     assert lambdas.metrics["ProbeRefusedMetering"] == 0
 
 
