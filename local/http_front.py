@@ -35,7 +35,7 @@ from botocore.credentials import Credentials
 from werkzeug.serving import BaseWSGIServer, make_server
 from werkzeug.wrappers import Request, Response
 
-from local.runner import FUNCTIONS_DIR, LambdaInvocationContext, load_handler
+from local.runner import FUNCTIONS_DIR, LambdaInvocationContext, load_handler, wall_seconds
 from local.template import function_timeouts
 
 if TYPE_CHECKING:
@@ -120,10 +120,22 @@ class HttpFront:
         self.port = stack.api_port
         self.function = function
         self.timeout_seconds = function_timeouts(stack.template)[function]
+        # What a request's time budget runs on: the wall clock, as on Lambda, or (see
+        # ``use_simulated_invocation_time``) the simulated clock, which the simulator's simulated latency moves.
+        self.invocation_seconds: Callable[[], float] = wall_seconds
         self.routes = routes_from_template(stack.template)
         self._containers = _Containers(function)
         self._server: BaseWSGIServer | None = None
         self._thread: threading.Thread | None = None
+
+    def use_simulated_invocation_time(self) -> None:
+        """Requests measure their time left on the simulated clock: a time-budget test then gives the same
+        answer on any machine (``use_wall_time`` goes back)."""
+        clock = self.stack.clock
+        self.invocation_seconds = lambda: clock.now().timestamp()
+
+    def use_wall_time(self) -> None:
+        self.invocation_seconds = wall_seconds
 
     @property
     def base_url(self) -> str:
@@ -170,7 +182,9 @@ class HttpFront:
         handler = self._containers.take()
         try:
             context = LambdaInvocationContext(
-                function_name=self.function, timeout_seconds=self.timeout_seconds
+                function_name=self.function,
+                timeout_seconds=self.timeout_seconds,
+                seconds=self.invocation_seconds,
             )
             result = handler(event, context)
         except Exception:  # an unhandled error is a 500 at API Gateway, as on AWS

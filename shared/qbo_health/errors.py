@@ -108,6 +108,13 @@ class ConnectionBusy(ApiError):
     status = 503
 
 
+class SignInTimedOut(ApiError):
+    """The callback had too little time left to exchange the code, or to store the new grant (then revoked)."""
+
+    code = "sign_in_timed_out"
+    status = 503
+
+
 class IntuitUnavailable(ApiError):
     """Intuit did not answer usefully (transient). Not the caller's fault, so a 5xx: retry later."""
 

@@ -80,3 +80,24 @@ def test_with_a_product_origin_only_that_origin_hears_the_outcome(stack, api_cli
             "data": {"type": "qbo-connection", "connectionId": "conn-1", "status": "connected"},
         }
     ]
+
+
+def test_a_reload_after_success_still_says_connected(stack, api_client, page, product_origin):
+    """The user reloads the result page (the callback URL again): the sign-in is over and its state used, but
+    the connection holds the grant it produced, so the page says connected and tells the product so again."""
+    product_origin(PRODUCT)
+    seeded = seed_connection(stack, "conn-1")
+    popup = reconnect_in_popup(
+        page, api_client.status("conn-1").reconnect_url, seeded.realm_id, seeded.user_id
+    )
+    page.wait_for_function("window.received.length > 0")
+
+    popup.reload()
+    popup.wait_for_selector("main[data-status]")
+
+    assert popup.locator("main").get_attribute("id") == "connected"
+    assert "QuickBooks connected" in popup.inner_text("h1")
+    page.wait_for_function("window.received.length > 1")
+    statuses = [message["data"]["status"] for message in page.evaluate("window.received")]
+    assert statuses == ["connected", "connected"]
+    assert stack.intuit.control.stats()["code_grants"] == 1

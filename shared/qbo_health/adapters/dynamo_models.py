@@ -179,6 +179,8 @@ class OAuthStateModel(Model):
     created_at = UTCDateTimeAttribute()
     expires_at = NumberAttribute()
     consumed_at = UTCDateTimeAttribute(null=True)
+    # The grant generation the sign-in stored (set after success): a reload of its callback says connected.
+    granted_generation = NumberAttribute(null=True)
 
 
 _MODELS: tuple[tuple[type[Model], str], ...] = (

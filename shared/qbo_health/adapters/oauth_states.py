@@ -20,6 +20,9 @@ class StoredState:
     link_issued_at: int | None = None
     # The connection's grant generation the link carried: the grant is stored only if it is still current.
     link_generation: int = 0
+    consumed_at: datetime | None = None
+    # The generation of the grant this sign-in stored (None until it stored one).
+    granted_generation: int | None = None
 
 
 def _condition_failed(error: Exception) -> bool:
@@ -60,12 +63,36 @@ class OAuthStateStore:
             if _condition_failed(error):
                 return None
             raise
-        return StoredState(
-            state_hash=item.state_hash,
-            connection_id=item.connection_id,
-            redirect_uri=item.redirect_uri,
-            created_at=item.created_at,
-            expires_at=int(item.expires_at),
-            link_issued_at=int(item.link_issued_at) if item.link_issued_at is not None else None,
-            link_generation=int(item.link_generation or 0),
+        return _stored(item)
+
+    def peek(self, state_hash: str, now: datetime) -> StoredState | None:
+        """The state as it is (used or not), or None when it is unknown or expired. Reads only."""
+        try:
+            item = OAuthStateModel.get(state_hash, consistent_read=True)
+        except OAuthStateModel.DoesNotExist:
+            return None
+        if int(item.expires_at) <= int(now.timestamp()):
+            return None
+        return _stored(item)
+
+    def mark_granted(self, state_hash: str, generation: int) -> None:
+        """Note on a used state the grant generation its sign-in stored."""
+        item = OAuthStateModel(state_hash)
+        item.update(
+            actions=[OAuthStateModel.granted_generation.set(generation)],
+            condition=OAuthStateModel.consumed_at.exists(),
         )
+
+
+def _stored(item: OAuthStateModel) -> StoredState:
+    return StoredState(
+        state_hash=item.state_hash,
+        connection_id=item.connection_id,
+        redirect_uri=item.redirect_uri,
+        created_at=item.created_at,
+        expires_at=int(item.expires_at),
+        link_issued_at=int(item.link_issued_at) if item.link_issued_at is not None else None,
+        link_generation=int(item.link_generation or 0),
+        consumed_at=item.consumed_at,
+        granted_generation=int(item.granted_generation) if item.granted_generation is not None else None,
+    )

@@ -41,6 +41,7 @@ _PAGE_TITLES = {
     "authorization_code_rejected": "QuickBooks did not accept the sign-in",
     "intuit_unavailable": "QuickBooks could not be reached",
     "busy": "Please try again",
+    "sign_in_timed_out": "QuickBooks was not connected",
     "invalid_request": "Something is missing",
     "not_found": "This link cannot be used",
 }
@@ -58,6 +59,7 @@ _NEXT_STEP = {
     "authorization_code_rejected": "Nothing was changed. Use the Reauthorize button in the app to start again.",
     "intuit_unavailable": "Nothing was changed. Please try again in a few minutes.",
     "busy": "Nothing was changed. Please try again in a minute.",
+    "sign_in_timed_out": "Nothing was changed. Please use the link again, or the Reauthorize button in the app.",
     "invalid_request": "Nothing was changed. Use the Reauthorize button in the app to start again.",
     "not_found": "Open the app and click the Reauthorize button to get a new link.",
 }

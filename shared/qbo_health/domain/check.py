@@ -9,17 +9,25 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 
+from qbo_health.domain.connect_links import refuse_stale_sign_in
 from qbo_health.domain.escalation import EscalationPolicy, continues, disconnect_deadline
 from qbo_health.domain.model import (
+    Authorizer,
     Connection,
     ConnectionState,
+    DisconnectReason,
     IssueType,
     OpenIssue,
     PauseWindow,
+    PendingNotice,
+    SealedTokens,
     SubscriptionStatus,
     SuspectedIssue,
+    TokenTimes,
 )
+from qbo_health.domain.notices import NoticeKind
 from qbo_health.domain.probe_budget import BudgetPolicy, Need, evidence_of, rank
+from qbo_health.errors import DisconnectAverted, RealmMismatch
 
 # The most Intuit calls one check makes: a refresh, its second try after adopting a recovered pair, the
 # probe, a refresh after a refused access token, and the probe again. Each may last the client's timeout.
@@ -368,3 +376,108 @@ def reauth_warning(connection: Connection, now: datetime, policy: CheckPolicy) -
     if warned is not None and hard - warned <= policy.reauth_warning:
         return None
     return ConnectionEvent(EventKind.REAUTH_DUE, now, detail=hard.isoformat())
+
+
+# --- transitions outside a check: a disconnect and a reauthorization ------------------------------------------
+# Both are decided under the connection's lease (``service.leased``) on the item the lease returned, so the
+# rules that keep them from undoing each other live here, once.
+
+
+def disconnected(
+    connection: Connection, reason: DisconnectReason, now: datetime, *, episode_id: str | None = None
+) -> Transition:
+    """The connection without its grant. Already disconnected: unchanged (a disconnect is idempotent).
+
+    The escalator passes the ``episode_id`` it escalated: the connection must still need attention in that
+    episode and not be on hold, or ``DisconnectAverted`` (a reauthorization that just succeeded is never undone).
+    Its disconnect notice stays pending on the connection until the escalator sent it."""
+    if connection.state is ConnectionState.DISCONNECTED:
+        return Transition(connection)
+    issue = connection.issue
+    pending = None
+    if episode_id is not None:
+        _confirm_still_due(connection, episode_id)
+        assert issue is not None
+        pending = PendingNotice(NoticeKind.DISCONNECTED.value, episode_id, issue.type)
+    updated = replace(
+        connection,
+        state=ConnectionState.DISCONNECTED,
+        disconnect_reason=reason,
+        disconnected_at=now,
+        sealed_tokens=None,
+        issue=None,
+        recovering=None,
+        suspect=None,
+        pending_notice=pending,
+    )
+    event = ConnectionEvent(
+        EventKind.DISCONNECTED,
+        now,
+        issue.type if issue else None,
+        issue.episode_id if issue else None,
+        detail=reason.value,
+    )
+    return Transition(updated, events=(event,))
+
+
+def _confirm_still_due(connection: Connection, episode_id: str) -> None:
+    issue = connection.issue
+    if connection.state is not ConnectionState.NEEDS_ATTENTION or issue is None:
+        raise DisconnectAverted(connection.connection_id, "no longer needs attention")
+    if issue.episode_id != episode_id:
+        raise DisconnectAverted(connection.connection_id, "another episode")
+    if connection.on_hold:
+        raise DisconnectAverted(connection.connection_id, "on hold")
+
+
+@dataclass(frozen=True)
+class NewGrant:
+    """A grant a sign-in obtained and verified (CompanyInfo answered with it), sealed for storing."""
+
+    realm_id: str
+    sealed: SealedTokens
+    refresh_expires_at: datetime
+    hard_expires_at: datetime | None
+    authorized_by: Authorizer | None
+    company_name: str | None
+    # The sign-in's link: the grant generation it carried and when it was minted (the state's creation for a
+    # sign-in started from QuickBooks).
+    link_generation: int
+    link_issued_at: datetime
+
+
+def reauthorized(connection: Connection, grant: NewGrant, now: datetime) -> Transition:
+    """The connection on its new grant, healthy. Raises (``ReconnectLinkInvalid``, ``RealmMismatch``) when the
+    sign-in may no longer store it: another grant came first, the customer disconnected after the link was
+    minted, or the connection moved to another company meanwhile."""
+    refuse_stale_sign_in(connection, generation=grant.link_generation, link_issued_at=grant.link_issued_at)
+    if connection.realm_id is not None and connection.realm_id != grant.realm_id:
+        raise RealmMismatch("This connection now uses a different QuickBooks company.")
+    updated = replace(
+        connection,
+        realm_id=grant.realm_id,
+        state=ConnectionState.HEALTHY,
+        authorized_by=grant.authorized_by or connection.authorized_by,
+        issue=None,
+        suspect=None,
+        sealed_tokens=grant.sealed,
+        tokens=TokenTimes(
+            refresh_expires_at=grant.refresh_expires_at,
+            hard_expires_at=grant.hard_expires_at,
+            refreshed_at=now,
+            rotated_at=now,
+        ),
+        last_check_at=now,
+        last_success_at=now,
+        transient_failures=0,
+        reauth_due_warned_at=None,
+        disconnect_reason=None,
+        disconnected_at=None,
+        grant_generation=connection.grant_generation + 1,
+        company_name=known_company_name(grant.company_name, connection),
+    )
+    who = grant.authorized_by
+    events = [ConnectionEvent(EventKind.REAUTHORIZED, now, detail=who.user_id if who else None)]
+    if connection.issue is not None:
+        events.append(issue_closed(connection.issue, now))
+    return Transition(updated, events=tuple(events))

@@ -53,17 +53,33 @@ def needs_reconnect(connection: Connection) -> bool:
 
 def refuse_stale_link(connection: Connection, claims: LinkClaims) -> None:
     """Raise unless this link may start a sign-in for this connection now."""
-    if claims.generation != connection.grant_generation:
+    _refuse_used(connection, claims.generation)
+    if claims.purpose != link_purpose(connection):
+        raise ReconnectLinkInvalid("This link is no longer valid.", reason="purpose")
+    _refuse_disconnected_since(connection, claims.issued_at)
+
+
+def refuse_stale_sign_in(connection: Connection, *, generation: int, link_issued_at: datetime) -> None:
+    """The link's rule again when its sign-in completes (before the code exchange, and under the lease): a
+    grant stored since the link was minted, or a disconnect the customer asked for after it, ends the sign-in.
+    """
+    _refuse_used(connection, generation)
+    _refuse_disconnected_since(connection, link_issued_at)
+
+
+def _refuse_used(connection: Connection, generation: int) -> None:
+    if generation != connection.grant_generation:
         raise ReconnectLinkInvalid(
             "This link was already used: QuickBooks was connected with it.", reason="used"
         )
-    if claims.purpose != link_purpose(connection):
-        raise ReconnectLinkInvalid("This link is no longer valid.", reason="purpose")
+
+
+def _refuse_disconnected_since(connection: Connection, issued_at: datetime) -> None:
     if (
         connection.state is ConnectionState.DISCONNECTED
         and connection.disconnect_reason is DisconnectReason.CUSTOMER_REQUEST
         and connection.disconnected_at is not None
-        and claims.issued_at <= connection.disconnected_at
+        and issued_at <= connection.disconnected_at
     ):
         # Old e-mails die with a disconnect the customer asked for; a link minted after it reconnects.
         raise ReconnectLinkInvalid(

@@ -28,6 +28,7 @@ from qbo_health.messages import CheckRequest
 from qbo_health.observability import logger
 from qbo_health.service.api_deps import ApiDeps
 from qbo_health.service.health_check import open_tokens, refresh_and_persist, share_access_token
+from qbo_health.service.leased import Lease
 
 
 @dataclass(frozen=True)
@@ -61,10 +62,8 @@ def get_access_token(connection_id: str, deps: ApiDeps, now: datetime) -> Access
             deps.sleep(delay)
             delay = min(delay * 2, 0.5)
             continue
-        try:
+        with Lease(deps.store, owner, leased):  # released on the way out: the refresh wrote its own pair
             return _refresh_holding_lease(deps, leased, owner, now)
-        finally:
-            deps.store.release_lease(connection_id, owner)
 
 
 def _refuse_unusable(connection: Connection) -> None:

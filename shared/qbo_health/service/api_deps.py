@@ -31,6 +31,10 @@ class StateStore(Protocol):
 
     def consume(self, state_hash: str, now: datetime) -> StoredState | None: ...
 
+    def peek(self, state_hash: str, now: datetime) -> StoredState | None: ...
+
+    def mark_granted(self, state_hash: str, generation: int) -> None: ...
+
 
 class RecheckGate(Protocol):
     def claim_disconnect_recheck(self, realm_id: str, now: datetime, window: timedelta) -> bool: ...
@@ -67,5 +71,7 @@ class ApiDeps:
     default_locale: str = "en-US"
     state_ttl: timedelta = timedelta(minutes=10)
     access_token_wait_seconds: float = 5.0
+    # Intuit's timeout: the callback's time budget counts each Intuit call (and a revoke) at it.
+    intuit_timeout: timedelta = timedelta(seconds=10)
     sleep: Callable[[float], None] = field(default=time.sleep)
     monotonic: Callable[[], float] = field(default=time.monotonic)

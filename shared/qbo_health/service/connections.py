@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from qbo_health.adapters.intuit_faults import parse_failure
-from qbo_health.domain.check import ConnectionEvent, EventKind
+from qbo_health.domain.check import ConnectionEvent, EventKind, Transition
 from qbo_health.domain.classification import Classification, classify
 from qbo_health.domain.model import Connection, ConnectionState, TokenPair, TokenTimes
 from qbo_health.domain.subscription import reported_evidence
 from qbo_health.errors import AlreadyExists, ConcurrentUpdate
 from qbo_health.messages import CheckRequest
 from qbo_health.service.api_deps import ApiDeps
-from qbo_health.service.health_check import CheckResult, acquire_lease_waiting, check_connection
+from qbo_health.service.health_check import CheckResult, check_connection
+from qbo_health.service.leased import acquire_lease_waiting, change_under_lease
 from qbo_health.service.links import MintedLink
 
 # An imported refresh token's lifetime is unknown until its first refresh; Intuit's window is 100 days.
@@ -105,39 +105,20 @@ def _create(deps: ApiDeps, connection: Connection) -> Connection:
 def set_hold(connection_id: str, on_hold: bool, deps: ApiDeps, now: datetime) -> Connection:
     """Ops' per-connection hold: the escalator sends nothing and disconnects nothing while it is set."""
 
-    def change(connection: Connection) -> tuple[Connection, list[ConnectionEvent]]:
+    def change(connection: Connection) -> Transition:
         if connection.on_hold == on_hold:
-            return connection, []
+            return Transition(connection)
         kind = EventKind.HOLD_SET if on_hold else EventKind.HOLD_RELEASED
-        return replace(connection, on_hold=on_hold), [ConnectionEvent(kind, now)]
+        return Transition(replace(connection, on_hold=on_hold), events=(ConnectionEvent(kind, now),))
 
-    return update_under_lease(connection_id, deps, now, change)
-
-
-def update_under_lease(
-    connection_id: str,
-    deps: ApiDeps,
-    now: datetime,
-    change: Callable[[Connection], tuple[Connection, list[ConnectionEvent]]],
-) -> Connection:
     owner = f"api:{uuid.uuid4().hex}"
-    leased = acquire_lease_waiting(
-        deps.check, connection_id, owner, now, sleep=deps.sleep, monotonic=deps.monotonic
-    )
-    saved = False
-    try:
-        updated, events = change(leased)
-        if updated == leased:
-            return leased
-        stored = deps.store.save(updated, changed_from=leased, lease_owner=owner, release_lease=True)
-        saved = True
-    finally:
-        if not saved:
-            deps.store.release_lease(connection_id, owner)
-    if events:
-        deps.check.history.append(connection_id, events)
-        deps.check.notifier.connection_events(stored, events, now)
-    return stored
+
+    def take() -> Connection:
+        return acquire_lease_waiting(
+            deps.check, connection_id, owner, now, sleep=deps.sleep, monotonic=deps.monotonic
+        )
+
+    return change_under_lease(deps.check, connection_id, owner, now, change, take=take)
 
 
 def check_now(connection_id: str, deps: ApiDeps, now: datetime) -> CheckResult:

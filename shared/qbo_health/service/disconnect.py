@@ -8,16 +8,15 @@ from __future__ import annotations
 
 import time
 import uuid
-from dataclasses import replace
 from datetime import datetime, timedelta
 
-from qbo_health.domain.check import ConnectionEvent, EventKind
+from qbo_health.domain.check import ConnectionEvent, EventKind, Transition, disconnected
 from qbo_health.domain.classification import FailureKind, classify, revoke_already_done
-from qbo_health.domain.model import Connection, ConnectionState, DisconnectReason, PendingNotice
-from qbo_health.domain.notices import NoticeKind
+from qbo_health.domain.model import Connection, DisconnectReason
 from qbo_health.errors import DisconnectAverted, IntuitCallFailed, LeaseHeld, TokenDecryptionFailed
 from qbo_health.observability import logger
-from qbo_health.service.health_check import CheckDeps, acquire_lease_waiting, open_tokens
+from qbo_health.service.health_check import CheckDeps, open_tokens
+from qbo_health.service.leased import acquire_lease_waiting, record, save_under_lease
 
 
 def disconnect_connection(
@@ -37,61 +36,35 @@ def disconnect_connection(
 
     The escalator passes the ``episode_id`` it escalated and the ``lease_owner`` of its re-check: under that
     same lease the connection must still need attention in that episode and not be on hold, or nothing is
-    revoked and ``DisconnectAverted`` is raised (a reauthorization that just succeeded is never undone).
+    revoked and ``DisconnectAverted`` is raised (``domain.check.disconnected``).
     """
     owner = lease_owner or f"disconnect:{uuid.uuid4().hex}"
-    leased = _lease(deps, connection_id, owner, now, continuing=lease_owner is not None)
-    saved = False
-    try:
-        if leased.state is ConnectionState.DISCONNECTED:
-            return leased
-        if episode_id is not None:
-            _confirm_still_due(leased, episode_id)
-        disconnected = replace(
-            leased,
-            state=ConnectionState.DISCONNECTED,
-            disconnect_reason=reason,
-            disconnected_at=now,
-            sealed_tokens=None,
-            issue=None,
-            recovering=None,
-            suspect=None,
-            pending_notice=_escalator_notice(leased, episode_id),
-        )
-        if dry_run:
-            logger.info("dry run: would disconnect", extra={"connection_id": connection_id})
-            return disconnected
-        events: list[ConnectionEvent] = []
+
+    def take() -> Connection:
+        return _lease(deps, connection_id, owner, now, continuing=lease_owner is not None)
+
+    def decide(leased: Connection) -> Transition:
+        return disconnected(leased, reason, now, episode_id=episode_id)
+
+    def before_save(leased: Connection, updated: Connection) -> list[ConnectionEvent]:
         revoke_failure = _revoke(deps, leased)
-        if revoke_failure is not None:
-            events.append(ConnectionEvent(EventKind.REVOKE_FAILED, now, detail=revoke_failure))
         deps.access_tokens.delete(connection_id)  # first: no token is handed out once we say disconnected
-        stored = deps.store.save(disconnected, changed_from=leased, lease_owner=owner, release_lease=True)
-        saved = True
-    finally:
-        if not saved:
-            deps.store.release_lease(connection_id, owner)
-    issue = leased.issue
-    events.append(
-        ConnectionEvent(
-            EventKind.DISCONNECTED,
-            now,
-            issue.type if issue else None,
-            issue.episode_id if issue else None,
-            detail=reason.value,
-        )
+        if revoke_failure is None:
+            return []
+        return [ConnectionEvent(EventKind.REVOKE_FAILED, now, detail=revoke_failure)]
+
+    changed = save_under_lease(
+        deps, connection_id, owner, now, decide, take=take, before_save=before_save, dry_run=dry_run
     )
-    deps.history.append(connection_id, events)
-    if stored.pending_notice is None:  # the escalator sends its own (and retries it until it went out)
-        deps.notifier.connection_events(stored, events, now)
+    if not changed.saved:
+        if dry_run and changed.connection != changed.leased:
+            logger.info("dry run: would disconnect", extra={"connection_id": connection_id})
+        return changed.connection
+    stored = changed.connection
+    # The escalator sends its own notice (and retries it until it went out).
+    record(deps, stored, changed.events, now, notify=stored.pending_notice is None)
     logger.info("disconnected", extra={"connection_id": connection_id, "reason": reason.value})
     return stored
-
-
-def _escalator_notice(leased: Connection, episode_id: str | None) -> PendingNotice | None:
-    if episode_id is None or leased.issue is None:
-        return None
-    return PendingNotice(NoticeKind.DISCONNECTED.value, episode_id, leased.issue.type)
 
 
 def _lease(deps: CheckDeps, connection_id: str, owner: str, now: datetime, *, continuing: bool) -> Connection:
@@ -101,16 +74,6 @@ def _lease(deps: CheckDeps, connection_id: str, owner: str, now: datetime, *, co
         return deps.store.acquire_lease(connection_id, owner, now, deps.lease_seconds)
     except LeaseHeld:
         raise DisconnectAverted(connection_id, "lease lost") from None
-
-
-def _confirm_still_due(leased: Connection, episode_id: str) -> None:
-    issue = leased.issue
-    if leased.state is not ConnectionState.NEEDS_ATTENTION or issue is None:
-        raise DisconnectAverted(leased.connection_id, "no longer needs attention")
-    if issue.episode_id != episode_id:
-        raise DisconnectAverted(leased.connection_id, "another episode")
-    if leased.on_hold:
-        raise DisconnectAverted(leased.connection_id, "on hold")
 
 
 # Pauses between revoke attempts: a short Intuit hiccup should not leave a grant alive.

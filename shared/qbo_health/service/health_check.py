@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -41,12 +40,18 @@ from qbo_health.domain.subscription import (
     classify_subscription,
     issue_with_report,
 )
-from qbo_health.errors import AccessWanted, ConnectionBusy, ConnectionNotFound, IntuitCallFailed, LeaseHeld
+from qbo_health.errors import AccessWanted, ConnectionNotFound, IntuitCallFailed, LeaseHeld
 from qbo_health.messages import NO_RETRY_REASONS, CheckReason, CheckRequest
 from qbo_health.observability import logger
+from qbo_health.service.leased import Lease, acquire_lease_waiting, record
 
 BUSY_RETRY_DELAY = timedelta(seconds=60)
-__all__ = ["MAX_INTUIT_CALLS_PER_CHECK", "STORE_TIME_PER_CHECK", "longest_check"]  # re-exported
+__all__ = [  # re-exported
+    "MAX_INTUIT_CALLS_PER_CHECK",
+    "STORE_TIME_PER_CHECK",
+    "acquire_lease_waiting",
+    "longest_check",
+]
 
 
 class ConnectionRepository(Protocol):
@@ -228,12 +233,11 @@ def check_connection(
         # Someone else (another worker, or the API handing out a token) is on it; look again shortly.
         _requeue(deps, request, "busy", BUSY_RETRY_DELAY, now)
         return CheckResult(request.connection_id, "busy")
-    released = False
-    try:
+    with Lease(deps.store, owner, connection) as lease:
         skip = _skip_reason(connection)
         if skip:
             return CheckResult(request.connection_id, "skipped", skipped_because=skip)
-        session = _Session(deps, owner, now, connection, request)
+        session = _Session(deps, lease, now, request)
         outcome = session.run()
         if outcome.kind is OutcomeKind.METERED_OUT and outcome.reason != REASON_BUDGET:
             # Intuit refused a metered call: the app is past its allowance. Probing stops for the month
@@ -253,20 +257,16 @@ def check_connection(
             session.save_holding(transition.connection)
         else:
             session.save_and_release(transition.connection)
-        released = True
-        _follow_up(deps, request, transition, now)
-        return CheckResult(
-            request.connection_id,
-            "checked",
-            outcome,
-            session.refreshed,
-            transition,
-            lease_owner=owner if hold_lease else None,
-            metered_calls=session.metered_calls,
-        )
-    finally:
-        if not released:
-            deps.store.release_lease(request.connection_id, owner)
+    _follow_up(deps, request, transition, now)
+    return CheckResult(
+        request.connection_id,
+        "checked",
+        outcome,
+        session.refreshed,
+        transition,
+        lease_owner=owner if hold_lease else None,
+        metered_calls=session.metered_calls,
+    )
 
 
 def _skip_reason(connection: Connection) -> str | None:
@@ -278,10 +278,7 @@ def _skip_reason(connection: Connection) -> str | None:
 
 
 def _follow_up(deps: CheckDeps, request: CheckRequest, transition: Transition, now: datetime) -> None:
-    connection_id = transition.connection.connection_id
-    if transition.events:
-        deps.history.append(connection_id, transition.events)
-        deps.notifier.connection_events(transition.connection, transition.events, now)
+    record(deps, transition.connection, transition.events, now)
     if transition.recheck_after is not None:
         reason: CheckReason = "retry" if transition.retry_transient else "confirm"
         _requeue(deps, request, reason, transition.recheck_after, now)
@@ -308,15 +305,15 @@ def _requeue(
 class _Session:
     """The Intuit side of one check, holding the lease. Tokens stay in memory only."""
 
-    def __init__(
-        self,
-        deps: CheckDeps,
-        owner: str,
-        now: datetime,
-        connection: Connection,
-        request: CheckRequest,
-    ) -> None:
-        self.deps, self.owner, self.now, self.connection = deps, owner, now, connection
+    def __init__(self, deps: CheckDeps, lease: Lease, now: datetime, request: CheckRequest) -> None:
+        connection = lease.connection
+        self.deps, self.lease, self.owner, self.now, self.connection = (
+            deps,
+            lease,
+            lease.owner,
+            now,
+            connection,
+        )
         self.request = request
         self.reported = request.reported_issue  # what the product saw on a write (see ``report_problem``)
         self.refreshed = False
@@ -436,46 +433,22 @@ class _Session:
         wanted = self.connection.access_wanted
         if wanted:
             self.share_access_token()
-        save = partial(self.deps.store.save, checked, changed_from=self.connection, lease_owner=self.owner)
+        save = partial(self.lease.save, checked, changed_from=self.connection)
         try:
-            save(release_lease=True, unless_access_wanted=not wanted)
+            save(unless_access_wanted=not wanted)
         except AccessWanted:
             self.share_access_token()
-            save(release_lease=True)
+            save()
 
     def save_holding(self, checked: Connection) -> None:
         """Record the outcome and keep the lease (a caller waiting for a token gets ours first)."""
         if self.connection.access_wanted:
             self.share_access_token()
-        self.connection = self.deps.store.save(checked, changed_from=self.connection, lease_owner=self.owner)
+        self.connection = self.lease.save(checked, changed_from=self.connection, keep=True)
 
     def share_access_token(self) -> None:
         if self.refreshed and self.tokens.access_token:
             share_access_token(self.deps, self.connection, self.tokens, self.now)
-
-
-def acquire_lease_waiting(
-    deps: CheckDeps,
-    connection_id: str,
-    owner: str,
-    now: datetime,
-    *,
-    wait_seconds: float = 10.0,
-    sleep: Callable[[float], None] = time.sleep,
-    monotonic: Callable[[], float] = time.monotonic,
-) -> Connection:
-    """The lease for a caller that must act now (API, disconnect): a running check holds it for seconds,
-    so wait with backoff before answering busy. Raises ``ConnectionBusy`` when the wait runs out."""
-    deadline = monotonic() + wait_seconds
-    delay = 0.05
-    while True:
-        try:
-            return deps.store.acquire_lease(connection_id, owner, now, deps.lease_seconds)
-        except LeaseHeld:
-            if monotonic() >= deadline:
-                raise ConnectionBusy("The connection is busy. Please try again in a minute.") from None
-            sleep(delay)
-            delay = min(delay * 2, 0.5)
 
 
 def open_tokens(deps: CheckDeps, connection: Connection) -> TokenPair:

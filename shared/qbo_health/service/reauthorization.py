@@ -6,14 +6,21 @@ Safety rules (docs/architecture.md, docs/intuit.md):
   and never exchanges the code a second time (Intuit treats a second exchange as fraud and revokes).
 - A ``realmId`` other than the connection's is refused before the code is exchanged: nothing changes.
 - The new tokens are kept only if CompanyInfo answers with them (the user has admin access); otherwise they
-  are revoked (best effort) and the old tokens stay as they were.
+  are revoked (best effort) and the old tokens stay as they were. So is any grant that could not be stored
+  (the sign-in ran out of time, the connection stayed busy or changed): no grant is left alive at Intuit.
+- Time: the callback answers within API Gateway's 29 s. The code is exchanged only with time left for the
+  exchange and a revoke; each later step (CompanyInfo, userinfo, the lease and the writes) starts only with
+  time left for it and a revoke, else the new grant is revoked and the page says nothing changed.
+- A reload of a callback whose sign-in succeeded says connected, while the connection is healthy on the grant
+  that sign-in stored (``mark_granted`` notes it on the state).
 - Another admin may take over: ``authorized_by`` records who consented.
 
 Links (domain.connect_links): a never-connected connection takes only a first-connect link (minutes), any
 other a reconnect link (30 days: the realm pin and Intuit's admin consent protect it). Every link carries the
 connection's grant generation: storing a grant moves it on, so a link works for one grant only, checked when
 the link is opened, again before the code is exchanged, and once more under the lease. A connection the
-customer disconnected on purpose refuses links minted *before* the disconnect.
+customer disconnected on purpose refuses links minted *before* the disconnect, and sign-ins started with them
+(the same three points; ``domain.connect_links.refuse_stale_sign_in``).
 """
 
 from __future__ import annotations
@@ -23,27 +30,27 @@ import re
 import secrets
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 from qbo_health.adapters.intuit import GrantedTokens
 from qbo_health.adapters.oauth_states import StoredState
-from qbo_health.domain.check import ConnectionEvent, EventKind, issue_closed, known_company_name
+from qbo_health.domain.check import STORE_TIME_PER_CHECK, ConnectionEvent, NewGrant, reauthorized
 from qbo_health.domain.classification import FailureKind, classify
-from qbo_health.domain.connect_links import needs_first_connect, needs_reconnect, refuse_stale_link
-from qbo_health.domain.model import (
-    Authorizer,
-    Connection,
-    ConnectionState,
-    IssueType,
-    TokenPair,
-    TokenTimes,
+from qbo_health.domain.connect_links import (
+    needs_first_connect,
+    needs_reconnect,
+    refuse_stale_link,
+    refuse_stale_sign_in,
 )
+from qbo_health.domain.model import Authorizer, Connection, ConnectionState, IssueType, TokenPair
 from qbo_health.domain.subscription import classify_subscription
 from qbo_health.errors import (
     AuthorizationCodeRejected,
     AuthorizationDenied,
     CompanyInactive,
+    ConcurrentUpdate,
+    ConnectionBusy,
     ConnectionNotFound,
     IdentityMismatch,
     IntuitCallFailed,
@@ -53,10 +60,18 @@ from qbo_health.errors import (
     OAuthStateInvalid,
     RealmMismatch,
     ReconnectLinkInvalid,
+    SignInTimedOut,
 )
 from qbo_health.observability import logger
 from qbo_health.service.api_deps import ApiDeps
-from qbo_health.service.health_check import acquire_lease_waiting, share_access_token
+from qbo_health.service.health_check import share_access_token
+from qbo_health.service.leased import (
+    LEASE_WAIT_SECONDS,
+    Changed,
+    acquire_lease_waiting,
+    record,
+    save_under_lease,
+)
 
 MAX_CODE_LENGTH = 512  # Intuit: codes are at most 512 characters
 MAX_STATE_LENGTH = 200
@@ -154,53 +169,116 @@ def complete_reauthorization(
     if not params.code or not params.realm_id:
         raise InvalidRequest("The answer from QuickBooks was incomplete (no code or company).")
     if cookies.get(browser_cookie_name(params.state)) != "1":
+        # The cookie goes when a sign-in ends, so a reload of a finished callback lands here too.
+        finished = _already_connected(params.state, deps, now)
+        if finished is not None:
+            return finished
         logger.warning("callback in a browser that did not start the sign-in refused")
         raise OAuthStateInvalid(
-            # The cookie goes when a sign-in ends, so a reload of a finished callback lands here too.
             "This sign-in has already finished, or it was started in another browser (or cookies are "
             "blocked). Open the reconnect link again in this browser if QuickBooks is not connected."
         )
     stored = deps.states.consume(state_hash(params.state), now)
     if stored is None:
+        finished = _already_connected(params.state, deps, now)
+        if finished is not None:
+            return finished
         raise OAuthStateInvalid("This sign-in has expired or was already used.")
     connection = deps.store.get(stored.connection_id)
-    if connection.grant_generation != stored.link_generation:
-        raise _link_used()
+    refuse_stale_sign_in(
+        connection, generation=stored.link_generation, link_issued_at=_link_issued_at(stored)
+    )
     pinned = connection.realm_id or connection.expected_realm_id
     if pinned is not None and pinned != params.realm_id:
         logger.warning("callback for another company refused", extra={"connection_id": stored.connection_id})
         raise RealmMismatch(
             "You signed in to a different QuickBooks company than the one this connection uses."
         )
+    budget = _Budget(deps)
+    budget.before_intuit_call("exchange")  # nothing is exchanged without time to finish or undo it
     realm_id = params.realm_id
-    granted = _exchange_once(deps, params.code, stored.redirect_uri, realm_id)
-    pair = granted.pair
-    company_name = _verify_admin(deps, realm_id, pair)
-    identity = _identity(deps, pair.access_token)
-    if (
-        needs_first_connect(connection)
-        and connection.expected_email
-        and not _same_email(identity, connection.expected_email)
-    ):
-        logger.warning("first connect by another user refused", extra={"connection_id": stored.connection_id})
-        _revoke_quietly(deps, pair.refresh_token)
-        raise IdentityMismatch(
-            "You signed in to QuickBooks as a different user than the one invited to connect it. Nothing was "
-            "changed: ask the invited user to connect, or ask the app for a new link."
+    pair = _exchange_once(deps, params.code, stored.redirect_uri, realm_id).pair
+    try:
+        budget.before_intuit_call("company_info")
+        company_name = _verify_admin(deps, realm_id, pair)
+        budget.before_intuit_call("userinfo")
+        identity = _identity(deps, pair.access_token)
+        if (
+            needs_first_connect(connection)
+            and connection.expected_email
+            and not _same_email(identity, connection.expected_email)
+        ):
+            logger.warning(
+                "first connect by another user refused", extra={"connection_id": stored.connection_id}
+            )
+            raise IdentityMismatch(
+                "You signed in to QuickBooks as a different user than the one invited to connect it. Nothing "
+                "was changed: ask the invited user to connect, or ask the app for a new link."
+            )
+        grant = NewGrant(
+            realm_id=realm_id,
+            sealed=deps.check.vault.seal(
+                pair.without_access_token(), connection_id=connection.connection_id, realm_id=realm_id
+            ),
+            refresh_expires_at=pair.refresh_expires_at,
+            hard_expires_at=pair.hard_expires_at,
+            authorized_by=identity,
+            company_name=company_name,
+            link_generation=stored.link_generation,
+            link_issued_at=_link_issued_at(stored),
         )
-    return _store_new_grant(
-        deps, connection.connection_id, realm_id, pair, identity, stored, now, company_name
-    )
+        changed = _store_new_grant(deps, connection.connection_id, grant, pair, budget, now)
+    except ConcurrentUpdate:  # the connection changed under us between the lease's read and our write
+        logger.warning(
+            "new grant not stored: the connection changed", extra={"connection_id": connection.connection_id}
+        )
+        _revoke_quietly(deps, pair.refresh_token)
+        raise ConnectionBusy(
+            "The connection changed while you signed in. Nothing was changed: please try again."
+        ) from None
+    except Exception:
+        # Whatever kept the new grant from being stored (refused, out of time, busy): it must not stay alive at
+        # Intuit with nobody holding it.
+        _revoke_quietly(deps, pair.refresh_token)
+        raise
+    return _reauthorized(deps, params.state, changed, identity, now)
+
+
+def _link_issued_at(stored: StoredState) -> datetime:
+    """When the sign-in's link was minted; a sign-in started from QuickBooks has none: its state's creation."""
+    if stored.link_issued_at is None:
+        return stored.created_at
+    return datetime.fromtimestamp(stored.link_issued_at, UTC)
+
+
+class _Budget:
+    """The callback's share of the API's 29 s (the invocation's time left). Each step after the code exchange
+    starts only with time left for it and for revoking the new grant should it not be stored."""
+
+    def __init__(self, deps: ApiDeps) -> None:
+        self.time_left = deps.check.time_left
+        self.intuit_call = deps.intuit_timeout
+        self.revoke = deps.intuit_timeout
+
+    def before_intuit_call(self, step: str) -> None:
+        self._require(self.intuit_call + self.revoke, step)
+
+    def lease_wait_seconds(self) -> float:
+        """What the lease may be waited for, keeping the writes and a revoke; raises when nothing is left."""
+        spare = self.time_left() - STORE_TIME_PER_CHECK - self.revoke
+        self._require(STORE_TIME_PER_CHECK + self.revoke, "store")
+        return min(LEASE_WAIT_SECONDS, spare.total_seconds())
+
+    def _require(self, needed: timedelta, step: str) -> None:
+        if self.time_left() < needed:
+            logger.warning("sign-in stopped: too little time left", extra={"step": step})
+            raise SignInTimedOut(
+                "QuickBooks took too long to answer, so the connection was not changed. Please try again."
+            )
 
 
 def _same_email(identity: Authorizer | None, expected: str) -> bool:
     return identity is not None and (identity.email or "").casefold() == expected.casefold()
-
-
-def _link_used() -> ReconnectLinkInvalid:
-    return ReconnectLinkInvalid(
-        "This link was already used: QuickBooks was connected with it.", reason="used"
-    )
 
 
 def _check_lengths(params: CallbackParams) -> None:
@@ -248,11 +326,9 @@ def _verify_admin(deps: ApiDeps, realm_id: str, pair: TokenPair) -> str | None:
         if issue is None:
             return info.company_name
         logger.warning("new grant's company is read-only", extra={"intuit_tid": info.intuit_tid})
-        _revoke_quietly(deps, pair.refresh_token)
         raise _company_inactive(issue)
     verdict = classify(failure, after_fresh_refresh=True)
     logger.warning("new grant failed its probe", extra={"intuit_tid": failure.intuit_tid})
-    _revoke_quietly(deps, pair.refresh_token)
     if verdict.kind is FailureKind.ISSUE and verdict.issue is IssueType.ADMIN_ACCESS_LOST:
         raise NotAnAdmin(
             "The QuickBooks user you signed in with is not an Admin of this company. Ask an Admin to sign "
@@ -293,68 +369,74 @@ def _revoke_quietly(deps: ApiDeps, token: str) -> None:
 
 
 def _store_new_grant(
-    deps: ApiDeps,
-    connection_id: str,
-    realm_id: str,
-    pair: TokenPair,
-    identity: Authorizer | None,
-    stored_state: StoredState,
-    now: datetime,
-    company_name: str | None = None,
-) -> ReauthResult:
+    deps: ApiDeps, connection_id: str, grant: NewGrant, pair: TokenPair, budget: _Budget, now: datetime
+) -> Changed:
+    """Under the lease: the domain's ``reauthorized`` on what the lease returned (a grant stored meanwhile,
+    a customer's disconnect after the link, another company: refused), the access token kept, one write."""
     owner = f"reauth:{uuid.uuid4().hex}"
-    leased = acquire_lease_waiting(
-        deps.check, connection_id, owner, now, sleep=deps.sleep, monotonic=deps.monotonic
-    )
-    saved = False
-    try:
-        if leased.grant_generation != stored_state.link_generation:  # another tab's grant came first
-            _revoke_quietly(deps, pair.refresh_token)
-            raise _link_used()
-        if leased.realm_id is not None and leased.realm_id != realm_id:  # changed while we talked to Intuit
-            raise RealmMismatch("This connection now uses a different QuickBooks company.")
-        sealed = deps.check.vault.seal(
-            pair.without_access_token(), connection_id=connection_id, realm_id=realm_id
+
+    def take() -> Connection:
+        return acquire_lease_waiting(
+            deps.check,
+            connection_id,
+            owner,
+            now,
+            wait_seconds=budget.lease_wait_seconds(),
+            sleep=deps.sleep,
+            monotonic=deps.monotonic,
         )
-        updated = replace(
-            leased,
-            realm_id=realm_id,
-            state=ConnectionState.HEALTHY,
-            authorized_by=identity or leased.authorized_by,
-            issue=None,
-            suspect=None,
-            sealed_tokens=sealed,
-            tokens=TokenTimes(
-                refresh_expires_at=pair.refresh_expires_at,
-                hard_expires_at=pair.hard_expires_at,
-                refreshed_at=now,
-                rotated_at=now,
-            ),
-            last_check_at=now,
-            last_success_at=now,
-            transient_failures=0,
-            reauth_due_warned_at=None,
-            disconnect_reason=None,
-            disconnected_at=None,
-            grant_generation=leased.grant_generation + 1,
-            company_name=known_company_name(company_name, leased),
-        )
+
+    def keep_access_token(leased: Connection, updated: Connection) -> list[ConnectionEvent]:
         # The new grant's access token replaces any kept for the previous one, before the lease goes.
         share_access_token(deps.check, updated, pair, now)
-        stored = deps.store.save(updated, changed_from=leased, lease_owner=owner, release_lease=True)
-        saved = True
-    finally:
-        if not saved:
-            deps.store.release_lease(connection_id, owner)
-    events = [ConnectionEvent(EventKind.REAUTHORIZED, now, detail=identity.user_id if identity else None)]
-    if leased.issue is not None:
-        events.append(issue_closed(leased.issue, now))
-    deps.check.history.append(connection_id, events)
-    deps.check.notifier.connection_events(stored, events, now)
-    previous = leased.authorized_by
-    changed = identity is not None and (previous is None or previous.user_id != identity.user_id)
-    logger.info("reauthorized", extra={"connection_id": connection_id, "admin_changed": changed})
-    return ReauthResult(stored, previous, changed)
+        return []
+
+    return save_under_lease(
+        deps.check,
+        connection_id,
+        owner,
+        now,
+        lambda leased: reauthorized(leased, grant, now),
+        take=take,
+        before_save=keep_access_token,
+    )
+
+
+def _reauthorized(
+    deps: ApiDeps, raw_state: str, changed: Changed, identity: Authorizer | None, now: datetime
+) -> ReauthResult:
+    stored = changed.connection
+    try:  # a reload of this callback then says connected (see ``_already_connected``)
+        deps.states.mark_granted(state_hash(raw_state), stored.grant_generation)
+    except Exception:
+        logger.exception(
+            "could not note the grant on its sign-in", extra={"connection_id": stored.connection_id}
+        )
+    record(deps.check, stored, changed.events, now)
+    previous = changed.leased.authorized_by
+    admin_changed = identity is not None and (previous is None or previous.user_id != identity.user_id)
+    logger.info("reauthorized", extra={"connection_id": stored.connection_id, "admin_changed": admin_changed})
+    return ReauthResult(stored, previous, admin_changed)
+
+
+def _already_connected(raw_state: str, deps: ApiDeps, now: datetime) -> ReauthResult | None:
+    """A reload (or a second delivery) of a callback whose sign-in already stored its grant: the connection,
+    when it is healthy on that very grant. Anything else (the sign-in failed, another grant replaced it, the
+    connection broke since) answers as before."""
+    state = deps.states.peek(state_hash(raw_state), now)
+    if state is None or state.granted_generation is None:
+        return None
+    try:
+        connection = deps.store.get(state.connection_id)
+    except ConnectionNotFound:
+        return None
+    if (
+        connection.state is not ConnectionState.HEALTHY
+        or connection.grant_generation != state.granted_generation
+    ):
+        return None
+    logger.info("callback again after success: connected", extra={"connection_id": connection.connection_id})
+    return ReauthResult(connection, connection.authorized_by, admin_changed=False)
 
 
 def reconnect_from_quickbooks(
