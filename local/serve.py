@@ -144,7 +144,7 @@ class LocalStack:
             self._control = make_server("127.0.0.1", self.control_port, self._wsgi, threaded=True)
         except OSError as error:
             self.stop()
-            raise LocalError(f"{error}: choose other ports (make local PORT=...)") from None
+            raise LocalError(f"{error}: choose other ports (make local LOCAL_PORT=...)") from None
         threading.Thread(target=self._control.serve_forever, name="local-control", daemon=True).start()
         self.lambdas = LocalLambda(self.stack)
         self.production = ProductionSchedule(self.lambdas)
