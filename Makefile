@@ -1,4 +1,5 @@
-# Quick start: `make demo` runs the daily health check on the embedded stack; `make test` runs every check.
+# Quick start: `make demo` runs the daily health check on the embedded stack; `make test` runs every check;
+# `make local` keeps the stack running to try by hand.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -6,7 +7,7 @@ PY := $(VENV)/bin/python
 export PYTHONPATH := shared:.
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint typecheck unit demo bench-checks clean openapi e2e-deps webhook-node-deps catalogues
+.PHONY: test lint typecheck unit demo local bench-checks clean openapi e2e-deps webhook-node-deps catalogues
 .PHONY: bench bench-pipeline bench-cost bench-worker bench-escalator bench-coldstart bench-budget
 .PHONY: deploy-checks cfn-lint sam-validate checkov sam-build-check
 
@@ -71,6 +72,14 @@ unit: $(STAMP)
 
 demo: $(STAMP)
 	$(PY) -m local.demo
+
+# The embedded stack and its API until Ctrl-C, to try by hand (README, "Try it by hand"). LOCAL_PORT is the API's
+# (the control server takes LOCAL_PORT+1); `make local ARGS=--simulated` keeps a simulated clock. With
+# INTUIT_ENVIRONMENT=sandbox and your app's INTUIT_CLIENT_ID/INTUIT_CLIENT_SECRET it runs against Intuit's
+# sandbox (register http://localhost:$(LOCAL_PORT)/oauth/callback in your Intuit app).
+LOCAL_PORT ?= 8700
+local: $(STAMP)
+	$(PY) -m local.serve --port $(LOCAL_PORT) $(ARGS)
 
 # The browser test's Chromium, from Debian (a Playwright browser download does not work here).
 e2e-deps:

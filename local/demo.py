@@ -126,7 +126,16 @@ def main() -> int:
         print(f"The e-mails the demo sent (HTML, as SES got them; open them in a browser): {EMAILS_DIR}")
     finally:
         stack.stop()
+    print(NEXT_STEP)
     return 0
+
+
+# The demo stops its stack, so the links it printed are dead by now: `make local` keeps one running.
+NEXT_STEP = (
+    "\nThe demo's stack has stopped, and its links with it. To try it by hand: `make local` keeps a stack\n"
+    "running until Ctrl-C, with a live reconnect link to open in your browser, the API and its local\n"
+    "credentials, and the export lines for the ops CLI (README, 'Try it by hand')."
+)
 
 
 def write_emails(folder: Path, label: str) -> None:

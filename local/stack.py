@@ -41,7 +41,7 @@ LOCAL_LINK_SIGNING_KEY = "local-link-signing-key-0123456789abcdef0123456789"
 # The webhook signing key's local value: 64 letters and digits, valid base64 as the template generates it.
 LOCAL_WEBHOOK_SIGNING_KEY = "LocalWebhookSigningKey0123456789abcdefghijklmnopqrstuvwxyzABCDEF"
 LOCAL_SECRET_VALUES = {"WebhookSigningSecret": LOCAL_WEBHOOK_SIGNING_KEY}
-LOCAL_PARAMETERS = {"IntuitEnvironment": "local", "SenderEmail": SENDER_EMAIL}
+LOCAL_PARAMETERS = {"SenderEmail": SENDER_EMAIL}
 
 _TABLE_KEYS = (
     "AttributeDefinitions",
@@ -59,6 +59,26 @@ def free_port() -> int:
         return port
 
 
+@dataclass(frozen=True)
+class IntuitTarget:
+    """Which Intuit the stack's functions talk to, through the same settings as on AWS (``INTUIT_ENVIRONMENT``,
+    the credentials secret, ``INTUIT_BASE_URL``).
+
+    The default is the embedded simulator. ``sandbox`` is Intuit's sandbox with a developer's own app keys;
+    ``base_url`` there names a stand-in posing as the sandbox (the tests point it at a simulator, since
+    Intuit cannot be reached from where they run). The keys go into the stack's Intuit credentials secret,
+    never into the environment, as on AWS."""
+
+    environment: str = "local"
+    client_id: str = SIM_CLIENT_ID
+    client_secret: str = field(default=SIM_CLIENT_SECRET, repr=False)
+    base_url: str | None = None  # "local": the embedded simulator's URL when None
+
+    @property
+    def is_simulator(self) -> bool:
+        return self.environment == "local"
+
+
 @dataclass
 class PhysicalResource:
     """What ``!Ref`` and ``!GetAtt`` resolve to for one created resource."""
@@ -68,8 +88,18 @@ class PhysicalResource:
 
 
 class EmbeddedStack:
-    def __init__(self, clock: SimulatedClock | None = None, *, quiet: bool = True) -> None:
+    def __init__(
+        self,
+        clock: SimulatedClock | None = None,
+        *,
+        quiet: bool = True,
+        intuit: IntuitTarget | None = None,
+        api_port: int | None = None,
+        public_host: str = "127.0.0.1",
+    ) -> None:
         self.clock = clock or SimulatedClock()
+        self.intuit_target = intuit or IntuitTarget()
+        self.public_host = public_host  # the host in PUBLIC_BASE_URL: "localhost" for an Intuit redirect URI
         self._start_time = self.clock.now()
         self._moto_port = free_port()
         self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=self._moto_port, verbose=not quiet)
@@ -81,7 +111,7 @@ class EmbeddedStack:
         self.parameters: dict[str, str] = {}
         # The API's loopback front (local/http_front.py, started by whoever needs it) listens on this port:
         # it is fixed now so PUBLIC_BASE_URL is known before the front starts.
-        self.api_port = free_port()
+        self.api_port = api_port or free_port()
 
     @property
     def aws_endpoint(self) -> str:
@@ -90,7 +120,7 @@ class EmbeddedStack:
     @property
     def api_base_url(self) -> str:
         """Where the API's loopback front listens (PUBLIC_BASE_URL of every function)."""
-        return f"http://127.0.0.1:{self.api_port}"
+        return f"http://{self.public_host}:{self.api_port}"
 
     def start(self) -> EmbeddedStack:
         logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request drowns the output
@@ -130,15 +160,25 @@ class EmbeddedStack:
             "POWERTOOLS_TRACE_DISABLED": "true",
             "POWERTOOLS_METRICS_DISABLED": "true",
             "CHECK_QUEUE_NATIVE_DELAY": "false",
-            "INTUIT_BASE_URL": self.intuit.base_url,
-            "INTUIT_CLIENT_ID": SIM_CLIENT_ID,
-            "INTUIT_CLIENT_SECRET": SIM_CLIENT_SECRET,
             # The same value as the local LinkSigningSecret; set inline, it wins over the secret (tests that
             # exercise the Secrets Manager path unset it).
             "LINK_SIGNING_KEY": LOCAL_LINK_SIGNING_KEY,
             # Local only: the embedded stack's webhook receivers listen on 127.0.0.1, which production refuses.
             "WEBHOOK_ALLOW_LOOPBACK": "true",
         }
+        target = self.intuit_target
+        if target.is_simulator:
+            base["INTUIT_CLIENT_ID"] = SIM_CLIENT_ID
+            base["INTUIT_CLIENT_SECRET"] = SIM_CLIENT_SECRET
+        else:
+            # Another Intuit: its keys are read from the credentials secret only, as on AWS.
+            for name in ("INTUIT_CLIENT_ID", "INTUIT_CLIENT_SECRET"):
+                os.environ.pop(name, None)
+        base_url = self.intuit.base_url if target.is_simulator else target.base_url
+        if base_url:
+            base["INTUIT_BASE_URL"] = base_url
+        else:
+            os.environ.pop("INTUIT_BASE_URL", None)
         os.environ.update(base)
         self.environment.update(base)
 
@@ -189,13 +229,19 @@ class EmbeddedStack:
             # A fixed local value: Powertools caches secrets across the stack's resets.
             secret = self.client("secretsmanager").create_secret(
                 Name=f"{STACK_NAME}-{logical_id}",
-                SecretString=LOCAL_SECRET_VALUES.get(logical_id, LOCAL_LINK_SIGNING_KEY),
+                SecretString=self._secret_value(logical_id),
             )
             self.resources[logical_id] = PhysicalResource(ref=secret["ARN"], attributes={"Id": secret["ARN"]})
         for logical_id, props in self._of_type("AWS::Events::Rule").items():
             self._create_rule(logical_id, props)
         self._resolve_function_environment()
         wiring.reset()
+
+    def _secret_value(self, logical_id: str) -> str:
+        if logical_id == "IntuitCredentialsSecret":
+            target = self.intuit_target
+            return json.dumps({"client_id": target.client_id, "client_secret": target.client_secret})
+        return LOCAL_SECRET_VALUES.get(logical_id, LOCAL_LINK_SIGNING_KEY)
 
     def _create_table(self, logical_id: str, props: dict[str, Any]) -> None:
         name = f"{STACK_NAME}-{logical_id}"
@@ -260,6 +306,8 @@ class EmbeddedStack:
             return self.parameters[name]
         if name in LOCAL_PARAMETERS:
             return LOCAL_PARAMETERS[name]
+        if name == "IntuitEnvironment":
+            return self.intuit_target.environment
         if name == "PublicBaseUrl":
             return self.api_base_url
         return str(self.template["Parameters"][name]["Default"])

@@ -21,6 +21,24 @@ class SystemClock:
         return datetime.now(UTC)
 
 
+class OffsetClock:
+    """The system clock moved by a fixed offset: how a process beside the embedded stack (the ops CLI) keeps
+    the stack's time, read once from it (``QBO_HEALTH_CLOCK_URL``, see ``qbo_health.ops.cli``)."""
+
+    def __init__(self, offset: timedelta) -> None:
+        self.offset = offset
+
+    @classmethod
+    def at(cls, moment: datetime) -> OffsetClock:
+        """A clock that reads ``moment`` now and runs on from there."""
+        if moment.tzinfo is None:
+            raise ValueError("clock times must be timezone-aware")
+        return cls(moment - datetime.now(UTC))
+
+    def now(self) -> datetime:
+        return datetime.now(UTC) + self.offset
+
+
 class SimulatedClock:
     """A clock that only moves when told to. Thread-safe; always returns aware UTC datetimes."""
 

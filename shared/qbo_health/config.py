@@ -58,8 +58,11 @@ class VaultSettings(_EnvModel):
 class IntuitSettings(_EnvModel):
     """Where Intuit is and who we are to it.
 
-    ``intuit_environment=local`` points every endpoint at ``intuit_base_url`` (the simulator). Credentials
-    come from the environment locally and from the secret ``intuit_credentials_secret`` on AWS.
+    ``intuit_environment`` picks Intuit's endpoints: ``production``, ``sandbox`` or ``local`` (the simulator).
+    ``intuit_base_url`` puts every endpoint on one host at Intuit's paths: required for ``local``, allowed for
+    ``sandbox`` (a stand-in posing as Intuit's sandbox, as the tests of ``make local`` do), refused for
+    ``production``. Credentials come inline (``INTUIT_CLIENT_ID``/``INTUIT_CLIENT_SECRET``) or from the secret
+    ``intuit_credentials_secret`` (AWS, and the embedded stack's Secrets Manager).
     """
 
     intuit_environment: Literal["sandbox", "production", "local"] = "sandbox"
@@ -74,6 +77,8 @@ class IntuitSettings(_EnvModel):
     def _complete(self) -> Self:
         if self.intuit_environment == "local" and not self.intuit_base_url:
             raise ValueError("INTUIT_BASE_URL is required when INTUIT_ENVIRONMENT=local")
+        if self.intuit_environment == "production" and self.intuit_base_url:
+            raise ValueError("INTUIT_BASE_URL is for the simulator or a sandbox stand-in, never production")
         secret = self.intuit_client_secret.get_secret_value() if self.intuit_client_secret else ""
         has_inline = bool(self.intuit_client_id) and bool(secret)
         if not has_inline and not self.intuit_credentials_secret:

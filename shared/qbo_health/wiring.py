@@ -109,12 +109,7 @@ def intuit_timeout() -> timedelta:
 def intuit_client() -> IntuitClient:
     settings = intuit_settings()
     client_id, client_secret = _intuit_credentials(settings)
-    if settings.intuit_environment == "local":
-        endpoints = IntuitEndpoints.on_host(settings.intuit_base_url or "")
-    elif settings.intuit_environment == "production":
-        endpoints = IntuitEndpoints.production()
-    else:
-        endpoints = IntuitEndpoints.sandbox()
+    endpoints = IntuitEndpoints.of_environment(settings.intuit_environment, settings.intuit_base_url)
     return IntuitClient(
         endpoints,
         client_id,

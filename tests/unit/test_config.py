@@ -251,6 +251,29 @@ def test_local_mode_points_at_the_simulator():
     assert settings.intuit_base_url == "http://127.0.0.1:8123"
 
 
+def test_the_sandbox_uses_intuits_sandbox_hosts_unless_a_stand_in_is_named():
+    from qbo_health.adapters.intuit import IntuitEndpoints
+
+    plain = IntuitSettings.from_env({**CREDENTIALS, "INTUIT_ENVIRONMENT": "sandbox"})
+    stand_in = IntuitSettings.from_env(
+        {**CREDENTIALS, "INTUIT_ENVIRONMENT": "sandbox", "INTUIT_BASE_URL": "http://127.0.0.1:8123"}
+    )
+
+    real = IntuitEndpoints.of_environment(plain.intuit_environment, plain.intuit_base_url)
+    assert real.api_base == "https://sandbox-quickbooks.api.intuit.com"
+    assert real.authorize_url == "https://appcenter.intuit.com/connect/oauth2"
+    posing = IntuitEndpoints.of_environment(stand_in.intuit_environment, stand_in.intuit_base_url)
+    assert posing.token_url == "http://127.0.0.1:8123/oauth2/v1/tokens/bearer"
+    assert posing.authorize_url == "http://127.0.0.1:8123/connect/oauth2"
+
+
+def test_production_refuses_a_stand_in_base_url():
+    with pytest.raises(ConfigurationError, match="never production"):
+        IntuitSettings.from_env(
+            {**CREDENTIALS, "INTUIT_ENVIRONMENT": "production", "INTUIT_BASE_URL": "http://127.0.0.1:8123"}
+        )
+
+
 @pytest.mark.parametrize("base_url", [None, ""], ids=["absent", "empty"])
 def test_local_mode_without_a_base_url_is_a_configuration_error(base_url):
     environ = {**CREDENTIALS, "INTUIT_ENVIRONMENT": "local"}

@@ -109,6 +109,19 @@ class IntuitEndpoints:
             api_base=base,
         )
 
+    @classmethod
+    def of_environment(cls, environment: str, base_url: str | None = None) -> IntuitEndpoints:
+        """The one place configuration selects Intuit's endpoints (``INTUIT_ENVIRONMENT``, ``INTUIT_BASE_URL``):
+        a base URL puts them all on that host (the simulator, or a stand-in for the sandbox); otherwise
+        Intuit's production or sandbox hosts. ``IntuitSettings`` refuses a base URL for production."""
+        if base_url:
+            return cls.on_host(base_url)
+        if environment == "production":
+            return cls.production()
+        if environment == "sandbox":
+            return cls.sandbox()
+        raise ConfigurationError(f"no Intuit endpoints for environment {environment!r} without a base URL")
+
     def urls(self) -> tuple[str, ...]:
         return (self.authorize_url, self.token_url, self.revoke_url, self.userinfo_url, self.api_base)
 
