@@ -281,6 +281,7 @@ def notices() -> Notices:
         brand=brand(),
         default_locale=branding.default_locale,
         notify_authorizer=frozenset(settings.notify_authorizer),
+        profiles=connection_store(),
     )
 
 

@@ -130,6 +130,7 @@ def list_connections(args: argparse.Namespace, ctx: Context) -> int:
 
     matching = views.sort_for_display([c for c in found if wanted(c)])
     shown = matching if args.limit is None else matching[: args.limit]
+    shown = [store.complete(connection) for connection in shown]  # their company names (the profile)
     progress.finish(scanned, f", {len(matching)} matching, {len(shown)} shown")
     if not shown:
         ctx.out.write("no connections match\n")
@@ -270,7 +271,8 @@ def _queue_name(url: str) -> str:
 
 
 def export_csv(args: argparse.Namespace, ctx: Context) -> int:
-    connections = views.sort_for_display(list(wiring.connection_store().open_issues()))
+    store = wiring.connection_store()
+    connections = views.sort_for_display([store.complete(c) for c in store.open_issues()])
     rows = [views.csv_row(connection, ctx.now) for connection in connections if connection.issue]
     with _output(args.output, ctx.out) as stream:
         writer = csv.writer(stream)

@@ -46,7 +46,7 @@ CSV_HEADERS = (
 )
 
 # Fields never shown, whatever their content (the sealed token pair).
-_HIDDEN = frozenset({"sealed_tokens"})
+_HIDDEN = frozenset({"sealed_tokens", "profile_loaded"})
 _STATE_ORDER = {
     ConnectionState.NEEDS_ATTENTION: 0,
     ConnectionState.PENDING: 1,

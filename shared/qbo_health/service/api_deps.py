@@ -25,6 +25,10 @@ class ConnectionCatalog(ConnectionRepository, Protocol):
 
     def request_access(self, connection_id: str, now: datetime) -> bool: ...
 
+    def complete(self, connection: Connection) -> Connection:
+        """The connection with its profile, read if a lease returned it without (see ``profile_loaded``)."""
+        ...
+
 
 class StateStore(Protocol):
     def put(self, state: StoredState) -> None: ...

@@ -308,6 +308,7 @@ def _store_new_grant(
     )
     saved = False
     try:
+        leased = deps.store.complete(leased)  # the company's name and bindings, for the result and notices
         if leased.grant_generation != stored_state.link_generation:  # another tab's grant came first
             _revoke_quietly(deps, pair.refresh_token)
             raise _link_used()
