@@ -12,7 +12,6 @@ import pytest
 from qbo_health.domain.model import IssueType
 from qbo_health.domain.notices import Brand, NoticeKind, offers_reconnect, render_email
 from qbo_health.ops.preview import SAMPLE_RECONNECT_URL, sample_notice
-from tests.e2e.test_reauthorization_browser import CHROMIUM, CHROMIUM_ARGS
 
 pytestmark = pytest.mark.e2e
 
@@ -26,18 +25,6 @@ CASES = [(kind, IssueType.ADMIN_ACCESS_LOST, "en-US") for kind in NoticeKind] + 
     (NoticeKind.FINAL_WARNING, IssueType.ADMIN_ACCESS_LOST, "fr-CA"),
     (NoticeKind.REMINDER_1, IssueType.SUBSCRIPTION_LAPSED, "es"),
 ]
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not CHROMIUM.exists():
-        pytest.skip("Chromium is not installed: run `make e2e-deps`")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
 
 
 @pytest.mark.parametrize("width_name", list(WIDTHS))
