@@ -18,6 +18,7 @@ from qbo_health.adapters.history import AccessTokenCache, HistoryLog, TokenRecov
 from qbo_health.adapters.intuit import IntuitClient, IntuitEndpoints
 from qbo_health.adapters.meter import MeterStore
 from qbo_health.adapters.notice_channels import EmailChannel, EventChannel, NoticeClaims
+from qbo_health.adapters.suppressions import SuppressionStore
 from qbo_health.adapters.token_vault import TokenVault
 from qbo_health.config import (
     ApiSettings,
@@ -162,6 +163,12 @@ def connection_store() -> ConnectionStore:
 
 
 @cache
+def suppression_store() -> SuppressionStore:
+    store_settings()
+    return SuppressionStore()
+
+
+@cache
 def control_store() -> ControlStore:
     store_settings()
     return ControlStore()
@@ -282,6 +289,7 @@ def notices() -> Notices:
         default_locale=branding.default_locale,
         notify_authorizer=frozenset(settings.notify_authorizer),
         profiles=connection_store(),
+        suppressions=suppression_store(),
     )
 
 
@@ -442,6 +450,7 @@ def reset() -> None:
         token_vault,
         connection_store,
         control_store,
+        suppression_store,
         meter_store,
         history_log,
         access_token_cache,

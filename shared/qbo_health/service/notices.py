@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Protocol
 
 from qbo_health.domain.check import CLOSED_UNNOTIFIED, ConnectionEvent, EventKind
+from qbo_health.domain.deliverability import Suppression, reachable
 from qbo_health.domain.model import Connection, IssueType
 from qbo_health.domain.notices import (
     Brand,
@@ -39,6 +40,15 @@ class Profiles(Protocol):
     def complete(self, connection: Connection) -> Connection: ...
 
 
+class Suppressions(Protocol):
+    def suppressed(self, addresses: Iterable[str]) -> Mapping[str, Suppression]: ...
+
+
+class _NoneSuppressed:
+    def suppressed(self, addresses: Iterable[str]) -> Mapping[str, Suppression]:
+        return {}
+
+
 class _Loaded:
     """Connections read with their profile already (tests, the API): nothing to load."""
 
@@ -68,6 +78,8 @@ class Notices:
     # Loads the profile (contacts, names, language) of a connection read without it: the daily check reads
     # only the connection item, so the profile costs a read only when a notice goes out.
     profiles: Profiles = field(default_factory=_Loaded)
+    # Addresses that bounced for good or complained (SES's feedback): the e-mail skips them, the event not.
+    suppressions: Suppressions = field(default_factory=_NoneSuppressed)
     # The latest connections completed (as read -> completed): a notice is built, then sent, from one read.
     _completed: dict[str, tuple[Connection, Connection]] = field(default_factory=dict, init=False, repr=False)
 
@@ -137,6 +149,12 @@ class Notices:
         letters = [(deliverable(connection.contacts), False)]
         if notice.authorizer_email:
             letters.append((deliverable([notice.authorizer_email]), True))
+        suppressed = self.suppressions.suppressed([a for recipients, _ in letters for a in recipients])
+        if suppressed:
+            letters = [
+                (reachable(recipients, suppressed), to_authorizer) for recipients, to_authorizer in letters
+            ]
+            logger.info("suppressed addresses skipped", extra={**where, "skipped": len(suppressed)})
         sent = False
         for recipients, to_authorizer in letters:
             if not recipients:
