@@ -436,6 +436,7 @@ def api_deps() -> ApiDeps:
         default_locale=branding_settings().default_locale,
         state_ttl=timedelta(minutes=settings.oauth_state_minutes),
         access_token_wait_seconds=settings.access_token_wait_seconds,
+        suppressions=suppression_store(),
     )
 
 

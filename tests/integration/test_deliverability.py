@@ -8,6 +8,7 @@ delivered in the SNS event shape Lambda receives. moto does not publish SES feed
 
 from __future__ import annotations
 
+import io
 import json
 import uuid
 from typing import Any
@@ -161,3 +162,21 @@ def test_a_complaint_suppresses_the_address(stack):
 def test_a_message_that_is_not_an_ses_record_is_skipped(stack):
     event = sns_event({"eventType": "Bounce", "bounce": {"bounceType": "Permanent"}})
     assert record_feedback(event, wiring.suppression_store(), stack.clock.now()) == 0
+
+
+def test_the_status_api_and_ops_show_name_the_suppressed_contacts(stack, api_client):
+    from qbo_health.ops.cli import main
+
+    seed_connection(stack, "conn-1", contacts=(BOUNCED, OTHER))
+    record_feedback(sns_event(bounce(BOUNCED)), wiring.suppression_store(), stack.clock.now())
+
+    status = api_client.status("conn-1")
+    assert [(s.email, s.reason, s.detail) for s in status.suppressed_contacts] == [
+        (BOUNCED, "BOUNCE", "General")
+    ]
+    assert status.suppressed_contacts[0].since == stack.clock.now()
+
+    out = io.StringIO()
+    assert main(["show", "conn-1"], out=out, err=io.StringIO()) == 0
+    assert f"suppressed.{BOUNCED}" in out.getvalue() and "BOUNCE (General)" in out.getvalue()
+    assert f"suppressed.{OTHER}" not in out.getvalue()

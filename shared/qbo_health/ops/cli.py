@@ -159,7 +159,10 @@ def _scan(segments: int, progress: Progress) -> tuple[list[Connection], int]:
 
 def show_connection(args: argparse.Namespace, ctx: Context) -> int:
     connection = wiring.connection_store().get(args.connection_id)
-    ctx.out.write(format_fields(views.connection_fields(connection, ctx.now)))
+    fields = views.connection_fields(connection, ctx.now)
+    suppressed = wiring.suppression_store().suppressed(connection.contacts) if connection.contacts else {}
+    fields += views.suppressed_fields(connection.contacts, suppressed)
+    ctx.out.write(format_fields(fields))
     entries = wiring.history_log().entries(args.connection_id)
     ctx.out.write(f"\nhistory ({len(entries)} entries)\n")
     if entries:

@@ -14,6 +14,7 @@ from qbo_health.domain.model import Connection
 from qbo_health.service.activity import ActivityStore
 from qbo_health.service.health_check import CheckDeps, CompanyRead, ConnectionRepository
 from qbo_health.service.links import LinkSigner
+from qbo_health.service.notices import NoneSuppressed, Suppressions
 
 
 class ConnectionCatalog(ConnectionRepository, Protocol):
@@ -73,3 +74,5 @@ class ApiDeps:
     access_token_wait_seconds: float = 5.0
     sleep: Callable[[float], None] = field(default=time.sleep)
     monotonic: Callable[[], float] = field(default=time.monotonic)
+    # SES's bounce and complaint feedback: the status shows which contacts the e-mail skips.
+    suppressions: Suppressions = field(default_factory=NoneSuppressed)

@@ -44,7 +44,7 @@ class Suppressions(Protocol):
     def suppressed(self, addresses: Iterable[str]) -> Mapping[str, Suppression]: ...
 
 
-class _NoneSuppressed:
+class NoneSuppressed:
     def suppressed(self, addresses: Iterable[str]) -> Mapping[str, Suppression]:
         return {}
 
@@ -79,7 +79,7 @@ class Notices:
     # only the connection item, so the profile costs a read only when a notice goes out.
     profiles: Profiles = field(default_factory=_Loaded)
     # Addresses that bounced for good or complained (SES's feedback): the e-mail skips them, the event not.
-    suppressions: Suppressions = field(default_factory=_NoneSuppressed)
+    suppressions: Suppressions = field(default_factory=NoneSuppressed)
     # The latest connections completed (as read -> completed): a notice is built, then sent, from one read.
     _completed: dict[str, tuple[Connection, Connection]] = field(default_factory=dict, init=False, repr=False)
 
