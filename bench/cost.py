@@ -96,6 +96,10 @@ RESOURCE_TYPES: dict[str, str] = {
     "AWS::SQS::QueuePolicy": "no charge",
     "AWS::SNS::Topic": "alarm publishes and e-mail deliveries",
     "AWS::SNS::Subscription": "no charge of its own (deliveries are the topic's)",
+    "AWS::SNS::TopicPolicy": "no charge",
+    "AWS::SES::ConfigurationSet": "no charge of its own (the notices' e-mails are priced per message sent)",
+    "AWS::SES::ConfigurationSetEventDestination": "SNS publishes of bounces and complaints: a handful a day, "
+    "priced with the topic (a share of a cent a month)",
     "AWS::CloudWatch::Alarm": "per metric the alarm reads",
     "AWS::CloudWatch::Dashboard": "dashboard-month",
     "AWS::Logs::LogGroup": "ingest and storage (priced with the lines written to it)",
@@ -105,6 +109,8 @@ EVENT_TYPES: dict[str, str] = {
     "ScheduleV2": "EventBridge Scheduler invocations",
     "SQS": "event source mapping: no charge; its pollers' SQS requests are priced",
     "HttpApi": "HTTP API requests",
+    "SNS": "SNS deliveries to Lambda (free) and one invocation per bounce or complaint: within the "
+    "function's requests, a few a day",
 }
 
 # Custom metric names computed at run time, with every name each expression can produce. Names are counted from

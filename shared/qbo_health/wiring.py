@@ -281,7 +281,9 @@ def notices() -> Notices:
     sender = formataddr((branding.sender_name, settings.sender_email)) if branding.sender_name else None
     return Notices(
         claims=NoticeClaims(),
-        email=EmailChannel(aws_client("sesv2"), sender or settings.sender_email),
+        email=EmailChannel(
+            aws_client("sesv2"), sender or settings.sender_email, settings.ses_configuration_set
+        ),
         events=EventChannel(aws_client("events"), settings.event_bus_name),
         reconnect_url=_reconnect_url,
         dry_run=settings.escalation_dry_run,

@@ -119,11 +119,12 @@ def event_claims(connection_id: str) -> list[str]:
     ]
 
 
-def test_a_hard_bounce_suppresses_the_address_and_the_next_notice_goes_to_the_other_contacts(stack):
+def test_a_hard_bounce_suppresses_the_address_and_the_next_notice_goes_to_the_other_contacts(stack, lambdas):
     seed_connection(stack, "conn-1", contacts=(BOUNCED, OTHER))
     seed_connection(stack, "conn-2", contacts=("Gone.Owner@Example.com",))  # the same mailbox elsewhere
 
-    assert record_feedback(sns_event(bounce(BOUNCED)), wiring.suppression_store(), stack.clock.now()) == 1
+    # Through the notice-feedback function, in the SNS event shape production delivers.
+    assert lambdas.deliver_ses_feedback(bounce(BOUNCED)) == {"suppressed": 1}
 
     assert send_notice(stack, "conn-1") is SendResult.SENT
     assert recipients_of_sent() == [[OTHER]]
