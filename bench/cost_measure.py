@@ -46,13 +46,21 @@ LAMBDA_PLATFORM_LOG_BYTES = 450  # START, END and REPORT (with X-Ray's trace id)
 # ------------------------------------------------------------------ DynamoDB item size rules
 
 
+# DynamoDB's documented item size rules ("Item sizes and formats", Amazon DynamoDB Developer Guide,
+# https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/CapacityUnitCalculations.html): an item is
+# the sum of its attribute names' UTF-8 lengths and its values' sizes. A string is its UTF-8 length; a binary
+# its byte count; a number about 1 byte per two significant digits (leading and trailing zeroes trimmed) plus
+# 1; null and Boolean 1 byte; a list or map 3 bytes plus 1 byte per element plus its elements (a map's
+# element includes its key's name); a set the sum of its elements.
+
+
 def attribute_value_size(value: dict[str, Any]) -> int:
-    """Bytes of one AttributeValue per DynamoDB's documented item size rules."""
+    """Bytes of one AttributeValue per DynamoDB's documented item size rules (above)."""
     (kind, raw), *_ = value.items()
     if kind == "S":
         return len(raw.encode())
     if kind == "N":
-        digits = raw.lstrip("-").replace(".", "").lstrip("0") or "0"
+        digits = raw.lstrip("-").replace(".", "").strip("0") or "0"
         return math.ceil(len(digits) / 2) + 1
     if kind == "B":
         return len(raw)

@@ -37,7 +37,7 @@ def _item(stack: EmbeddedStack, index: int, broken: bool) -> ConnectionModel:
         "state": "NEEDS_ATTENTION" if broken else "HEALTHY",
         "check_slot": check_slot(connection_id),
         "version": 1,
-        "contacts": ["owner@example.com"],
+        "old_contacts": ["owner@example.com"],  # the first stored shape (still read) keeps it one item
         "created_at": now - timedelta(days=30),
         "last_success_at": now - timedelta(days=2 if broken else 0),
         "last_check_at": now,

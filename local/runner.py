@@ -26,7 +26,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from local.stack import ACCOUNT_ID, REGION, EmbeddedStack
+from local.stack import ACCOUNT_ID, REGION, STACK_NAME, EmbeddedStack
 from local.template import function_timeouts, queue_event_sources, resources_of_type
 from qbo_health.observability import counts, metrics
 
@@ -241,6 +241,12 @@ class LocalLambda:
             if on_batch:
                 on_batch(stats)
 
+    def deliver_ses_feedback(self, *records: dict[str, Any]) -> Any:
+        """SES's event records (bounces, complaints) as the configuration set's SNS topic delivers them to the
+        notice-feedback function; SES's publishing itself is not emulated (moto has none)."""
+        topic = f"arn:aws:sns:{REGION}:{ACCOUNT_ID}:{STACK_NAME}-notice-feedback"
+        return self.invoke("notice_feedback", sns_event([json.dumps(record) for record in records], topic))
+
     def drain_webhooks(self) -> WebhookDrain:
         """As Lambda's SQS poller for webhook-delivery: batches of the event source's size go to the handler,
         delivered messages are deleted, failed ones stay hidden for as long as the function asked.
@@ -349,6 +355,30 @@ def _not_before(message: dict[str, Any]) -> datetime | None:
 def _is_due(message: dict[str, Any], now: datetime) -> bool:
     not_before = _not_before(message)
     return not_before is None or not_before <= now
+
+
+def sns_event(messages: list[str], topic_arn: str) -> dict[str, Any]:
+    """The event Lambda gets from an SNS subscription: one record per message, its text in ``Sns.Message``."""
+    return {
+        "Records": [
+            {
+                "EventSource": "aws:sns",
+                "EventVersion": "1.0",
+                "EventSubscriptionArn": f"{topic_arn}:{uuid.uuid4()}",
+                "Sns": {
+                    "Type": "Notification",
+                    "MessageId": str(uuid.uuid4()),
+                    "TopicArn": topic_arn,
+                    "Subject": None,
+                    "Message": message,
+                    "Timestamp": "1970-01-01T00:00:00.000Z",
+                    "SignatureVersion": "1",
+                    "MessageAttributes": {},
+                },
+            }
+            for message in messages
+        ]
+    }
 
 
 def schedule_event(now: datetime, detail: dict[str, Any]) -> dict[str, Any]:

@@ -221,6 +221,11 @@ class EmbeddedStack:
         for logical_id in sorted(queues, key=lambda name: "RedrivePolicy" in queues[name]):
             self._create_queue(logical_id, queues[logical_id])
         self.client("sesv2").create_email_identity(EmailIdentity=SENDER_EMAIL)
+        for logical_id in self._of_type("AWS::SES::ConfigurationSet"):
+            # SES's bounce and complaint publishing is not emulated: tests deliver those records themselves.
+            name = f"{STACK_NAME}-{logical_id}"
+            self.client("sesv2").create_configuration_set(ConfigurationSetName=name)
+            self.resources[logical_id] = PhysicalResource(ref=name, attributes={})
         for logical_id in self._of_type("AWS::Events::EventBus"):
             name = f"{STACK_NAME}-{logical_id}"
             bus = self.client("events").create_event_bus(Name=name)

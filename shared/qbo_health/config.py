@@ -248,6 +248,9 @@ class EscalationPolicyModel(BaseModel):
 class EscalationSettings(_EnvModel):
     event_bus_name: str = Field(min_length=1)
     sender_email: str = Field(min_length=3, pattern=r"^[^@\s]+@[^@\s]+$")
+    # The SES configuration set the notices are sent with: its event destination brings bounces and
+    # complaints back (the notice-feedback function). Empty: none.
+    ses_configuration_set: str = Field(default="", max_length=64)
     escalation_policy: EscalationPolicyModel = Field(default_factory=EscalationPolicyModel)
     escalation_dry_run: bool = False
     # Flapping damping (see README, Escalation): a problem back within this many days of healing continues

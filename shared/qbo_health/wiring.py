@@ -18,6 +18,7 @@ from qbo_health.adapters.history import AccessTokenCache, HistoryLog, TokenRecov
 from qbo_health.adapters.intuit import IntuitClient, IntuitEndpoints
 from qbo_health.adapters.meter import MeterStore
 from qbo_health.adapters.notice_channels import EmailChannel, EventChannel, NoticeClaims
+from qbo_health.adapters.suppressions import SuppressionStore
 from qbo_health.adapters.token_vault import TokenVault
 from qbo_health.config import (
     ApiSettings,
@@ -157,6 +158,12 @@ def connection_store() -> ConnectionStore:
 
 
 @cache
+def suppression_store() -> SuppressionStore:
+    store_settings()
+    return SuppressionStore()
+
+
+@cache
 def control_store() -> ControlStore:
     store_settings()
     return ControlStore()
@@ -269,13 +276,17 @@ def notices() -> Notices:
     sender = formataddr((branding.sender_name, settings.sender_email)) if branding.sender_name else None
     return Notices(
         claims=NoticeClaims(),
-        email=EmailChannel(aws_client("sesv2"), sender or settings.sender_email),
+        email=EmailChannel(
+            aws_client("sesv2"), sender or settings.sender_email, settings.ses_configuration_set
+        ),
         events=EventChannel(aws_client("events"), settings.event_bus_name),
         reconnect_url=_reconnect_url,
         dry_run=settings.escalation_dry_run,
         brand=brand(),
         default_locale=branding.default_locale,
         notify_authorizer=frozenset(settings.notify_authorizer),
+        profiles=connection_store(),
+        suppressions=suppression_store(),
     )
 
 
@@ -423,6 +434,7 @@ def api_deps() -> ApiDeps:
         state_ttl=timedelta(minutes=settings.oauth_state_minutes),
         access_token_wait_seconds=settings.access_token_wait_seconds,
         intuit_timeout=intuit_timeout(),
+        suppressions=suppression_store(),
     )
 
 
@@ -437,6 +449,7 @@ def reset() -> None:
         token_vault,
         connection_store,
         control_store,
+        suppression_store,
         meter_store,
         history_log,
         access_token_cache,

@@ -237,6 +237,9 @@ def test_the_token_key_serves_only_the_vault_and_only_under_its_encryption_conte
     denials = [statement for statement in key_policy["Statement"] if statement["Effect"] == "Deny"]
     assert len(denials) == 1 and denials[0]["Principal"] == "*"
     assert {"kms:Decrypt", "kms:GenerateDataKey"} <= set(denials[0]["Action"])
-    assert denials[0]["Condition"] == {
-        "StringNotEquals": {"kms:EncryptionContext:purpose": KMS_CONTEXT["purpose"]}
-    }
+    not_equals = denials[0]["Condition"]["StringNotEquals"]
+    assert not_equals["kms:EncryptionContext:purpose"] == KMS_CONTEXT["purpose"]
+    # Besides the vault's context, only SNS's for the two named topics (alarms; SES's feedback).
+    topics = not_equals["kms:EncryptionContext:aws:sns:topicArn"]
+    assert sorted(str(t.value).rsplit("}-", 1)[-1] for t in topics) == ["notice-feedback", "ops-alarms"]
+    assert set(not_equals) == {"kms:EncryptionContext:purpose", "kms:EncryptionContext:aws:sns:topicArn"}

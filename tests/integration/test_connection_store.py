@@ -124,15 +124,26 @@ def test_every_field_of_a_connection_survives_create_and_get(store):
         for f in fields(Connection)
         # access_wanted is the lease's companion flag, set only by request_access (tested below); a healed
         # episode (recovering) takes the issue's place, so it has its own round trip below; the product's
-        # activity is written only by its report (tested below)
-        if f.name not in ("version", "access_wanted", "recovering", "activity_ok_at", "activity_failed_at")
+        # activity is written only by its report (tested below); the profile flag says what a read included
+        if f.name
+        not in (
+            "version",
+            "access_wanted",
+            "recovering",
+            "activity_ok_at",
+            "activity_failed_at",
+            "profile_loaded",
+        )
         and getattr(connection, f.name) == getattr(defaults, f.name)
     ]
     assert untouched == [], "the fixture must set every field to prove it is stored"
 
     store.create(connection)
 
-    assert store.get(connection.connection_id) == connection
+    # All but the KMS key's id: the data key's ciphertext names its key, so no item repeats the ARN.
+    assert connection.sealed_tokens is not None
+    unkeyed = replace(connection.sealed_tokens, key_id="")
+    assert store.get(connection.connection_id) == replace(connection, sealed_tokens=unkeyed)
 
 
 def test_a_healed_episode_round_trips_and_stays_in_the_open_issues_index(store):
@@ -290,7 +301,7 @@ def test_a_lease_is_exclusive_until_it_expires_by_the_clock(stack, store):
     start = stack.clock.now()
 
     leased = store.acquire_lease("conn-1", "worker-a", start, LEASE)
-    assert leased == store.get("conn-1")
+    assert store.complete(leased) == store.get("conn-1")
     with pytest.raises(LeaseHeld):
         store.acquire_lease("conn-1", "worker-b", start, LEASE)
 
@@ -340,7 +351,7 @@ def test_only_the_lease_owner_may_save(stack, store):
     assert store.get("conn-1").on_hold is False
 
     saved = store.save(replace(leased, on_hold=True), lease_owner="worker-a")
-    assert store.get("conn-1") == saved
+    assert store.get("conn-1") == store.complete(saved)
 
 
 def test_saving_as_owner_without_any_lease_is_refused(store):
@@ -403,7 +414,7 @@ def test_open_issues_lists_only_connections_with_a_confirmed_issue(store):
     listed = list(store.open_issues())
 
     assert [c.connection_id for c in listed] == ["broken"]
-    assert listed[0] == store.get("broken")
+    assert store.complete(listed[0]) == store.get("broken")
 
 
 def test_a_closed_issue_drops_out_of_the_open_issues_index(store):
@@ -508,7 +519,7 @@ def test_a_release_that_must_not_miss_a_waiting_caller_is_refused_and_changes_no
 
     saved = store.save(replace(leased, transient_failures=2), lease_owner="worker-a", release_lease=True)
     assert saved.access_wanted is False
-    assert store.get("conn-1") == saved  # flag gone with the lease
+    assert store.get("conn-1") == store.complete(saved)  # flag gone with the lease
     store.acquire_lease("conn-1", "worker-b", stack.clock.now(), LEASE)
 
 
@@ -557,3 +568,23 @@ def test_a_worker_sees_a_suspected_outage_within_a_minute_and_its_own_at_once(st
     assert elsewhere.suspected(now + timedelta(minutes=1))
     control.end_outage(now + timedelta(hours=2))
     assert not elsewhere.suspected(now + timedelta(hours=2, minutes=1))
+
+
+def test_a_lease_reads_only_the_connection_item_and_its_writes_keep_the_profile(stack, store):
+    store.create(new("conn-1", contacts=("owner@example.com",), company_name="Acme", locale="fr-CA"))
+    leased = store.acquire_lease("conn-1", "worker-a", stack.clock.now(), LEASE)
+    assert not leased.profile_loaded and leased.contacts == () and leased.company_name is None
+
+    saved = store.save(replace(leased, on_hold=True), changed_from=leased, lease_owner="worker-a")
+    store.save(saved, lease_owner="worker-a", release_lease=True)  # a full write, too
+
+    stored = store.get("conn-1")
+    assert (stored.contacts, stored.company_name, stored.locale, stored.on_hold) == (
+        ("owner@example.com",),
+        "Acme",
+        "fr-CA",
+        True,
+    )
+    renamed = store.save(replace(stored, company_name="Acme Holdings", contacts=()), changed_from=stored)
+    assert store.get("conn-1") == store.complete(replace(renamed, profile_loaded=False))
+    assert store.get("conn-1").contacts == () and store.get("conn-1").company_name == "Acme Holdings"

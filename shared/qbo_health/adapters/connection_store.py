@@ -2,18 +2,28 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
-from pynamodb.constants import NONE
-from pynamodb.exceptions import DoesNotExist, PutError, UpdateError
+from pynamodb.constants import NONE, UPDATED_OLD
+from pynamodb.exceptions import DoesNotExist, PutError, TransactWriteError, UpdateError
 from pynamodb.expressions.condition import Condition
 from pynamodb.expressions.update import Action
+from pynamodb.transactions import TransactWrite
 
-from qbo_health.adapters.dynamo_models import OPEN_ISSUE_MARKER, ConnectionModel
+from qbo_health.adapters.dynamo_models import (
+    LEGACY_NAMES,
+    LEGACY_PROFILE_NAMES,
+    OPEN_ISSUE_MARKER,
+    PROFILE_FIELDS,
+    PROFILE_KEY_SUFFIX,
+    ConnectionModel,
+    ProfileModel,
+)
 from qbo_health.domain.activity import ActivityWrite, StoredActivity
 from qbo_health.domain.model import (
     Authorizer,
@@ -57,14 +67,33 @@ class ConnectionStore:
             item = ConnectionModel.get(connection_id, consistent_read=True)
         except DoesNotExist as error:
             raise ConnectionNotFound(connection_id) from error
-        return to_domain(item)
+        return to_domain(item, _read_profile(connection_id), profile_read=True)
+
+    def complete(self, connection: Connection) -> Connection:
+        """The connection with its profile (contacts, names, language, bindings): one read if not loaded."""
+        if connection.profile_loaded:
+            return connection
+        profile = _read_profile(connection.connection_id)
+        fields = {name: getattr(profile, name) if profile else None for name in PROFILE_FIELDS}
+        return replace(connection, **_profile_domain(fields), profile_loaded=True)
 
     def create(self, connection: Connection) -> Connection:
-        item = ConnectionModel(connection.connection_id, **_attributes(connection))
+        """The connection item and its profile item, together or not at all."""
+        attributes = _attributes(connection)
+        if connection.company_name:
+            attributes["company_digest"] = _digest(connection.company_name)
+        item = ConnectionModel(connection.connection_id, **attributes)
+        profile = _profile_attributes(connection)
+        absent = ConnectionModel.connection_id.does_not_exist()
         try:
-            item.save(condition=ConnectionModel.connection_id.does_not_exist())
-        except PutError as error:
-            if _condition_failed(error):
+            if not any(value is not None for value in profile.values()):
+                item.save(condition=absent)
+                return connection
+            with TransactWrite(connection=ConnectionModel._get_connection().connection) as transaction:
+                transaction.save(item, condition=absent)
+                transaction.save(ProfileModel(connection.connection_id + PROFILE_KEY_SUFFIX, **profile))
+        except (PutError, TransactWriteError) as error:
+            if _condition_failed(error) or _first_cancelled(error):
                 raise ConcurrentUpdate(f"connection {connection.connection_id} already exists") from error
             raise
         return connection
@@ -91,7 +120,9 @@ class ConnectionStore:
                 raise
             self.get(connection_id)  # raises ConnectionNotFound when that is why
             raise LeaseHeld(connection_id) from error
-        return to_domain(item)
+        if item.legacy_fields():
+            _rewrite_legacy(item, owner)
+        return to_domain(item)  # without the profile: a check needs it only to send a notice
 
     def release_lease(self, connection_id: str, owner: str) -> None:
         try:
@@ -138,16 +169,29 @@ class ConnectionStore:
         if unless_access_wanted:
             condition &= ConnectionModel.access_wanted.does_not_exist()
         actions = _set_actions(connection, changed_from, version=connection.version + 1)
+        profile_actions, cleared, company = _profile_actions(connection, changed_from)
+        # A cleared field must not come back from the item's first stored shape.
+        actions += [getattr(ConnectionModel, LEGACY_PROFILE_NAMES[name]).remove() for name in cleared]
+        if company is not None:
+            actions.append(ConnectionModel.company_digest.set(_digest(company)))
+        elif "company_name" in cleared:
+            actions.append(ConnectionModel.company_digest.remove())
         if release_lease:  # (with unless_access_wanted the flag is known absent: nothing to remove)
             actions += _RELEASE[:2] if unless_access_wanted else _RELEASE
         try:
-            _update_quietly(connection.connection_id, actions, condition)
+            old = _update_quietly(
+                connection.connection_id, actions, condition, return_values=UPDATED_OLD if company else NONE
+            )
         except UpdateError as error:
             if not _condition_failed(error):
                 raise
             if unless_access_wanted and self._access_wanted_only(connection, lease_owner):
                 raise AccessWanted(connection.connection_id) from error
             raise ConcurrentUpdate(f"connection {connection.connection_id} changed underneath") from error
+        if company is not None and _stored_digest(old) != _digest(company):  # renamed (or never stored)
+            profile_actions.append(ProfileModel.company_name.set(company))
+        if profile_actions:
+            _write_profile(connection.connection_id, profile_actions, forget_company=company is not None)
         wanted = connection.access_wanted and not release_lease
         return replace(connection, version=connection.version + 1, access_wanted=wanted)
 
@@ -158,7 +202,11 @@ class ConnectionStore:
         return bool(item.access_wanted) and int(item.version or 0) == connection.version and owner_ok
 
     def scan_segment(self, segment: int, total_segments: int) -> Iterator[Connection]:
-        for item in ConnectionModel.scan(segment=segment, total_segments=total_segments):
+        # Profile items have no state: the filter skips them.
+        scan = ConnectionModel.scan(
+            segment=segment, total_segments=total_segments, filter_condition=ConnectionModel.state.exists()
+        )
+        for item in scan:
             yield to_domain(item)
 
     def slot_members(self, slot: int) -> Iterator[SlotMember]:
@@ -171,7 +219,7 @@ class ConnectionStore:
         (eventually consistent, half a read unit each: the scheduler's hourly share of the fleet)."""
         if not connection_ids:
             return []
-        names = [attribute.attr_name for attribute in _EVIDENCE_ATTRIBUTES]
+        names = [attribute.attr_name for attribute in _EVIDENCE_ATTRIBUTES] + _EVIDENCE_LEGACY
         items = ConnectionModel.batch_get(connection_ids, attributes_to_get=names)
         return [_evidence(item) for item in items]
 
@@ -222,7 +270,15 @@ _EVIDENCE_ATTRIBUTES = (
 )
 
 
+# The same fields under their first names, for items not yet rewritten.
+_EVIDENCE_LEGACY = [
+    getattr(ConnectionModel, LEGACY_NAMES[name]).attr_name
+    for name in ("suspect_type", "created_at", "last_success_at", "subscription_status", "hard_expires_at")
+]
+
+
 def _evidence(item: ConnectionModel) -> Evidence:
+    item.adopt_legacy()
     return Evidence(
         connection_id=item.connection_id,
         state=ConnectionState(item.state),
@@ -267,12 +323,136 @@ def _write_activity(write: ActivityWrite) -> bool:
     return True
 
 
-def _update_quietly(connection_id: str, actions: list[Action], condition: Condition) -> None:
-    """UpdateItem asking for nothing back. ``Model.update`` always asks for the whole item (ALL_NEW), which
-    DynamoDB then serializes and we parse on every write; only the lease acquisition needs it."""
-    ConnectionModel._get_connection().update_item(
-        connection_id, actions=actions, condition=condition, return_values=NONE
+def _rewrite_legacy(item: ConnectionModel, owner: str) -> None:
+    """Rewrite an item of the first stored shape (long names, ISO times) in the current one, once, by the
+    check that leased it: the same content (no new version), a smaller item for every later write."""
+    legacy = item.legacy_fields()
+    item.adopt_legacy()
+    actions: list[Action] = [ConnectionModel.old_token_key_id.remove()]
+    cold = {
+        name: getattr(item, LEGACY_PROFILE_NAMES[name]) for name in legacy if name in LEGACY_PROFILE_NAMES
+    }
+    if cold:  # the profile first: until the old attributes go, the profile's values win anyway
+        profile = _read_profile(item.connection_id)
+        moves = [
+            getattr(ProfileModel, name).set(value)
+            for name, value in cold.items()
+            if profile is None or getattr(profile, name) is None
+        ]
+        if moves:
+            _write_profile(item.connection_id, moves, forget_company=False)
+        actions += [getattr(ConnectionModel, LEGACY_PROFILE_NAMES[name]).remove() for name in cold]
+        if cold.get("company_name"):
+            actions.append(ConnectionModel.company_digest.set(_digest(cold["company_name"])))
+    for name in legacy:
+        if name not in LEGACY_NAMES:
+            continue
+        value = getattr(item, name)
+        if name == "issue_notices":
+            value = [_notice_text(*_notice(str(entry))) for entry in value]
+        actions += [
+            getattr(ConnectionModel, name).set(value),
+            getattr(ConnectionModel, LEGACY_NAMES[name]).remove(),
+        ]
+    try:
+        _update_quietly(item.connection_id, actions, ConnectionModel.lease_owner == owner)
+    except UpdateError as error:  # the lease was lost meanwhile: the next check rewrites it
+        if not _condition_failed(error):
+            raise
+
+
+def _update_quietly(
+    connection_id: str, actions: list[Action], condition: Condition, *, return_values: str = NONE
+) -> dict[str, Any]:
+    """UpdateItem asking for nothing back (or only the old values of what it set). ``Model.update`` always
+    asks for the whole item (ALL_NEW), which DynamoDB then serializes and we parse on every write; only the
+    lease acquisition needs it."""
+    response = ConnectionModel._get_connection().update_item(
+        connection_id, actions=actions, condition=condition, return_values=return_values
     )
+    return dict(response or {})
+
+
+def _first_cancelled(error: Exception) -> bool:
+    reasons = getattr(error, "cancellation_reasons", None) or []
+    return bool(reasons) and reasons[0] is not None and reasons[0].code == "ConditionalCheckFailed"
+
+
+# ------------------------------------------------------------------ the profile item
+
+
+def _read_profile(connection_id: str) -> ProfileModel | None:
+    try:
+        return ProfileModel.get(connection_id + PROFILE_KEY_SUFFIX, consistent_read=True)
+    except DoesNotExist:
+        return None
+
+
+def _profile_attributes(connection: Connection) -> dict[str, Any]:
+    return {
+        "contacts": list(connection.contacts) or None,
+        "company_name": connection.company_name,
+        "display_name": connection.display_name,
+        "locale": connection.locale,
+        "expected_realm_id": connection.expected_realm_id,
+        "expected_email": connection.expected_email,
+    }
+
+
+def _profile_domain(fields: dict[str, Any]) -> dict[str, Any]:
+    return {**fields, "contacts": tuple(str(contact) for contact in fields.get("contacts") or ())}
+
+
+def _profile_actions(
+    connection: Connection, before: Connection | None
+) -> tuple[list[Action], list[str], str | None]:
+    """The profile's updates for the fields that differ from ``before``, the fields cleared, and the company
+    name to store if the stored one differs. Of a connection read without its profile only what it sets is
+    written: its empty fields are unknown, not cleared."""
+    previous = _profile_attributes(before) if before is not None else {}
+    actions: list[Action] = []
+    cleared: list[str] = []
+    company = None
+    for name, value in _profile_attributes(connection).items():
+        if before is not None and previous.get(name) == value:
+            continue
+        if name == "company_name" and value is not None:
+            company = value  # written only if the stored digest says it changed
+        elif value is not None:
+            actions.append(getattr(ProfileModel, name).set(value))
+        elif connection.profile_loaded:
+            actions.append(getattr(ProfileModel, name).remove())
+            cleared.append(name)
+    return actions, cleared, company
+
+
+def _write_profile(connection_id: str, actions: list[Action], *, forget_company: bool) -> None:
+    try:
+        ProfileModel._get_connection().update_item(
+            connection_id + PROFILE_KEY_SUFFIX, actions=actions, return_values=NONE
+        )
+    except Exception:
+        if forget_company:  # the next check that reads the company's name writes it again
+            _update_quietly(
+                connection_id,
+                [ConnectionModel.company_digest.remove()],
+                ConnectionModel.connection_id.exists(),
+            )
+        raise
+
+
+def _digest(company_name: str) -> bytes:
+    return hashlib.sha256(company_name.encode()).digest()[:4]
+
+
+def _stored_digest(response: dict[str, Any]) -> bytes | None:
+    value = response.get("Attributes", {}).get(ConnectionModel.company_digest.attr_name) or {}
+    raw = value.get("B")
+    if isinstance(raw, str):  # botocore hands binary back as bytes; PynamoDB's connection may not decode
+        import base64
+
+        return base64.b64decode(raw)
+    return raw if isinstance(raw, bytes) else None
 
 
 def _attributes(connection: Connection) -> dict[str, Any]:
@@ -291,7 +471,6 @@ def _attributes(connection: Connection) -> dict[str, Any]:
         "state": connection.state.value,
         "check_slot": slot_of(connection),
         "version": connection.version,
-        "contacts": list(connection.contacts) or None,
         "authorized_user_id": connection.authorized_by.user_id if connection.authorized_by else None,
         "authorized_email": connection.authorized_by.email if connection.authorized_by else None,
         # A pending notice keeps a disconnected connection in the index (keyed by when it disconnected).
@@ -301,7 +480,7 @@ def _attributes(connection: Connection) -> dict[str, Any]:
         "issue_first_seen_at": issue.first_seen_at if issue else None,
         "issue_opened_at": issue.opened_at if issue else None,
         "issue_deadline": _iso(issue.deadline) if issue else _pending_key(connection),
-        "issue_notices": [f"{stage}@{_iso(at)}" for stage, at in issue.notices] or None if issue else None,
+        "issue_notices": [_notice_text(stage, at) for stage, at in issue.notices] or None if issue else None,
         "issue_pauses": [_pause_text(pause) for pause in issue.pauses] or None if issue else None,
         "issue_healed_at": issue.healed_at if issue else None,
         "suspect_type": suspect.type.value if suspect else None,
@@ -314,7 +493,6 @@ def _attributes(connection: Connection) -> dict[str, Any]:
         "rotated_at": tokens.rotated_at,
         "token_ciphertext": sealed.ciphertext if sealed else None,
         "token_data_key": sealed.encrypted_data_key if sealed else None,
-        "token_key_id": sealed.key_id if sealed else None,
         "created_at": connection.created_at,
         "last_check_at": connection.last_check_at,
         "last_success_at": connection.last_success_at,
@@ -324,14 +502,9 @@ def _attributes(connection: Connection) -> dict[str, Any]:
         "subscription_status": connection.subscription_status.value
         if connection.subscription_status
         else None,
-        "company_name": connection.company_name,
-        "display_name": connection.display_name,
-        "locale": connection.locale,
         "disconnect_reason": connection.disconnect_reason.value if connection.disconnect_reason else None,
         "disconnected_at": connection.disconnected_at,
         "grant_generation": connection.grant_generation or None,
-        "expected_realm_id": connection.expected_realm_id,
-        "expected_email": connection.expected_email,
         "pending_notice": _pending_text(pending),
         "settled_epoch": _epoch(connection.settled_at),
     }
@@ -348,6 +521,8 @@ def _set_actions(connection: Connection, before: Connection | None, *, version: 
             actions.append(attribute.set(version))
         elif value is None:
             actions.append(attribute.remove())
+            if name in LEGACY_NAMES:  # an item of the first shape may hold it under its old name
+                actions.append(getattr(ConnectionModel, LEGACY_NAMES[name]).remove())
         else:
             actions.append(attribute.set(value))
     return actions
@@ -376,9 +551,16 @@ def _iso(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+def _notice_text(stage: str, at: datetime) -> str:
+    return f"{stage}@{int(at.timestamp())}"
+
+
 def _notice(entry: str) -> tuple[str, datetime]:
+    """``STAGE@epoch``, or ``STAGE@iso-time`` as the first stored shape wrote it."""
     stage, _, at = entry.partition("@")
-    return stage, datetime.fromisoformat(at)
+    if "T" in at:
+        return stage, datetime.fromisoformat(at)
+    return stage, datetime.fromtimestamp(int(at), UTC)
 
 
 def _pause_text(pause: PauseWindow) -> str:
@@ -402,7 +584,17 @@ def _subscription_status(value: str | None) -> SubscriptionStatus | None:
         return SubscriptionStatus.UNKNOWN
 
 
-def to_domain(item: ConnectionModel) -> Connection:
+def to_domain(
+    item: ConnectionModel, profile: ProfileModel | None = None, *, profile_read: bool = False
+) -> Connection:
+    """The connection of a stored item; its profile fields from ``profile`` (read: ``profile_read``), else
+    from the item's first stored shape where it still holds them, else not loaded."""
+    item.adopt_legacy()
+    cold: dict[str, Any] = {}
+    for name, old in LEGACY_PROFILE_NAMES.items():
+        value = getattr(profile, name) if profile is not None else None
+        cold[name] = value if value is not None else getattr(item, old)
+    loaded = profile_read or any(value is not None for value in cold.values())
     issue = None
     opened_at = item.issue_opened_at
     if item.issue_type and item.issue_episode and item.issue_deadline and opened_at:
@@ -428,15 +620,14 @@ def to_domain(item: ConnectionModel) -> Connection:
         sealed = SealedTokens(
             ciphertext=item.token_ciphertext,
             encrypted_data_key=item.token_data_key,
-            key_id=item.token_key_id or "",
+            key_id="",  # not stored: the data key's ciphertext names its KMS key
         )
     return Connection(
         connection_id=item.connection_id,
-        tenant_id=item.tenant_id,
+        tenant_id=item.tenant_id or "",
         realm_id=item.realm_id,
         state=ConnectionState(item.state),
         version=int(item.version or 0),
-        contacts=tuple(str(contact) for contact in item.contacts or ()),
         authorized_by=Authorizer(item.authorized_user_id, item.authorized_email)
         if item.authorized_user_id
         else None,
@@ -463,14 +654,11 @@ def to_domain(item: ConnectionModel) -> Connection:
         pending_notice=_pending_of(item.pending_notice),
         access_wanted=bool(item.access_wanted),
         grant_generation=int(item.grant_generation or 0),
-        expected_realm_id=item.expected_realm_id,
-        expected_email=item.expected_email,
         settled_at=_from_epoch(item.settled_epoch),
         activity_ok_at=_from_epoch(item.activity_ok_epoch),
         activity_failed_at=_from_epoch(item.activity_failed_epoch),
-        company_name=item.company_name,
-        display_name=item.display_name,
-        locale=item.locale,
+        **_profile_domain(cold),
+        profile_loaded=loaded,
     )
 
 

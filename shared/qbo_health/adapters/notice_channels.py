@@ -39,8 +39,10 @@ class EventsClient(Protocol):
 
 
 class EmailChannel:
-    def __init__(self, ses: SesV2Client, sender: str) -> None:
+    def __init__(self, ses: SesV2Client, sender: str, configuration_set: str = "") -> None:
         self._ses, self._sender = ses, sender
+        # SES reports bounces and complaints of e-mail sent with the set to its SNS topic.
+        self._extra: dict[str, Any] = {"ConfigurationSetName": configuration_set} if configuration_set else {}
 
     def send(self, recipients: list[str], email: Email, notice: Notice) -> str:
         try:
@@ -65,6 +67,7 @@ class EmailChannel:
                 }
             },
             EmailTags=[{"Name": "notice_kind", "Value": notice.kind.value}],
+            **self._extra,
         )
         return str(response.get("MessageId", ""))
 

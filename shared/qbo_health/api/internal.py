@@ -29,9 +29,11 @@ from qbo_health.api.models import (
     ProblemResponse,
     RegisterRequest,
     RegisterResponse,
+    SuppressedContact,
 )
 from qbo_health.domain.activity import Report
 from qbo_health.domain.connect_links import PURPOSE_CONNECT, needs_first_connect
+from qbo_health.domain.deliverability import normalized
 from qbo_health.domain.issues import guidance_for, headline
 from qbo_health.domain.model import Connection, ConnectionState, DisconnectReason
 from qbo_health.i18n import supported
@@ -106,7 +108,17 @@ def status_of(connection: Connection, deps: ApiDeps, now: datetime) -> Connectio
         subscription_status=connection.subscription_status.value if connection.subscription_status else None,
         disconnect_reason=connection.disconnect_reason.value if connection.disconnect_reason else None,
         disconnected_at=connection.disconnected_at,
+        suppressed_contacts=_suppressed(connection, deps),
     )
+
+
+def _suppressed(connection: Connection, deps: ApiDeps) -> list[SuppressedContact]:
+    found = deps.suppressions.suppressed(connection.contacts) if connection.contacts else {}
+    return [
+        SuppressedContact(email=contact, reason=s.reason.value, since=s.at, detail=s.detail)
+        for contact in connection.contacts
+        if (s := found.get(normalized(contact))) is not None
+    ]
 
 
 def _check_response(result: CheckResult, deps: ApiDeps, now: datetime) -> CheckResponse:

@@ -79,6 +79,13 @@ class AuthorizedBy(_Response):
     email: str | None = None
 
 
+class SuppressedContact(BaseModel):
+    email: str
+    reason: Literal["BOUNCE", "COMPLAINT"]
+    since: datetime
+    detail: str | None = Field(default=None, description="SES's bounce subtype or complaint feedback type.")
+
+
 class ConnectionStatus(_Response):
     """Everything the product's QBO tile and sync columns show."""
 
@@ -124,6 +131,11 @@ class ConnectionStatus(_Response):
     )
     disconnect_reason: str | None = None
     disconnected_at: datetime | None = None
+    suppressed_contacts: list[SuppressedContact] = Field(
+        default_factory=list,
+        description="Contacts the notices' e-mail skips: SES reported a hard bounce (BOUNCE) or a spam "
+        "complaint (COMPLAINT) for the address. The other contacts and the events go on.",
+    )
 
 
 class RegisterResponse(_Response):

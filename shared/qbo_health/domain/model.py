@@ -158,6 +158,10 @@ class Connection:
     # written by that report only, never by a check.
     activity_ok_at: datetime | None = None
     activity_failed_at: datetime | None = None
+    # False when read without the connection's profile (the daily check's lease reads only the hot item, so
+    # that each write stays under 1 KB): ``contacts``, ``company_name``, ``display_name``, ``locale`` and the
+    # expected bindings are then empty, and whoever needs them (the notices) loads the profile first.
+    profile_loaded: bool = True
 
 
 @dataclass(frozen=True)

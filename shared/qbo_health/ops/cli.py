@@ -155,6 +155,7 @@ def list_connections(args: argparse.Namespace, ctx: Context) -> int:
 
     matching = views.sort_for_display([c for c in found if wanted(c)])
     shown = matching if args.limit is None else matching[: args.limit]
+    shown = [store.complete(connection) for connection in shown]  # their company names (the profile)
     progress.finish(scanned, f", {len(matching)} matching, {len(shown)} shown")
     if not shown:
         ctx.out.write("no connections match\n")
@@ -183,7 +184,10 @@ def _scan(segments: int, progress: Progress) -> tuple[list[Connection], int]:
 
 def show_connection(args: argparse.Namespace, ctx: Context) -> int:
     connection = wiring.connection_store().get(args.connection_id)
-    ctx.out.write(format_fields(views.connection_fields(connection, ctx.now)))
+    fields = views.connection_fields(connection, ctx.now)
+    suppressed = wiring.suppression_store().suppressed(connection.contacts) if connection.contacts else {}
+    fields += views.suppressed_fields(connection.contacts, suppressed)
+    ctx.out.write(format_fields(fields))
     entries = wiring.history_log().entries(args.connection_id)
     ctx.out.write(f"\nhistory ({len(entries)} entries)\n")
     if entries:
@@ -295,7 +299,8 @@ def _queue_name(url: str) -> str:
 
 
 def export_csv(args: argparse.Namespace, ctx: Context) -> int:
-    connections = views.sort_for_display(list(wiring.connection_store().open_issues()))
+    store = wiring.connection_store()
+    connections = views.sort_for_display([store.complete(c) for c in store.open_issues()])
     rows = [views.csv_row(connection, ctx.now) for connection in connections if connection.issue]
     with _output(args.output, ctx.out) as stream:
         writer = csv.writer(stream)

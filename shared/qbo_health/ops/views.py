@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from enum import Enum
 from typing import Any
 
+from qbo_health.domain.deliverability import Suppression, normalized
 from qbo_health.domain.issues import guidance_for
 from qbo_health.domain.model import Connection, ConnectionState
 from qbo_health.ops.table import Cell
@@ -46,7 +47,7 @@ CSV_HEADERS = (
 )
 
 # Fields never shown, whatever their content (the sealed token pair).
-_HIDDEN = frozenset({"sealed_tokens"})
+_HIDDEN = frozenset({"sealed_tokens", "profile_loaded"})
 _STATE_ORDER = {
     ConnectionState.NEEDS_ATTENTION: 0,
     ConnectionState.PENDING: 1,
@@ -186,3 +187,16 @@ def spreadsheet_safe(value: str) -> str:
 
 def sort_for_display(connections: Sequence[Connection]) -> list[Connection]:
     return sorted(connections, key=urgency)
+
+
+def suppressed_fields(
+    contacts: Sequence[str], suppressed: Mapping[str, Suppression]
+) -> list[tuple[str, Cell]]:
+    """The contacts the notices' e-mail skips (SES reported a hard bounce or a complaint), and since when."""
+    pairs: list[tuple[str, Cell]] = []
+    for contact in contacts:
+        found = suppressed.get(normalized(contact))
+        if found is not None:
+            why = found.reason.value + (f" ({found.detail})" if found.detail else "")
+            pairs.append((f"suppressed.{contact}", f"{why} since {moment(found.at)}"))
+    return pairs

@@ -14,6 +14,7 @@ from qbo_health.domain.model import Connection
 from qbo_health.service.activity import ActivityStore
 from qbo_health.service.health_check import CheckDeps, CompanyRead, ConnectionRepository
 from qbo_health.service.links import LinkSigner
+from qbo_health.service.notices import NoneSuppressed, Suppressions
 
 
 class ConnectionCatalog(ConnectionRepository, Protocol):
@@ -24,6 +25,10 @@ class ConnectionCatalog(ConnectionRepository, Protocol):
     def ids_for_realm(self, realm_id: str) -> list[str]: ...
 
     def request_access(self, connection_id: str, now: datetime) -> bool: ...
+
+    def complete(self, connection: Connection) -> Connection:
+        """The connection with its profile, read if a lease returned it without (see ``profile_loaded``)."""
+        ...
 
 
 class StateStore(Protocol):
@@ -75,3 +80,5 @@ class ApiDeps:
     intuit_timeout: timedelta = timedelta(seconds=10)
     sleep: Callable[[float], None] = field(default=time.sleep)
     monotonic: Callable[[], float] = field(default=time.monotonic)
+    # SES's bounce and complaint feedback: the status shows which contacts the e-mail skips.
+    suppressions: Suppressions = field(default_factory=NoneSuppressed)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Protocol
 
 from qbo_health.domain.check import CLOSED_UNNOTIFIED, ConnectionEvent, EventKind
+from qbo_health.domain.deliverability import Suppression, reachable
 from qbo_health.domain.model import Connection, IssueType
 from qbo_health.domain.notices import (
     Brand,
@@ -35,6 +36,26 @@ class Claims(Protocol):
     def release(self, notice: Notice, channel: Channel) -> None: ...
 
 
+class Profiles(Protocol):
+    def complete(self, connection: Connection) -> Connection: ...
+
+
+class Suppressions(Protocol):
+    def suppressed(self, addresses: Iterable[str]) -> Mapping[str, Suppression]: ...
+
+
+class NoneSuppressed:
+    def suppressed(self, addresses: Iterable[str]) -> Mapping[str, Suppression]:
+        return {}
+
+
+class _Loaded:
+    """Connections read with their profile already (tests, the API): nothing to load."""
+
+    def complete(self, connection: Connection) -> Connection:
+        return connection
+
+
 class EmailSender(Protocol):
     def send(self, recipients: list[str], email: Email, notice: Notice) -> str: ...
 
@@ -54,6 +75,24 @@ class Notices:
     default_locale: str = SOURCE_LOCALE
     # Issue types (and REAUTH_DUE) whose notices also go to the QuickBooks user who authorized the connection.
     notify_authorizer: frozenset[str] = frozenset()
+    # Loads the profile (contacts, names, language) of a connection read without it: the daily check reads
+    # only the connection item, so the profile costs a read only when a notice goes out.
+    profiles: Profiles = field(default_factory=_Loaded)
+    # Addresses that bounced for good or complained (SES's feedback): the e-mail skips them, the event not.
+    suppressions: Suppressions = field(default_factory=NoneSuppressed)
+    # The latest connections completed (as read -> completed): a notice is built, then sent, from one read.
+    _completed: dict[str, tuple[Connection, Connection]] = field(default_factory=dict, init=False, repr=False)
+
+    def _complete(self, connection: Connection) -> Connection:
+        if connection.profile_loaded:
+            return connection
+        read, completed = self._completed.get(connection.connection_id, (None, None))
+        if read != connection or completed is None:
+            completed = self.profiles.complete(connection)
+            if len(self._completed) >= 64:
+                self._completed.clear()
+            self._completed[connection.connection_id] = (connection, completed)
+        return completed
 
     def send(self, connection: Connection, notice: Notice, now: datetime) -> SendResult:
         """Claim, send and record each channel on its own: the event always, the e-mail to the contacts an
@@ -62,6 +101,7 @@ class Notices:
         if self.dry_run:
             logger.info("dry run: would send notice", extra={"kind": notice.kind.value})
             return SendResult.DRY_RUN
+        connection = self._complete(connection)
         results: list[ClaimResult | SendResult] = []
         failure: Exception | None = None
         channels = [Channel.EVENT, *([Channel.EMAIL] if connection.contacts else [])]
@@ -109,6 +149,12 @@ class Notices:
         letters = [(deliverable(connection.contacts), False)]
         if notice.authorizer_email:
             letters.append((deliverable([notice.authorizer_email]), True))
+        suppressed = self.suppressions.suppressed([a for recipients, _ in letters for a in recipients])
+        if suppressed:
+            letters = [
+                (reachable(recipients, suppressed), to_authorizer) for recipients, to_authorizer in letters
+            ]
+            logger.info("suppressed addresses skipped", extra={**where, "skipped": len(suppressed)})
         sent = False
         for recipients, to_authorizer in letters:
             if not recipients:
@@ -137,6 +183,7 @@ class Notices:
         days_left: int | None = None,
         note: str | None = None,
     ) -> Notice:
+        connection = self._complete(connection)
         reconnect = None
         if offers_reconnect(kind, issue):
             reconnect = self.reconnect_url(connection, now)

@@ -376,7 +376,7 @@ def _store_new_grant(
     owner = f"reauth:{uuid.uuid4().hex}"
 
     def take() -> Connection:
-        return acquire_lease_waiting(
+        leased = acquire_lease_waiting(
             deps.check,
             connection_id,
             owner,
@@ -385,6 +385,7 @@ def _store_new_grant(
             sleep=deps.sleep,
             monotonic=deps.monotonic,
         )
+        return deps.store.complete(leased)  # the company's name and bindings, for the result and notices
 
     def keep_access_token(leased: Connection, updated: Connection) -> list[ConnectionEvent]:
         # The new grant's access token replaces any kept for the previous one, before the lease goes.
