@@ -10,13 +10,20 @@ import json
 import logging
 import os
 import socket
+import threading
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import boto3
 import requests
+from moto.moto_server.werkzeug_app import (
+    DomainDispatcherApplication,
+    MotoRequestHandler,
+    create_backend_app,
+)
 from moto.server import ThreadedMotoServer
+from werkzeug.serving import make_server
 
 from local.intuit_sim import IntuitSimulator
 from local.template import (
@@ -87,6 +94,34 @@ class PhysicalResource:
     attributes: dict[str, str] = field(default_factory=dict)
 
 
+class _OneDynamoRequestAtATime:
+    """DynamoDB checks a conditional write and applies it as one step per item; moto's backend takes no lock,
+    so in its threaded server a lease taken by one check can interleave with another check's release of the
+    same item and leave it at a version neither wrote (seen as a failed token write, then a second refresh,
+    when a batch checks duplicate deliveries side by side). The lab serializes DynamoDB requests: stricter
+    than DynamoDB, never looser."""
+
+    def __init__(self, app: Any) -> None:
+        self._app = app
+        self._lock = threading.Lock()
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        if not environ.get("HTTP_X_AMZ_TARGET", "").startswith("DynamoDB_"):
+            return self._app(environ, start_response)
+        with self._lock:
+            return list(self._app(environ, start_response))
+
+
+class _AtomicDynamoMotoServer(ThreadedMotoServer):
+    def _server_entry(self) -> None:
+        app = _OneDynamoRequestAtATime(DomainDispatcherApplication(create_backend_app))
+        self._server = make_server(
+            self._ip_address, self._port, app, True, request_handler=MotoRequestHandler
+        )
+        self._server_ready_event.set()
+        self._server.serve_forever()
+
+
 class EmbeddedStack:
     def __init__(
         self,
@@ -102,7 +137,7 @@ class EmbeddedStack:
         self.public_host = public_host  # the host in PUBLIC_BASE_URL: "localhost" for an Intuit redirect URI
         self._start_time = self.clock.now()
         self._moto_port = free_port()
-        self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=self._moto_port, verbose=not quiet)
+        self._moto = _AtomicDynamoMotoServer(ip_address="127.0.0.1", port=self._moto_port, verbose=not quiet)
         self.intuit = IntuitSimulator(clock=self.clock)
         self.template = load_template()
         self.resources: dict[str, PhysicalResource] = {}
