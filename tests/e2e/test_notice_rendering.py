@@ -12,7 +12,7 @@ import pytest
 from qbo_health.domain.model import IssueType
 from qbo_health.domain.notices import Brand, NoticeKind, offers_reconnect, render_email
 from qbo_health.ops.preview import SAMPLE_RECONNECT_URL, sample_notice
-from tests.e2e.test_reauthorization_browser import CHROMIUM, CHROMIUM_ARGS
+from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS
 
 pytestmark = pytest.mark.e2e
 
