@@ -136,7 +136,7 @@ def tile_router(api_deps: Callable[[], ApiDeps], clock: Callable[[], datetime]) 
                 "Access-Control-Allow-Origin": "*",  # public code; <script crossorigin> needs it for SRI
                 "Cross-Origin-Resource-Policy": "cross-origin",
                 "X-Content-Type-Options": "nosniff",
-                "ETag": f'"{script_integrity()}"',
+                "ETag": f'W/"{script_integrity()}"',  # weak: served gzipped or not
                 "Vary": "Accept-Encoding",
             },
             compress=True,
