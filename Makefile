@@ -7,7 +7,8 @@ PY := $(VENV)/bin/python
 export PYTHONPATH := shared:.
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint typecheck unit demo local bench-checks clean openapi e2e-deps webhook-node-deps catalogues
+.PHONY: test lint typecheck unit demo local bench-checks clean openapi e2e-deps webhook-node-deps tile-node-deps catalogues
+.PHONY: tile-screenshots
 .PHONY: bench bench-pipeline bench-cost bench-worker bench-escalator bench-coldstart bench-budget
 .PHONY: deploy-checks cfn-lint sam-validate checkov sam-build-check
 
@@ -64,7 +65,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 
-test: lint typecheck deploy-checks e2e-deps webhook-node-deps
+test: lint typecheck deploy-checks e2e-deps webhook-node-deps tile-node-deps
 	$(PY) -m pytest -q
 
 unit: $(STAMP)
@@ -88,6 +89,14 @@ e2e-deps:
 # The official Node Standard Webhooks library, to run docs/webhooks.md's Node snippet (pinned in the lock file).
 webhook-node-deps:
 	command -v npm >/dev/null && cd tests/webhooks_node && npm ci --no-audit --no-fund --silent || echo "npm ci failed (or npm is missing): the Node snippet test will fail"
+
+# axe-core for the QBO tile's browser test (pinned in the lock file; the test injects its axe.min.js).
+tile-node-deps:
+	command -v npm >/dev/null && cd tests/tile_node && npm ci --no-audit --no-fund --silent || echo "npm ci failed (or npm is missing): the tile's accessibility test will fail"
+
+# The QBO tile's screenshots in docs/ (docs/tile.md shows them): the browser test saves them there when asked.
+tile-screenshots: $(STAMP) e2e-deps tile-node-deps
+	TILE_SCREENSHOTS=docs $(PY) -m pytest -q tests/e2e/test_tile_browser.py -k "design or phone"
 
 # The notices' message catalogues: extract the messages (babel.cfg), merge them into each locale's .po (edit the
 # translations there), compile the .mo files the layer ships. Both are committed; a test fails when they drift.

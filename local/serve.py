@@ -44,6 +44,7 @@ from local.production import ProductionSchedule  # imported after the log level 
 from local.runner import LocalLambda
 from local.seed import seed_connection
 from local.stack import REGION, EmbeddedStack, IntuitTarget
+from local.tile_demo import TileDemo
 from qbo_health import wiring
 from qbo_health.client import QboHealthClient
 from qbo_health.clock import SimulatedClock
@@ -56,16 +57,6 @@ MAX_ADVANCE = timedelta(days=60)
 # Manager as on AWS (the link-signing key, the Intuit keys) and settings that only quiet the functions.
 _NOT_EXPORTED = ("LINK_SIGNING_KEY", "INTUIT_CLIENT_ID", "INTUIT_CLIENT_SECRET", "PYDANTIC_DISABLE_PLUGINS")
 _NOT_EXPORTED_PREFIXES = ("POWERTOOLS_",)
-
-
-def tile_demo_url(api_base_url: str) -> str | None:
-    """The QBO tile's demo page on the local stack (issue 16, item 1), printed when it exists.
-
-    The one place `make local` learns of it: return the page's URL (under ``api_base_url``) once the API
-    serves it. Until then None, and nothing is printed.
-    """
-    del api_base_url
-    return None
 
 
 @dataclass(frozen=True)
@@ -123,6 +114,11 @@ class LocalStack:
         self.stack = EmbeddedStack(self.clock, intuit=intuit, api_port=port, public_host="localhost")
         self.front = HttpFront(self.stack)
         self.control_port = control_port
+        # The QBO tile's demo page plays the product at its own origin, which the stack's ProductOrigin names:
+        # the tile's reads are allowed from there (CORS) and the reconnect window reports back to it.
+        self.tile_demo: TileDemo | None = None
+        self.tile_port = control_port + 1
+        self.stack.parameters = {"ProductOrigin": f"http://127.0.0.1:{self.tile_port}"}
         self.lambdas: LocalLambda | None = None
         self.production: ProductionSchedule | None = None
         self.stopping = threading.Event()
@@ -148,6 +144,18 @@ class LocalStack:
         threading.Thread(target=self._control.serve_forever, name="local-control", daemon=True).start()
         self.lambdas = LocalLambda(self.stack)
         self.production = ProductionSchedule(self.lambdas)
+        try:
+            self.tile_demo = TileDemo(self.front.base_url, self.api_client(), port=self.tile_port).start()
+        except OSError as error:
+            self.stop()
+            raise LocalError(f"{error}: choose other ports (make local LOCAL_PORT=...)") from None
+
+    def tile_demo_url(self) -> str | None:
+        """The QBO tile's demo page for the broken connection (docs/tile.md)."""
+        broken = next((seeded for seeded in SEEDS if seeded.broken), None)
+        if self.tile_demo is None or broken is None or not self.intuit.is_simulator:
+            return None
+        return self.tile_demo.url_for(broken.connection_id)
 
     def stop(self) -> None:
         self.stopping.set()
@@ -156,6 +164,8 @@ class LocalStack:
                 self._control.shutdown()
                 self._control.server_close()
             self.front.stop()
+            if self.tile_demo is not None:
+                self.tile_demo.stop()
             if self.lambdas is not None:
                 self.lambdas.close()
             self.stack.stop()
@@ -348,9 +358,10 @@ def print_common(local: LocalStack) -> None:
     print(f"API: {local.front.base_url}")
     print("  internal routes want SigV4 (service execute-api, region us-east-1) with the local credentials:")
     print("  AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_SESSION_TOKEN=testing")
-    tile = tile_demo_url(local.front.base_url)
+    tile = local.tile_demo_url()
     if tile is not None:
-        print(f"Tile demo page: {tile}")
+        print("Tile demo page (the QBO tile, as the product embeds it):")
+        print(f"  {tile}")
     print(f"Stack clock: {local.control_url}/clock")
     if local.simulated:
         print(

@@ -18,7 +18,8 @@ What it proves, with no AWS credentials and no Docker:
    inline credentials that take precedence over the Secrets Manager secrets are added (so the cold start does
    not need AWS) and ``app.handler`` is imported; any other AWS call at import time would hit a closed
    loopback port and fail fast. Last, a notice is rendered in each language: the e-mail templates, the compiled
-   catalogues (package data of the layer) and Babel's locale data for them are in the build output.
+   catalogues (package data of the layer) and Babel's locale data for them are in the build output; and the
+   QBO tile's script is read from it.
 
 Usage (the Makefile's ``deploy-build`` target): ``python tools/deploy_check.py --sam .venv-sam/bin/sam``.
 """
@@ -117,6 +118,11 @@ for locale, greeting in (("fr-CA", "Bonjour"), ("es", "Hola"), ("en-GB", "Hello"
     email = render_email(notice)
     if greeting not in email.text or 'class="button"' not in email.html:
         sys.exit(f"the notice templates or the {locale} catalogue are missing from the build output")
+
+# The QBO tile's script is package data of the layer too (served by GET /tile/v1/qbo-connection-tile.js).
+from qbo_health.api.tile import script_bytes
+if b"qbo-connection-tile" not in script_bytes():
+    sys.exit("the QBO tile's script is missing from the build output")
 
 allowed = [os.path.realpath(p) for p in os.environ["PYTHONPATH"].split(os.pathsep)]
 allowed += [os.path.realpath(sysconfig.get_paths()[key]) for key in ("stdlib", "platstdlib")]

@@ -6,6 +6,7 @@ qbo = QboHealthClient("https://abc123.execute-api.us-east-1.amazonaws.com", regi
 registered = qbo.register(tenant_id="t-42", contacts=["owner@example.com"])
 # open registered.connect_url in a new window; later:
 token = qbo.access_token(registered.connection_id).access_token
+tile_token = qbo.tile_token(registered.connection_id).token  # for <qbo-connection-tile> (docs/tile.md)
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from qbo_health.api.models import (
     ProblemResponse,
     RegisterRequest,
     RegisterResponse,
+    TileTokenResponse,
 )
 
 _T = TypeVar("_T", bound=BaseModel)
@@ -121,6 +123,11 @@ class QboHealthClient:
 
     def access_token(self, connection_id: str) -> AccessTokenResponse:
         return self._call("POST", f"/connections/{_id(connection_id)}/access-token", AccessTokenResponse)
+
+    def tile_token(self, connection_id: str) -> TileTokenResponse:
+        """A read-only token for the QBO tile of this connection, for a few minutes (docs/tile.md): hand
+        ``.token`` to the page that shows the tile, and mint another when the tile asks for one."""
+        return self._call("POST", f"/connections/{_id(connection_id)}/tile-token", TileTokenResponse)
 
     def report_problem(
         self, connection_id: str, status: int, body: str, content_type: str | None = None

@@ -128,6 +128,8 @@ class ApiSettings(_EnvModel):
     reconnect_link_days: int = Field(default=30, ge=1, le=365)
     # A first-connect link lets its holder choose the company: it is opened at once, so it lives minutes.
     connect_link_minutes: int = Field(default=15, ge=1, le=1440)
+    # The QBO tile's read-only token sits in the product's page: it lives minutes (the tile asks for another).
+    tile_token_minutes: int = Field(default=10, ge=1, le=60)
     oauth_state_minutes: int = Field(default=10, ge=1, le=60)
     # The product's origin: the callback page posts its message to ``window.opener`` for this origin only.
     product_origin: str | None = Field(default=None, pattern=r"^https?://[^\s/?#]+$")

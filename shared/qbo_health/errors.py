@@ -196,3 +196,15 @@ class IdentityMismatch(ApiError):
 
     code = "identity_mismatch"
     status = 403
+
+
+class TileTokenInvalid(ApiError):
+    """A tile token that is missing, malformed, forged, for another connection or expired (``reason`` says
+    which, for the log only: every case answers the same 401, so a caller learns nothing about why)."""
+
+    code = "tile_token_invalid"
+    status = 401
+
+    def __init__(self, reason: str) -> None:
+        super().__init__("The tile's token is missing, not valid or expired: ask the product for a new one.")
+        self.reason = reason

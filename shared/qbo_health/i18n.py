@@ -54,6 +54,11 @@ def gettext(message: str, locale: str) -> str:
     return translations(locale).ugettext(message) or message
 
 
+def ngettext(singular: str, plural: str, count: int, locale: str) -> str:
+    """The plural form for ``count`` in ``locale`` (English's when the catalogue lacks the message)."""
+    return translations(locale).ungettext(singular, plural, count)
+
+
 def long_date(moment: date | datetime, locale: str) -> str:
     """``2026-01-19`` -> ``January 19, 2026`` (en-US), ``19 January 2026`` (en-GB), ``19 janvier 2026``..."""
     day = moment.date() if isinstance(moment, datetime) else moment

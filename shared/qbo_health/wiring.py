@@ -55,6 +55,7 @@ if TYPE_CHECKING:  # each function imports only the service it runs (cold start)
     from qbo_health.service.check_batch import BatchContext
     from qbo_health.service.escalation import EscalationDeps
     from qbo_health.service.links import LinkSigner
+    from qbo_health.service.tile_tokens import TileTokenSigner
     from qbo_health.service.webhooks import WebhookDeps
 
 
@@ -408,6 +409,16 @@ def link_signer() -> LinkSigner:
 
 
 @cache
+def tile_token_signer() -> TileTokenSigner:
+    from qbo_health.service.tile_tokens import TileTokenSigner
+
+    settings = api_settings()
+    return TileTokenSigner(
+        lambda: _link_key(settings), lifetime=timedelta(minutes=settings.tile_token_minutes)
+    )
+
+
+@cache
 def oauth_state_store() -> OAuthStateStore:
     from qbo_health.adapters.oauth_states import OAuthStateStore
 
@@ -429,6 +440,7 @@ def api_deps() -> ApiDeps:
         redirect_uri=settings.redirect_uri,
         rechecks=control_store(),
         activity=connection_store(),
+        tile_tokens=tile_token_signer(),
         product_origin=settings.product_origin,
         default_locale=branding_settings().default_locale,
         state_ttl=timedelta(minutes=settings.oauth_state_minutes),
@@ -462,6 +474,7 @@ def reset() -> None:
         escalation_deps,
         api_settings,
         link_signer,
+        tile_token_signer,
         oauth_state_store,
         api_deps,
     ):

@@ -199,6 +199,13 @@ def test_make_local_serves_a_broken_connection_ops_on_its_clock_and_a_live_recon
     assert _days_left(_ops(run, "list", "--issue", "ADMIN_ACCESS_LOST"), "harbor-cafe") == 12
     assert re.search(r"checks fresh\s+yes", _ops(run, "escalate", "--dry-run"))
 
+    # The printed tile demo page shows the QBO tile as the product embeds it: the problem and its days left.
+    page.goto(run.line_after("Tile demo page"))
+    tile = page.locator("qbo-connection-tile")
+    tile.get_by_role("heading", name="Updates are not syncing with QBO").wait_for()
+    assert "Harbor Cafe" in tile.locator("section").inner_text()
+    assert "12 days left" in tile.locator("section").inner_text()
+
     # The printed link is live: Intuit's consent page (the simulator), another admin connects, it heals.
     page.goto(link)
     page.wait_for_selector("#connect")

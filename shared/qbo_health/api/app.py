@@ -12,11 +12,13 @@ from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer
 
 from qbo_health import clock
 from qbo_health.api.internal import internal_router
 from qbo_health.api.pages import PageStatus, result_page
 from qbo_health.api.public import EXPIRE_COOKIES, public_router
+from qbo_health.api.tile import SECURITY_SCHEME, TILE_PREFIX, cors_headers, tile_router
 from qbo_health.errors import (
     ApiError,
     AuthorizationDenied,
@@ -73,6 +75,7 @@ def build_app(deps: Callable[[], ApiDeps], now: Callable[[], datetime]) -> APIGa
     app = APIGatewayHttpResolver(enable_validation=True)
     app.include_router(internal_router(deps, now))
     app.include_router(public_router(deps, now))
+    app.include_router(tile_router(deps, now))
 
     def is_browser() -> bool:
         path = app.current_event.raw_path or ""
@@ -100,7 +103,14 @@ def build_app(deps: Callable[[], ApiDeps], now: Callable[[], datetime]) -> APIGa
             )
         body: dict[str, Any] = {"error": code, "message": message}
         body.update({k: v for k, v in (extra or {}).items() if k != "connection_id"})
-        return Response(status, "application/json", json.dumps(body))
+        headers: dict[str, str] = {}
+        if (app.current_event.raw_path or "").startswith(TILE_PREFIX):
+            # The tile reads its errors from another origin (a 401 tells it to ask for a new token).
+            origin = app.current_event.headers.get("origin")
+            headers = {"Cache-Control": "no-store", **cors_headers(origin, product_origin())}
+            if status == 401:
+                headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
+        return Response(status, "application/json", json.dumps(body), headers=headers)
 
     @app.exception_handler(ApiError)
     def api_error(error: ApiError) -> Response[str]:
@@ -109,7 +119,8 @@ def build_app(deps: Callable[[], ApiDeps], now: Callable[[], datetime]) -> APIGa
             extra = {"state": error.state, "issue": error.issue}
         if isinstance(error, AuthorizationDenied):
             extra = {"connection_id": error.connection_id}
-        logger.info("request refused", extra={"error": error.code, "status": error.status})
+        reason = getattr(error, "reason", None)  # which check refused a link or a token (never its value)
+        logger.info("request refused", extra={"error": error.code, "status": error.status, "reason": reason})
         response = answer(error.status, error.code, error.message, extra)
         response.cookies.extend(app.context.get(EXPIRE_COOKIES, []))
         if error.status == 503:
@@ -144,9 +155,15 @@ def openapi_json(app: APIGatewayHttpResolver | None = None) -> str:
     document = resolver.get_openapi_json_schema(
         title=API_TITLE,
         version=API_VERSION,
+        security_schemes={
+            SECURITY_SCHEME: HTTPBearer(
+                description="A tile token from POST /connections/{connection_id}/tile-token (minutes, "
+                "read-only, one connection)."
+            )
+        },
         description=(
             "Keeps QuickBooks Online connections alive. Internal routes need AWS IAM (SigV4) auth; "
-            "the public routes are opened by a browser."
+            "the public routes are opened by a browser (the QBO tile's read takes a tile token)."
         ),
     )
     return json.dumps(json.loads(document), indent=2, sort_keys=True) + "\n"

@@ -30,6 +30,7 @@ from qbo_health.api.models import (
     RegisterRequest,
     RegisterResponse,
     SuppressedContact,
+    TileTokenResponse,
 )
 from qbo_health.domain.activity import Report
 from qbo_health.domain.connect_links import PURPOSE_CONNECT, needs_first_connect
@@ -235,6 +236,21 @@ def internal_router(api_deps: Callable[[], ApiDeps], clock: Callable[[], datetim
         kind: Literal["connect", "reconnect"] = "connect" if link.purpose == PURPOSE_CONNECT else "reconnect"
         body = ConnectLinkResponse(
             connection_id=connection_id, url=link.url, kind=kind, expires_at=link.expires_at
+        )
+        return Response(200, "application/json", body, headers=NO_STORE)
+
+    @router.post(
+        "/connections/<connection_id>/tile-token",
+        summary="A short-lived, read-only token for the QBO tile of this connection (docs/tile.md)",
+        responses={200: _ok("The tile token", TileTokenResponse), **_ERRORS},
+        tags=["internal"],
+    )
+    def tile_token(connection_id: ConnectionIdPath) -> Response[TileTokenResponse]:
+        now, deps = clock(), api_deps()
+        deps.store.get(connection_id)  # 404 for an unknown id: a token for nothing helps no one
+        minted = deps.tile_tokens.mint(connection_id, now)
+        body = TileTokenResponse(
+            connection_id=connection_id, token=minted.token, expires_at=minted.expires_at
         )
         return Response(200, "application/json", body, headers=NO_STORE)
 

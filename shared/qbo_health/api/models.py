@@ -158,6 +158,58 @@ class ConnectLinkResponse(_Response):
     expires_at: datetime
 
 
+class TileTokenResponse(_Response):
+    connection_id: str
+    token: str = Field(
+        repr=False,
+        description="A read-only bearer token for the QBO tile of this connection only: give it to the tile "
+        "(its token attribute). It reads the connection's health and nothing else.",
+    )
+    expires_at: datetime = Field(description="When it stops working (TileTokenMinutes after minting).")
+
+
+class TileLabels(_Response):
+    """The names of the tile's parts and its passing messages, in the connection's language."""
+
+    region: str
+    reauthorize: str
+    new_window: str
+    what_happened: str
+    what_to_do: str
+    who_can_fix: str
+    time_left: str
+    window_open: str
+    popup_blocked: str
+    refreshing: str
+
+
+class TileStatus(_Response):
+    """What the QBO tile shows: one connection's health in its language. Texts are plain text (the company
+    name comes from QuickBooks): the tile sets them as text, never as HTML."""
+
+    connection_id: str
+    design: Literal["healthy", "attention", "disconnected", "pending"]
+    state: Literal["PENDING", "HEALTHY", "NEEDS_ATTENTION", "DISCONNECTED"]
+    lang: str = Field(description="The texts' language (BCP 47), for the tile's lang attribute.")
+    company_name: str | None = None
+    heading: str
+    message: str
+    title: str | None = Field(default=None, description="The issue's title, when there is one.")
+    remedy: str | None = None
+    who_can_fix: str | None = None
+    consequence: str | None = None
+    deadline: datetime | None = None
+    days_left: int | None = None
+    days_left_text: str | None = None
+    last_success_at: datetime | None = None
+    last_success_text: str | None = None
+    reauthorize: bool = Field(description="Whether the tile offers the Reauthorize button.")
+    reconnect_url: str | None = Field(
+        default=None, description="What the Reauthorize button opens in a new window (when it is offered)."
+    )
+    labels: TileLabels
+
+
 class AccessTokenResponse(_Response):
     access_token: str = Field(repr=False)
     expires_at: datetime

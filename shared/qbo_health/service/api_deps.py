@@ -15,6 +15,7 @@ from qbo_health.service.activity import ActivityStore
 from qbo_health.service.health_check import CheckDeps, CompanyRead, ConnectionRepository
 from qbo_health.service.links import LinkSigner
 from qbo_health.service.notices import NoneSuppressed, Suppressions
+from qbo_health.service.tile_tokens import TileTokenSigner
 
 
 class ConnectionCatalog(ConnectionRepository, Protocol):
@@ -71,6 +72,8 @@ class ApiDeps:
     redirect_uri: str
     rechecks: RecheckGate
     activity: ActivityStore
+    # Read-only tokens for the QBO tile (GET /tile/connections/{id}).
+    tile_tokens: TileTokenSigner
     product_origin: str | None = None
     # The notices' language for a connection that has none of its own (BrandingSettings.default_locale).
     default_locale: str = "en-US"
