@@ -75,7 +75,7 @@ demo: $(STAMP)
 	$(PY) -m local.demo
 
 # The embedded stack and its API until Ctrl-C, to try by hand (README, "Try it by hand"). LOCAL_PORT is the API's
-# (the control server takes LOCAL_PORT+1); `make local ARGS=--simulated` keeps a simulated clock. With
+# (the control server takes LOCAL_PORT+1, the tile demo page LOCAL_PORT+2); `make local ARGS=--simulated` keeps a simulated clock. With
 # INTUIT_ENVIRONMENT=sandbox and your app's INTUIT_CLIENT_ID/INTUIT_CLIENT_SECRET it runs against Intuit's
 # sandbox (register http://localhost:$(LOCAL_PORT)/oauth/callback in your Intuit app).
 LOCAL_PORT ?= 8700

@@ -104,7 +104,9 @@ def intuit_target(environ: Mapping[str, str]) -> IntuitTarget:
 class LocalStack:
     """The stack, its front, production's schedules and the control server, for one `make local` session."""
 
-    def __init__(self, *, port: int, control_port: int, simulated: bool, intuit: IntuitTarget) -> None:
+    def __init__(
+        self, *, port: int, control_port: int, tile_port: int, simulated: bool, intuit: IntuitTarget
+    ) -> None:
         self.simulated = simulated
         start = SimulatedClock().now() if simulated else datetime.now(UTC)
         if intuit.is_simulator:
@@ -117,7 +119,7 @@ class LocalStack:
         # The QBO tile's demo page plays the product at its own origin, which the stack's ProductOrigin names:
         # the tile's reads are allowed from there (CORS) and the reconnect window reports back to it.
         self.tile_demo: TileDemo | None = None
-        self.tile_port = control_port + 1
+        self.tile_port = tile_port
         self.stack.parameters = {"ProductOrigin": f"http://127.0.0.1:{self.tile_port}"}
         self.lambdas: LocalLambda | None = None
         self.production: ProductionSchedule | None = None
@@ -259,6 +261,7 @@ def main(argv: list[str] | None = None) -> int:
         "--port", type=int, default=DEFAULT_PORT, help=f"the API's port (default {DEFAULT_PORT})"
     )
     parser.add_argument("--control-port", type=int, help="the stack's clock and control (default: PORT + 1)")
+    parser.add_argument("--tile-port", type=int, help="the QBO tile's demo page (default: PORT + 2)")
     parser.add_argument("--simulated", action="store_true", help="a simulated clock, moved by /clock/advance")
     args = parser.parse_args(argv)
     try:
@@ -268,6 +271,7 @@ def main(argv: list[str] | None = None) -> int:
         local = LocalStack(
             port=args.port,
             control_port=args.control_port or args.port + 1,
+            tile_port=args.tile_port or args.port + 2,
             simulated=args.simulated,
             intuit=target,
         )

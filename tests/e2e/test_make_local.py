@@ -110,6 +110,8 @@ def start_local(tmp_path: Path) -> Iterator:
                 str(port),
                 "--control-port",
                 str(control_port),
+                "--tile-port",
+                str(free_port()),
                 *args,
             ],
             cwd=ROOT,
