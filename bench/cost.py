@@ -203,12 +203,39 @@ def _memory_gb(template: dict[str, Any], props: dict[str, Any]) -> float:
     return float(props.get("MemorySize", template["Globals"]["Function"].get("MemorySize", 128))) / 1024
 
 
+CHECK_QUEUE = "CheckQueue"
+
+
+def check_worker(template: dict[str, Any]) -> dict[str, Any]:
+    """The check worker's properties: the function whose SQS event source reads the check queue (the webhook
+    delivery function reads a queue of its own, with other settings)."""
+    for fn in functions(template).values():
+        for event in fn["Properties"].get("Events", {}).values():
+            if event["Type"] == "SQS" and _reads_queue(event["Properties"]["Queue"], CHECK_QUEUE):
+                return dict(fn["Properties"])
+    raise LookupError(f"no function reads {CHECK_QUEUE} in the template")
+
+
 def sqs_event(template: dict[str, Any]) -> dict[str, Any]:
-    for props in (fn["Properties"] for fn in functions(template).values()):
-        for event in props.get("Events", {}).values():
-            if event["Type"] == "SQS":
-                return dict(event["Properties"])
-    raise LookupError("no SQS event source in the template")
+    """The check worker's event source (batch size, concurrency)."""
+    for event in check_worker(template)["Events"].values():
+        if event["Type"] == "SQS" and _reads_queue(event["Properties"]["Queue"], CHECK_QUEUE):
+            return dict(event["Properties"])
+    raise LookupError(f"no function reads {CHECK_QUEUE} in the template")
+
+
+def _reads_queue(queue: Any, logical_id: str) -> bool:
+    return isinstance(queue, Intrinsic) and str(queue.value).split(".")[0] == logical_id
+
+
+def metered_call_budget(template: dict[str, Any]) -> int:
+    return int(template["Parameters"]["MeteredCallBudget"]["Default"])
+
+
+def probe_share(connections: int, budget: int) -> float:
+    """The share of daily checks that read CompanyInfo: the month's probes never exceed the metered-call
+    budget (domain.probe_budget), and a connection is probed at most once a day by its check."""
+    return min(1.0, budget / (connections * DAYS_PER_MONTH))
 
 
 def log_retention_days(template: dict[str, Any]) -> dict[str, int | None]:
@@ -235,17 +262,20 @@ class Workload:
     """A day of checks and what each costs in requests and bytes. Defaults: bench.cost_measure, 2026-12-05."""
 
     intuit_latency_s: float = 0.300  # per Intuit call (token refresh, CompanyInfo); a parameter, not measured
-    intuit_calls_per_check: float = 2.0  # the daily check refreshes and probes
+    # Per check: the token refresh, plus a CompanyInfo read for the share the budget grants (set per fleet
+    # from the template's MeteredCallBudget by ``at_fleet``; 2.0 and 3 writes when every check probes).
+    intuit_calls_per_check: float = 2.0
     check_concurrency: int = CheckSettings.model_fields[
         "check_concurrency"
     ].default  # checks of a batch at once
     aws_call_s: float = 0.008  # one DynamoDB/KMS/SQS round trip from Lambda in-region (a guess: 5-10 ms)
-    aws_calls_per_check: float = 3.1  # 3 UpdateItem + KMS and bookkeeping
+    aws_calls_per_check: float = 3.1  # the connection's writes + KMS and bookkeeping
     worker_cpu_s_per_check: float = 0.0102  # our code and its libraries on one full core (bench.worker, warm)
     # DynamoDB size rules, the largest at any write of a check with realistic data (UUID ids, three contacts,
     # a 100-character company name, an open issue, AWS's data-key length): tests/integration/test_item_size.py
     connection_item_bytes: int = 951
-    updates_per_check: float = 3.0  # lease, token, outcome
+    # Lease, then the refreshed tokens with the outcome; a probed check writes its tokens before the read.
+    updates_per_check: float = 3.0
     puts_per_check: float = 0.003  # run tallies
     history_bytes_per_connection: int = 0  # kept history (healthy checks write none)
     log_bytes_per_check: float = 45.0  # our JSON lines (the counts line of each batch), per check
@@ -384,8 +414,23 @@ def estimate(connections: int, work: Workload, template: dict[str, Any] | None =
     template = template or load_template()
     est = Estimate(connections)
     _fixed(est, template, work)
-    _variable(est, template, work)
+    fleet_work = at_fleet(work, connections, metered_call_budget(template))
+    est.notes["probe_share"] = round(probe_share(connections, metered_call_budget(template)), 4)
+    _variable(est, template, fleet_work)
     return est
+
+
+def at_fleet(work: Workload, connections: int, budget: int) -> Workload:
+    """The workload of a fleet under the metered-call budget: every check refreshes (1 Intuit call) and
+    writes twice (lease, then tokens with the outcome); a probed one also reads CompanyInfo and writes its
+    tokens before that read."""
+    share = probe_share(connections, budget)
+    return replace(
+        work,
+        intuit_calls_per_check=1 + share,
+        updates_per_check=2 + share,
+        aws_calls_per_check=2 + share + 0.1,
+    )
 
 
 def _fixed(est: Estimate, template: dict[str, Any], work: Workload) -> None:
@@ -464,9 +509,7 @@ def _variable(est: Estimate, template: dict[str, Any], work: Workload) -> None:
     checks = n * DAYS_PER_MONTH
     runs = 24 * DAYS_PER_MONTH
     source = sqs_event(template)
-    worker = next(
-        fn["Properties"] for fn in functions(template).values() if "SQS" in _event_types(fn["Properties"])
-    )
+    worker = check_worker(template)
     memory = _memory_gb(template, worker)
     batch = int(source["BatchSize"])
     concurrency = int(source.get("ScalingConfig", {}).get("MaximumConcurrency", 1000))
@@ -566,10 +609,6 @@ def _variable(est: Estimate, template: dict[str, Any], work: Workload) -> None:
     est.variable.append(
         Line("X-Ray traces", traces * PRICES["xray_trace"], f"{traces:,.0f} of {invocations:,.0f} sampled")
     )
-
-
-def _event_types(props: dict[str, Any]) -> set[str]:
-    return {event["Type"] for event in props.get("Events", {}).values()}
 
 
 # ---------------------------------------------------------------- printing

@@ -263,3 +263,86 @@ def test_a_hanging_intuit_never_keeps_a_worker_past_its_timeout(stack, lambdas, 
         QueueUrl=stack.resources["CheckDeadLetterQueue"].ref, AttributeNames=["ApproximateNumberOfMessages"]
     )
     assert dead["Attributes"]["ApproximateNumberOfMessages"] == "0"
+
+
+class WriteCounter:
+    """Counts UpdateItem and PutItem calls on the connections table (botocore `before-parameter-build`)."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self._events = ConnectionModel._get_connection().connection.client.meta.events
+
+    def __enter__(self) -> WriteCounter:
+        self._events.register("before-parameter-build.dynamodb.UpdateItem", self._count)
+        self._events.register("before-parameter-build.dynamodb.PutItem", self._count)
+        return self
+
+    def __exit__(self, *_) -> None:
+        self._events.unregister("before-parameter-build.dynamodb.UpdateItem", self._count)
+        self._events.unregister("before-parameter-build.dynamodb.PutItem", self._count)
+
+    def _count(self, params, **_):
+        if params.get("TableName") == ConnectionModel.Meta.table_name:
+            self.calls += 1
+
+
+def _report_success(api_client, stack, ids):
+    api_client.report_activity([(cid, stack.clock.now() - timedelta(minutes=5), True) for cid in ids])
+
+
+def test_a_check_without_a_probe_writes_its_refreshed_tokens_with_the_outcome(stack, lambdas, api_client):
+    """Figure: 10 connections the product showed healthy take 2 writes a check (lease, then the new tokens
+    with the outcome); the 10 probed take 3 (the tokens are written before the read). 20 of 20 tokens live."""
+    quiet = [f"quiet-{n}" for n in range(10)]
+    probed = [f"probed-{n}" for n in range(10)]
+    for connection_id in quiet + probed:
+        seed_connection(stack, connection_id)
+    stack.clock.advance(timedelta(days=2))
+    _report_success(api_client, stack, quiet)
+    lambdas.run_scheduler(all_slots=True)
+    metered_before = sum(stack.intuit.control.stats()["metered"].values())
+    with WriteCounter() as writes:
+        lambdas.drain_checks()
+
+    assert sum(stack.intuit.control.stats()["metered"].values()) - metered_before == len(probed)
+    assert writes.calls == 2 * len(quiet) + 3 * len(probed)
+    control = stack.intuit.control
+    for connection_id in quiet + probed:
+        connection = stored(connection_id)
+        assert connection.state is ConnectionState.HEALTHY, connection_id
+        assert connection.tokens.refreshed_at == stack.clock.now(), connection_id
+        assert control.is_refresh_token_current(open_tokens(connection).refresh_token), connection_id
+
+
+def test_a_failed_final_write_of_a_check_without_a_probe_keeps_the_refreshed_tokens(
+    stack, lambdas, api_client
+):
+    """Figure: 1 of 1 rotated token whose only write (with the outcome) failed, every retry throttled,
+    recovered at the next delivery; 0 issues."""
+    seed_connection(stack, "conn-1")
+    stack.clock.advance(timedelta(days=2))
+    _report_success(api_client, stack, ["conn-1"])
+    deps = wiring.check_deps()
+    real_refresh = deps.intuit.refresh
+    with DynamoThrottle() as throttle:
+
+        def refresh_then_fail_the_write(refresh_token):
+            granted = real_refresh(refresh_token)
+            throttle.fail_next(10)  # the final write and all its retries are throttled
+            return granted
+
+        deps.intuit.refresh = refresh_then_fail_the_write
+        try:
+            lambdas.run_scheduler(all_slots=True)
+            lambdas.drain_checks()
+        finally:
+            del deps.intuit.refresh
+    assert not stack.intuit.control.is_refresh_token_current(open_tokens(stored("conn-1")).refresh_token)
+
+    stack.clock.advance(timedelta(minutes=5))
+    lambdas.drain_checks()  # the failed message is delivered again
+
+    connection = stored("conn-1")
+    assert connection.state is ConnectionState.HEALTHY and connection.suspect is None
+    assert stack.intuit.control.is_refresh_token_current(open_tokens(connection).refresh_token)
+    assert wiring.check_deps().recovery.take("conn-1") is None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from bench import cost
 from bench.cost import (
     EVENT_TYPES,
     RESOURCE_TYPES,
@@ -61,7 +62,8 @@ def test_fixed_charges_do_not_grow_with_connections_and_variable_ones_do() -> No
     work = Workload()
     small, large = estimate(10_000, work, TEMPLATE), estimate(1_000_000, work, TEMPLATE)
     assert small.fixed_usd == large.fixed_usd > 0
-    assert large.variable_usd > 50 * small.variable_usd
+    # KMS and Secrets Manager calls grow with containers, not checks.
+    assert large.variable_usd > 30 * small.variable_usd
 
 
 def test_intuit_latency_is_billed_as_lambda_time() -> None:
@@ -90,4 +92,25 @@ def test_checking_a_batch_five_at_a_time_bills_a_fraction_of_the_waiting() -> No
         est = estimate(100_000, replace(Workload(), check_concurrency=in_flight), TEMPLATE)
         return next(line.usd for line in est.variable if line.part.startswith("Lambda"))
 
-    assert lambda_usd(5) < lambda_usd(1) / 3
+    assert lambda_usd(5) < lambda_usd(1) / 2  # the CPU of every check is billed either way
+
+
+def test_the_run_is_modelled_on_the_check_workers_event_source_not_the_webhook_deliveries() -> None:
+    template = load_template()
+    source = cost.sqs_event(template)
+    assert source["Queue"].value == "CheckQueue.Arn"
+    assert cost.check_worker(template)["CodeUri"] == "functions/check_worker/"
+    hourly = cost.estimate(100_000, cost.Workload(), template).notes["hourly_run"]
+    assert hourly["containers"] == source["ScalingConfig"]["MaximumConcurrency"]
+
+
+def test_only_the_budgets_share_of_checks_pays_for_a_probe_and_its_extra_write() -> None:
+    template = load_template()
+    budget = cost.metered_call_budget(template)
+    small, large = (cost.estimate(n, cost.Workload(), template) for n in (10_000, 1_000_000))
+    assert small.notes["probe_share"] == round(budget / (10_000 * cost.DAYS_PER_MONTH), 4)
+    assert large.notes["probe_share"] < small.notes["probe_share"] < 1
+    everyone = cost.at_fleet(cost.Workload(), 1_000, budget)  # a small fleet: every check can probe
+    assert (everyone.intuit_calls_per_check, everyone.updates_per_check) == (2.0, 3.0)
+    few = cost.at_fleet(cost.Workload(), 1_000_000, budget)
+    assert few.updates_per_check < 2.01 and few.intuit_calls_per_check < 1.01

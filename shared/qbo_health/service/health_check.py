@@ -237,26 +237,13 @@ def check_connection(
         skip = _skip_reason(connection)
         if skip:
             return CheckResult(request.connection_id, "skipped", skipped_because=skip)
-        session = _Session(deps, lease, now, request)
+        session = _Session(deps, lease, now, request, may_defer_tokens=not hold_lease)
         outcome = session.run()
-        if outcome.kind is OutcomeKind.METERED_OUT and outcome.reason != REASON_BUDGET:
-            # Intuit refused a metered call: the app is past its allowance. Probing stops for the month
-            # (never the customer's issue); checks go on refreshing tokens, which are not metered.
-            deps.meter.stop(now)
-        transition = apply_outcome(
-            session.connection,
-            outcome,
-            now,
-            deps.policy,
-            new_episode_id=deps.new_id(),
-            attempt=request.attempt if request.reason == "retry" else 0,
-            outage_suspected=outcome.kind is OutcomeKind.TRANSIENT and deps.outage.suspected(now),
-            retry_transient=request.reason not in NO_RETRY_REASONS,
-        )
-        if hold_lease:
-            session.save_holding(transition.connection)
-        else:
-            session.save_and_release(transition.connection)
+        try:
+            transition = _record_outcome(session, outcome, request, deps, now, hold_lease=hold_lease)
+        except Exception:
+            session.stash_pending()
+            raise
     _follow_up(deps, request, transition, now)
     return CheckResult(
         request.connection_id,
@@ -267,6 +254,37 @@ def check_connection(
         lease_owner=owner if hold_lease else None,
         metered_calls=session.metered_calls,
     )
+
+
+def _record_outcome(
+    session: _Session,
+    outcome: CheckOutcome,
+    request: CheckRequest,
+    deps: CheckDeps,
+    now: datetime,
+    *,
+    hold_lease: bool,
+) -> Transition:
+    """The outcome's transition, written with the lease released (or kept, with ``hold_lease``)."""
+    if outcome.kind is OutcomeKind.METERED_OUT and outcome.reason != REASON_BUDGET:
+        # Intuit refused a metered call: the app is past its allowance. Probing stops for the month
+        # (never the customer's issue); checks go on refreshing tokens, which are not metered.
+        deps.meter.stop(now)
+    transition = apply_outcome(
+        session.connection,
+        outcome,
+        now,
+        deps.policy,
+        new_episode_id=deps.new_id(),
+        attempt=request.attempt if request.reason == "retry" else 0,
+        outage_suspected=outcome.kind is OutcomeKind.TRANSIENT and deps.outage.suspected(now),
+        retry_transient=request.reason not in NO_RETRY_REASONS,
+    )
+    if hold_lease:
+        session.save_holding(transition.connection)
+    else:
+        session.save_and_release(transition.connection)
+    return transition
 
 
 def _skip_reason(connection: Connection) -> str | None:
@@ -305,7 +323,9 @@ def _requeue(
 class _Session:
     """The Intuit side of one check, holding the lease. Tokens stay in memory only."""
 
-    def __init__(self, deps: CheckDeps, lease: Lease, now: datetime, request: CheckRequest) -> None:
+    def __init__(
+        self, deps: CheckDeps, lease: Lease, now: datetime, request: CheckRequest, *, may_defer_tokens: bool
+    ) -> None:
         connection = lease.connection
         self.deps, self.lease, self.owner, self.now, self.connection = (
             deps,
@@ -318,6 +338,11 @@ class _Session:
         self.reported = request.reported_issue  # what the product saw on a write (see ``report_problem``)
         self.refreshed = False
         self.metered_calls = 0
+        # The connection as last written. ``connection`` runs ahead of it only while a refreshed pair waits
+        # for the check's final write (``refresh_deferred``): then ``pending`` holds that pair.
+        self.stored = connection
+        self.pending: tuple[SealedTokens, TokenTimes] | None = None
+        self.may_defer_tokens = may_defer_tokens
         assert connection.sealed_tokens is not None and connection.realm_id is not None
         self.realm_id: str = connection.realm_id
         self.tokens = open_tokens(deps, connection)
@@ -326,6 +351,11 @@ class _Session:
         probe, paid = self.probe_decision()
         plan = plan_check(self.connection, self.now, self.deps.policy, probe=probe)
         try:
+            if plan.refresh and self.nothing_between(plan.probe):
+                # Nothing but the final write follows the refresh: the pair goes with the outcome, in one
+                # write instead of two (most checks: the budget grants few probes).
+                self.refresh_deferred()
+                return CheckOutcome.healthy(probed=False)
             if plan.refresh:
                 self.refresh_or_recover()
             # The budget is asked only now: a refresh that failed (a revoked grant) needed no metered call.
@@ -338,6 +368,28 @@ class _Session:
             return CheckOutcome.healthy(probed=False)
         except IntuitCallFailed as error:
             return _outcome_of(error.failure, after_fresh_refresh=False)
+
+    def nothing_between(self, probe: bool) -> bool:
+        """Whether the check ends with the refresh: no read to make, and no caller waiting for a token."""
+        return (
+            self.may_defer_tokens
+            and not probe
+            and not probe_required(self.connection)
+            and not self.connection.access_wanted
+        )
+
+    def refresh_deferred(self) -> None:
+        """Refresh, keeping the new pair for the final write (``save_and_release`` stashes it if that fails).
+        A superseded token (a pair stashed by an earlier failed write) is adopted first, as in ``recover``."""
+        try:
+            sealed, times, self.tokens = refresh_sealed(self.deps, self.connection, self.tokens, self.now)
+        except IntuitCallFailed as error:
+            if error.failure.oauth_error != "invalid_grant" or not self.recover():
+                raise
+            sealed, times, self.tokens = refresh_sealed(self.deps, self.connection, self.tokens, self.now)
+        self.pending = (sealed, times)
+        self.connection = replace(self.connection, sealed_tokens=sealed, tokens=times)
+        self.refreshed = True
 
     def probe_decision(self) -> tuple[bool, bool]:
         """(probe, paid): whether this check reads CompanyInfo, and whether its run already paid for it. A
@@ -365,7 +417,7 @@ class _Session:
         if stashed is None:
             return False
         sealed, times = stashed
-        self.connection = self.deps.store.save(
+        self.connection = self.stored = self.deps.store.save(
             replace(self.connection, sealed_tokens=sealed, tokens=times),
             changed_from=self.connection,
             lease_owner=self.owner,
@@ -425,6 +477,7 @@ class _Session:
         self.connection, self.tokens = refresh_and_persist(
             self.deps, self.connection, self.tokens, owner=self.owner, now=self.now
         )
+        self.stored = self.connection
         self.refreshed = True
 
     def save_and_release(self, checked: Connection) -> None:
@@ -433,18 +486,24 @@ class _Session:
         wanted = self.connection.access_wanted
         if wanted:
             self.share_access_token()
-        save = partial(self.lease.save, checked, changed_from=self.connection)
+        save = partial(self.lease.save, checked, changed_from=self.stored)
         try:
             save(unless_access_wanted=not wanted)
         except AccessWanted:
             self.share_access_token()
             save()
 
+    def stash_pending(self) -> None:
+        """A refreshed pair that was to go with the final write must not be lost (see ``refresh_and_persist``)."""
+        if self.pending is not None:
+            self.deps.recovery.stash(self.connection.connection_id, *self.pending, self.now)
+            logger.warning("token write failed after a refresh: new tokens kept for recovery")
+
     def save_holding(self, checked: Connection) -> None:
         """Record the outcome and keep the lease (a caller waiting for a token gets ours first)."""
         if self.connection.access_wanted:
             self.share_access_token()
-        self.connection = self.lease.save(checked, changed_from=self.connection, keep=True)
+        self.connection = self.stored = self.lease.save(checked, changed_from=self.stored, keep=True)
 
     def share_access_token(self) -> None:
         if self.refreshed and self.tokens.access_token:
@@ -467,6 +526,27 @@ def refresh_and_persist(
     The caller holds the connection's lease as ``owner``: Intuit may kill the old refresh token at once,
     so two refreshes of one connection must never run together. Raises ``IntuitCallFailed``.
     """
+    sealed, times, pair = refresh_sealed(deps, connection, tokens, now)
+    try:
+        saved = deps.store.save(
+            replace(connection, sealed_tokens=sealed, tokens=times),
+            changed_from=connection,
+            lease_owner=owner,
+        )
+    except Exception:
+        # Intuit may already have killed the old refresh token: the new pair must not be lost. It goes to
+        # a recovery record in another table, which the next check adopts (see ``_Session.recover``).
+        deps.recovery.stash(connection.connection_id, sealed, times, now)
+        logger.warning("token write failed after a refresh: new tokens kept for recovery")
+        raise
+    return saved, pair
+
+
+def refresh_sealed(
+    deps: CheckDeps, connection: Connection, tokens: TokenPair, now: datetime
+) -> tuple[SealedTokens, TokenTimes, TokenPair]:
+    """Refresh at Intuit: the new pair sealed for storage, its times, and the clear pair. Started only with
+    time left to write it (the caller writes it before anything else can fail). Raises ``IntuitCallFailed``."""
     assert connection.realm_id is not None
     if deps.time_left() < deps.refresh_time_needed:
         logger.warning("refresh not started: too little time left in this invocation")
@@ -483,20 +563,8 @@ def refresh_and_persist(
         refreshed_at=now,
         rotated_at=now if rotated else connection.tokens.rotated_at,
     )
-    try:
-        saved = deps.store.save(
-            replace(connection, sealed_tokens=sealed, tokens=times),
-            changed_from=connection,
-            lease_owner=owner,
-        )
-    except Exception:
-        # Intuit may already have killed the old refresh token: the new pair must not be lost. It goes to
-        # a recovery record in another table, which the next check adopts (see ``_Session.recover``).
-        deps.recovery.stash(connection.connection_id, sealed, times, now)
-        logger.warning("token write failed after a refresh: new tokens kept for recovery")
-        raise
     logger.debug("token refreshed", extra={"rotated": rotated})
-    return saved, pair
+    return sealed, times, pair
 
 
 def share_access_token(deps: CheckDeps, connection: Connection, pair: TokenPair, now: datetime) -> None:
