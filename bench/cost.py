@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from local.template import Intrinsic, load_template
+from local.template import Intrinsic, load_template, queue_event_sources
 from qbo_health.config import CheckSettings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -121,7 +121,7 @@ DYNAMIC_METRICS: dict[str, list[str]] = {}
 # month. OpenIssues is sent every hour some connection has an open issue, which a large fleet always has.
 ON_TROUBLE_ONLY = frozenset(
     {"OutageSuspected", "ProbeRefusedMetering", "EscalationPaused", "Disconnects", "ChecksStale"}
-    | {"EscalationCutShort", "EscalationFailed"}
+    | {"EscalationCutShort", "EscalationFailed", "MeteredBudgetEarlyBurn"}
 )
 
 
@@ -158,6 +158,58 @@ def emittable_metrics() -> set[str]:
 
 
 # ---------------------------------------------------------------- the template's fixed lines
+
+
+def deployed(template: dict[str, Any], parameters: dict[str, str] | None = None) -> dict[str, Any]:
+    """The template as a stack with these parameter values (the defaults otherwise) creates it: resources and
+    outputs whose condition is false are left out."""
+    values = {name: str(spec.get("Default", "")) for name, spec in template["Parameters"].items()}
+    values.update(parameters or {})
+    conditions: dict[str, bool] = {}
+    for name, expression in template.get("Conditions", {}).items():
+        conditions[name] = bool(_evaluate(expression, values, conditions))
+    kept = {
+        logical_id: resource
+        for logical_id, resource in template["Resources"].items()
+        if conditions.get(resource.get("Condition", ""), True)
+    }
+    return {**template, "Resources": kept, "DeployedWith": values, "DeployedConditions": conditions}
+
+
+def resolved(template: dict[str, Any], value: Any) -> Any:
+    """A property's value in a ``deployed`` template: ``!If`` picks its branch by the condition."""
+    if isinstance(value, Intrinsic) and value.name == "Fn::If":
+        condition, when_true, when_false = value.value
+        return resolved(template, when_true if template["DeployedConditions"][condition] else when_false)
+    return value
+
+
+def tracing_mode(template: dict[str, Any], function: dict[str, Any]) -> str:
+    """A function's X-Ray mode (its own, else the Globals'): Active samples every invocation's trace (1 a
+    second, then 5%); PassThrough records only what a sampled caller's trace header asks for."""
+    mode = function.get("Tracing", template["Globals"]["Function"].get("Tracing", "PassThrough"))
+    return str(resolved(template, mode))
+
+
+def _evaluate(expression: Any, values: dict[str, str], conditions: dict[str, bool]) -> Any:
+    """Fn::Equals, Fn::Not, Fn::And, Fn::Or, Ref and Condition: what the template's conditions use."""
+    if not isinstance(expression, Intrinsic):
+        return expression
+    name, argument = expression.name, expression.value
+    if name == "Ref":
+        return values[argument]
+    if name == "Condition":
+        return conditions[argument]
+    operands = [_evaluate(operand, values, conditions) for operand in argument]
+    if name == "Fn::Equals":
+        return str(operands[0]) == str(operands[1])
+    if name == "Fn::Not":
+        return not operands[0]
+    if name == "Fn::And":
+        return all(operands)
+    if name == "Fn::Or":
+        return any(operands)
+    raise ValueError(f"condition function {name} is not modelled")
 
 
 def _resources(template: dict[str, Any], resource_type: str) -> dict[str, dict[str, Any]]:
@@ -203,29 +255,20 @@ def _memory_gb(template: dict[str, Any], props: dict[str, Any]) -> float:
     return float(props.get("MemorySize", template["Globals"]["Function"].get("MemorySize", 128))) / 1024
 
 
-CHECK_QUEUE = "CheckQueue"
+CHECK_WORKER = "check_worker"  # its folder under functions/
 
 
 def check_worker(template: dict[str, Any]) -> dict[str, Any]:
-    """The check worker's properties: the function whose SQS event source reads the check queue (the webhook
-    delivery function reads a queue of its own, with other settings)."""
+    """The check worker's properties (not the webhook delivery function's, which reads a queue of its own)."""
     for fn in functions(template).values():
-        for event in fn["Properties"].get("Events", {}).values():
-            if event["Type"] == "SQS" and _reads_queue(event["Properties"]["Queue"], CHECK_QUEUE):
-                return dict(fn["Properties"])
-    raise LookupError(f"no function reads {CHECK_QUEUE} in the template")
+        if str(fn["Properties"]["CodeUri"]).rstrip("/").endswith(CHECK_WORKER):
+            return dict(fn["Properties"])
+    raise LookupError(f"no {CHECK_WORKER} function in the template")
 
 
 def sqs_event(template: dict[str, Any]) -> dict[str, Any]:
     """The check worker's event source (batch size, concurrency)."""
-    for event in check_worker(template)["Events"].values():
-        if event["Type"] == "SQS" and _reads_queue(event["Properties"]["Queue"], CHECK_QUEUE):
-            return dict(event["Properties"])
-    raise LookupError(f"no function reads {CHECK_QUEUE} in the template")
-
-
-def _reads_queue(queue: Any, logical_id: str) -> bool:
-    return isinstance(queue, Intrinsic) and str(queue.value).split(".")[0] == logical_id
+    return dict(queue_event_sources(template)[CHECK_WORKER][1])
 
 
 def metered_call_budget(template: dict[str, Any]) -> int:
@@ -410,8 +453,14 @@ def write_units(size: int) -> int:
     return max(1, math.ceil(size / 1024))
 
 
-def estimate(connections: int, work: Workload, template: dict[str, Any] | None = None) -> Estimate:
-    template = template or load_template()
+def estimate(
+    connections: int,
+    work: Workload,
+    template: dict[str, Any] | None = None,
+    parameters: dict[str, str] | None = None,
+) -> Estimate:
+    """A deployment with the template's default parameters, or with ``parameters`` over them."""
+    template = deployed(template or load_template(), parameters)
     est = Estimate(connections)
     _fixed(est, template, work)
     fleet_work = at_fleet(work, connections, metered_call_budget(template))
@@ -605,9 +654,18 @@ def _variable(est: Estimate, template: dict[str, Any], work: Workload) -> None:
             + ("kept forever: storage after a year" if forever else f"kept {kept_months:.0f} months"),
         )
     )
-    traces = runs * xray_traces(invocations / runs, run.drain_s, work)
+    # PassThrough: the worker's invocations come from SQS batches, which carry no sampled header to follow
+    # (a guess from Lambda's documented modes: we found no statement on SQS batches either way).
+    active = tracing_mode(template, worker) == "Active"
+    traces = runs * xray_traces(invocations / runs, run.drain_s, work) if active else 0.0
     est.variable.append(
-        Line("X-Ray traces", traces * PRICES["xray_trace"], f"{traces:,.0f} of {invocations:,.0f} sampled")
+        Line(
+            "X-Ray traces",
+            traces * PRICES["xray_trace"],
+            f"{traces:,.0f} of {invocations:,.0f} sampled"
+            if active
+            else "worker traced only with TraceSubsegments=true",
+        )
     )
 
 

@@ -111,9 +111,9 @@ class CheckSettings(_EnvModel):
     outage_transient_share: float = Field(default=0.5, gt=0, le=1)
     outage_new_issue_share: float = Field(default=0.2, gt=0, le=1)
     outage_min_checks: int = Field(default=20, ge=1)
-    # Checks of one batch in flight at once. A check mostly waits on Intuit; Lambda bills the wait, so
-    # checking a batch of 10 five at a time bills about a fifth of the time (bench/README.md, "Worker").
-    check_concurrency: int = Field(default=5, ge=1, le=10)
+    # Checks of one batch in flight at once. A check mostly waits on Intuit; Lambda bills the wait, so the
+    # whole batch of 10 at once bills one wait instead of ten (bench/README.md, "Worker").
+    check_concurrency: int = Field(default=10, ge=1, le=10)
 
 
 class ApiSettings(_EnvModel):

@@ -67,7 +67,7 @@ def test_a_run_probes_only_its_share_of_the_month_longest_without_evidence_first
     # Every connection's token was refreshed all the same (OAuth is not metered).
     assert all(stored(cid).tokens.refreshed_at == now for cid in fleet)
     assert wiring.meter_store().state(now).spent == spent_before + 2
-    assert lambdas.metrics["MeteredCalls"] == 2
+    assert lambdas.counts["MeteredCalls"] == 2
     assert lambdas.counts["ProbesGranted"] == 2 and lambdas.counts["ProbesDeferred"] == 4
 
 

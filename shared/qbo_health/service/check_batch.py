@@ -135,10 +135,8 @@ def _count(result: CheckResult) -> None:
 
 
 def _count_metered(results: list[tuple[CheckRequest, CheckResult]]) -> None:
-    """CompanyInfo reads made (Intuit meters them): the dashboard draws the month's burn from this."""
-    calls = sum(result.metered_calls for _, result in results)
-    if calls:
-        metrics.add_metric(name="MeteredCalls", unit=MetricUnit.Count, value=calls)
+    """CompanyInfo reads made (Intuit meters them): the dashboard draws the hourly burn from this count."""
+    counts.add("MeteredCalls", sum(result.metered_calls for _, result in results))
 
 
 _OUTCOME_COUNTS = {

@@ -9,15 +9,19 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
+from aws_lambda_powertools.metrics import MetricUnit
+
 from qbo_health.domain.probe_budget import (
     BudgetPolicy,
     BudgetState,
     Evidence,
     Selection,
     choose_probes,
+    early_burn,
 )
 from qbo_health.domain.schedule import SLOTS_PER_DAY, due_slot
 from qbo_health.messages import CheckRequest
+from qbo_health.observability import counts, logger, metrics
 
 
 class Member(Protocol):
@@ -117,3 +121,31 @@ def _grant_probes(
             return selection, spent
     wanted = (*selection.probe, *selection.deferred)
     return Selection((), wanted, 0), state
+
+
+def report_run(summary: ScheduleSummary, policy: BudgetPolicy, now: datetime) -> None:
+    """The run's log line and counts (the dashboard's widgets query them: connections by state, issues, the
+    month's burn), and the one metric an alarm reads: 80% of the budget spent before day 24, sent only then
+    (a metric is billed for each hour it is sent; the alarm treats a missing value as fine)."""
+    counts.add("ChecksScheduled", summary.scheduled)
+    counts.add("ProbesGranted", summary.probes_granted)
+    counts.add("ProbesDeferred", summary.probes_deferred)
+    for state, count in summary.by_state.items():
+        counts.add(f"Connections_{state}", count)
+    for issue, count in summary.by_issue.items():
+        counts.add(f"Issues_{issue}", count)
+    spent = summary.budget.spent if summary.budget is not None else None
+    used = 100.0 * spent / policy.monthly_budget if spent is not None and policy.monthly_budget else None
+    logger.info(
+        "check run scheduled",
+        extra={
+            "run_id": summary.run_id,
+            "scheduled": summary.scheduled,
+            "probes_granted": summary.probes_granted,
+            "probes_deferred": summary.probes_deferred,
+            "budget_spent": spent,
+            "budget_used_percent": round(used, 2) if used is not None else None,
+        },
+    )
+    if summary.budget is not None and early_burn(summary.budget, now, policy):
+        metrics.add_metric(name="MeteredBudgetEarlyBurn", unit=MetricUnit.Count, value=1)
