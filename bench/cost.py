@@ -520,10 +520,13 @@ def _fixed(est: Estimate, template: dict[str, Any], work: Workload) -> None:
         )
     )
     est.notes["metric_names"] = sorted(names)
-    polls = work.sqs_idle_pollers * 3 * 60 * 24 * DAYS_PER_MONTH  # 20 s long polls, all month
+    sources = len(queue_event_sources(template))  # each SQS event source polls its queue on its own
+    polls = sources * work.sqs_idle_pollers * 3 * 60 * 24 * DAYS_PER_MONTH  # 20 s long polls, all month
     est.fixed.append(
         Line(
-            "SQS idle polling", polls * PRICES["sqs_request"], f"{work.sqs_idle_pollers} pollers, 20 s polls"
+            "SQS idle polling",
+            polls * PRICES["sqs_request"],
+            f"{sources} queues x {work.sqs_idle_pollers} pollers, 20 s polls",
         )
     )
     scheduled = _scheduled_runs(template)
@@ -672,6 +675,13 @@ def _variable(est: Estimate, template: dict[str, Any], work: Workload) -> None:
 # ---------------------------------------------------------------- printing
 
 
+# Parameters that add fixed charges, priced apart from the default deployment.
+OPTIONS = {
+    "with DeployDashboard=true": {"DeployDashboard": "true"},
+    "with a WebhookUrl": {"WebhookUrl": "https://product.example/hooks"},
+}
+
+
 def report(sizes: tuple[int, ...], work: Workload) -> list[Estimate]:
     template = load_template()
     estimates = [estimate(n, work, template) for n in sizes]
@@ -682,6 +692,9 @@ def report(sizes: tuple[int, ...], work: Workload) -> list[Estimate]:
     for line in estimates[0].fixed:
         print(f"  {line.part:<28}{line.usd:>8.2f}  {line.detail}")
     print(f"  {'total':<28}{estimates[0].fixed_usd:>8.2f}")
+    for label, parameters in OPTIONS.items():
+        extra = estimate(sizes[0], work, template, parameters).fixed_usd - estimates[0].fixed_usd
+        print(f"  {'+ ' + label:<28}{extra:>8.2f}")
     header = "".join(f"{n:>12,}" for n in sizes)
     print(f"\nvariable, $/month for {header.strip()} connections:")
     for index, line in enumerate(estimates[0].variable):

@@ -114,3 +114,24 @@ def test_only_the_budgets_share_of_checks_pays_for_a_probe_and_its_extra_write()
     assert (everyone.intuit_calls_per_check, everyone.updates_per_check) == (2.0, 3.0)
     few = cost.at_fleet(cost.Workload(), 1_000_000, budget)
     assert few.updates_per_check < 2.01 and few.intuit_calls_per_check < 1.01
+
+
+def test_conditional_resources_are_priced_only_when_their_parameters_deploy_them() -> None:
+    default = cost.estimate(100_000, Workload(), TEMPLATE)
+    dashboard = cost.estimate(100_000, Workload(), TEMPLATE, {"DeployDashboard": "true"})
+    webhooks = cost.estimate(100_000, Workload(), TEMPLATE, {"WebhookUrl": "https://product.example/hooks"})
+    assert round(dashboard.fixed_usd - default.fixed_usd, 2) == cost.PRICES["cloudwatch_dashboard_month"]
+    # A signing secret, the dead-letter alarm and the delivery queue's idle pollers.
+    assert webhooks.fixed_usd - default.fixed_usd > cost.PRICES["secret_month"]
+    assert "AWS::CloudWatch::Dashboard" not in {
+        r["Type"] for r in cost.deployed(TEMPLATE)["Resources"].values()
+    }
+
+
+def test_the_worker_is_traced_only_when_subsegments_are_asked_for() -> None:
+    def traces_usd(parameters: dict[str, str]) -> float:
+        est = cost.estimate(100_000, Workload(), TEMPLATE, parameters)
+        return next(line.usd for line in est.variable if line.part == "X-Ray traces")
+
+    assert traces_usd({}) == 0
+    assert traces_usd({"TraceSubsegments": "true"}) > 0.05
