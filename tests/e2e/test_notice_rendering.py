@@ -1,9 +1,11 @@
 """Each notice kind rendered in headless Chromium at phone and desktop widths: the button shows, nothing runs
-off the side, names from outside stay text. Screenshots land in .artifacts/notice-screenshots/ for a look.
+off the side, names from outside stay text. With NOTICE_SCREENSHOTS=1, screenshots land in
+.artifacts/notice-screenshots/ for a look (a full-page screenshot each is most of a case's time).
 `make e2e-deps` installs Chromium; without it these tests skip."""
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -38,11 +40,14 @@ def test_a_notice_fits_the_screen_and_its_button_shows(browser, kind, issue, loc
     page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
     try:
         page.set_content(email.html, wait_until="load")
-        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-        page.screenshot(
-            path=str(SCREENSHOTS / f"{kind.value.lower()}-{issue.value.lower()}-{locale}-{width_name}.png"),
-            full_page=True,
-        )
+        if os.environ.get("NOTICE_SCREENSHOTS"):
+            SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+            page.screenshot(
+                path=str(
+                    SCREENSHOTS / f"{kind.value.lower()}-{issue.value.lower()}-{locale}-{width_name}.png"
+                ),
+                full_page=True,
+            )
 
         overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
         assert overflow <= 0, f"{overflow}px run off the side"
