@@ -235,11 +235,12 @@ def test_timeouts_and_lost_answers_at_intuit_never_break_a_connection_silently(s
 
 def test_a_hanging_intuit_never_keeps_a_worker_past_its_timeout(stack, lambdas, monkeypatch):
     """Figures: with every token call hanging past the client's timeout and the worker's timeout cut to
-    1.3 s (room for one round of the checks a batch runs at once), no invocation ran past 1.3 s (2.2 s
+    1.3 s (room for one round of five checks at once, of the batch's two), no invocation ran past 1.3 s (2.2 s
     without the budget: a Lambda stopped between Intuit's rotation and our write would lose the token); 30 of
     30 connections checked, 0 messages failed or dead-lettered: the checks that did not fit were put back on
     the queue."""
     monkeypatch.setenv("INTUIT_TIMEOUT_SECONDS", "0.2")  # the simulator hangs for 0.5 s
+    monkeypatch.setenv("CHECK_CONCURRENCY", "5")  # a batch of 10 in two rounds: the second cannot fit
     wiring.reset()
     lambdas.timeouts["check_worker"] = 1.3
     # Five Intuit calls at 0.2 s and a store margin scaled down with them (60 s for the deployed 150 s).
