@@ -112,9 +112,28 @@ class _OneDynamoRequestAtATime:
             return list(self._app(environ, start_response))
 
 
+class _Dispatcher(DomainDispatcherApplication):
+    """moto finds a request's service by listing its own package folder (an ``isdir`` per module) on every
+    request; the answer for a host never changes while the lab runs, so each host is looked up once."""
+
+    def __init__(self, create_app: Any) -> None:
+        super().__init__(create_app)
+        self._backend_of: dict[str, Any] = {}
+
+    def get_backend_for_host(self, host: str | None) -> Any:
+        if host is None:
+            return None
+        if host not in self._backend_of:
+            backend = super().get_backend_for_host(host)
+            if backend is None:
+                return None
+            self._backend_of[host] = backend
+        return self._backend_of[host]
+
+
 class _AtomicDynamoMotoServer(ThreadedMotoServer):
     def _server_entry(self) -> None:
-        app = _OneDynamoRequestAtATime(DomainDispatcherApplication(create_backend_app))
+        app = _OneDynamoRequestAtATime(_Dispatcher(create_backend_app))
         self._server = make_server(
             self._ip_address, self._port, app, True, request_handler=MotoRequestHandler
         )
