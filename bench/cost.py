@@ -313,7 +313,12 @@ class Workload:
     ].default  # checks of a batch at once
     aws_call_s: float = 0.008  # one DynamoDB/KMS/SQS round trip from Lambda in-region (a guess: 5-10 ms)
     aws_calls_per_check: float = 3.1  # the connection's writes + KMS and bookkeeping
-    worker_cpu_s_per_check: float = 0.0102  # our code and its libraries on one full core (bench.worker, warm)
+    # Our code and its libraries on one full core, warm medians of `bench.worker` (2026-12-06, 10 checks at a
+    # time): a check that probes (three writes) and one with recent evidence (two writes, no read). The
+    # check's figure is their mix at the fleet's probe share (``at_fleet``).
+    cpu_probed_s: float = 0.0142
+    cpu_unprobed_s: float = 0.0074
+    worker_cpu_s_per_check: float = 0.0142
     # DynamoDB size rules, the largest at any write of a check with realistic data (UUID ids, three contacts,
     # a 100-character company name, an open issue, AWS's data-key length): tests/integration/test_item_size.py
     connection_item_bytes: int = 951
@@ -465,6 +470,7 @@ def estimate(
     _fixed(est, template, work)
     fleet_work = at_fleet(work, connections, metered_call_budget(template))
     est.notes["probe_share"] = round(probe_share(connections, metered_call_budget(template)), 4)
+    est.notes["worker_cpu_ms_per_check"] = round(fleet_work.worker_cpu_s_per_check * 1000, 2)
     _variable(est, template, fleet_work)
     return est
 
@@ -479,6 +485,7 @@ def at_fleet(work: Workload, connections: int, budget: int) -> Workload:
         intuit_calls_per_check=1 + share,
         updates_per_check=2 + share,
         aws_calls_per_check=2 + share + 0.1,
+        worker_cpu_s_per_check=share * work.cpu_probed_s + (1 - share) * work.cpu_unprobed_s,
     )
 
 
@@ -642,7 +649,13 @@ def _variable(est: Estimate, template: dict[str, Any], work: Workload) -> None:
         )
     )
 
-    platform = invocations * work.platform_log_bytes_per_invocation + cold_starts * work.init_log_bytes
+    # Lambda's own START/END/REPORT and INIT lines are INFO: a SystemLogLevel of WARN drops them.
+    system_level = worker.get("LoggingConfig", {}).get("SystemLogLevel", "INFO")
+    platform = (
+        invocations * work.platform_log_bytes_per_invocation + cold_starts * work.init_log_bytes
+        if system_level in ("DEBUG", "INFO")
+        else 0.0
+    )
     log_gb = (checks * work.log_bytes_per_check + platform) / 1e9
     retention = log_retention_days(template)
     kept_months = max((days or 0) for days in retention.values()) / 30
@@ -653,7 +666,8 @@ def _variable(est: Estimate, template: dict[str, Any], work: Workload) -> None:
             "CloudWatch Logs",
             log_gb * PRICES["cloudwatch_logs_ingest_gb"]
             + stored * PRICES["cloudwatch_logs_storage_gb_month"],
-            f"{log_gb:.2f} GB ingested ({platform / log_gb / 1e9:.0%} Lambda's lines); "
+            f"{log_gb:.2f} GB ingested ({platform / log_gb / 1e9:.0%} Lambda's lines, system level"
+            f" {system_level}); "
             + ("kept forever: storage after a year" if forever else f"kept {kept_months:.0f} months"),
         )
     )
