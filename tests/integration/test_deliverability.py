@@ -181,3 +181,20 @@ def test_the_status_api_and_ops_show_name_the_suppressed_contacts(stack, api_cli
     assert main(["show", "conn-1"], out=out, err=io.StringIO()) == 0
     assert f"suppressed.{BOUNCED}" in out.getvalue() and "BOUNCE (General)" in out.getvalue()
     assert f"suppressed.{OTHER}" not in out.getvalue()
+
+
+def test_ops_unsuppress_lets_the_next_notice_reach_the_address_again(stack):
+    from qbo_health.ops.cli import main
+
+    seed_connection(stack, "conn-1", contacts=(BOUNCED, OTHER))
+    record_feedback(sns_event(bounce(BOUNCED)), wiring.suppression_store(), stack.clock.now())
+
+    out = io.StringIO()
+    assert main(["unsuppress", BOUNCED.upper()], out=out, err=io.StringIO()) == 0
+    assert "e-mails resume" in out.getvalue() and "BOUNCE" in out.getvalue()
+    send_notice(stack, "conn-1")
+    assert recipients_of_sent() == [[BOUNCED, OTHER]]
+
+    again = io.StringIO()
+    assert main(["unsuppress", BOUNCED], out=again, err=io.StringIO()) == 0
+    assert "not suppressed" in again.getvalue()

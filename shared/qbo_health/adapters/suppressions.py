@@ -31,6 +31,13 @@ class SuppressionStore:
                 batch.save(ControlModel(_key(address), at=suppression.at, detail=json.dumps(detail)))
         return len(found)
 
+    def lift(self, address: str) -> Suppression | None:
+        """E-mail to ``address`` again (ops, once the mailbox works): the suppression it had, or None."""
+        found = self.suppressed([address]).get(normalized(address))
+        if found is not None:
+            ControlModel(_key(address)).delete()
+        return found
+
     def suppressed(self, addresses: Iterable[str]) -> dict[str, Suppression]:
         """Those of ``addresses`` that are suppressed, by their normalized spelling."""
         by_key = {_key(address): normalized(address) for address in addresses}

@@ -49,7 +49,7 @@ from qbo_health.ops import views
 from qbo_health.ops.dead_letters import dead_letter_queue_url, redrive
 from qbo_health.ops.preview import SAMPLE_COMPANY, sample_notice, write_preview
 from qbo_health.ops.progress import Progress
-from qbo_health.ops.table import Cell, format_fields, format_table
+from qbo_health.ops.table import Cell, format_fields, format_table, one_line
 from qbo_health.service.connections import set_hold
 from qbo_health.service.escalation import run_escalation
 from qbo_health.service.health_check import check_connection
@@ -246,6 +246,18 @@ def _set_hold(connection_id: str, on_hold: bool, ctx: Context) -> int:
         ctx.out.write(f"{connection_id}: on hold (the escalator sends nothing and disconnects nothing)\n")
     else:
         ctx.out.write(f"{connection_id}: hold released (escalation resumes at its next run)\n")
+    return OK
+
+
+def unsuppress(args: argparse.Namespace, ctx: Context) -> int:
+    """Lift an address's suppression (a hard bounce or a complaint): the next notice e-mails it again."""
+    address = one_line(args.email)
+    lifted = wiring.suppression_store().lift(args.email)
+    if lifted is None:
+        ctx.out.write(f"{address}: not suppressed (nothing to do)\n")
+        return OK
+    since = lifted.at.isoformat(timespec="minutes")
+    ctx.out.write(f"{address}: e-mails resume (suppressed since {since} for {lifted.reason.value})\n")
     return OK
 
 
@@ -449,6 +461,12 @@ def _parser() -> argparse.ArgumentParser:
     budget_parser.add_argument("--limit", type=_positive, default=20, help="connections listed (20)")
     budget_parser.add_argument("--segments", type=_positive, default=DEFAULT_SEGMENTS, help="scan segments")
     budget_parser.set_defaults(command=budget)
+
+    unsuppress_parser = commands.add_parser(
+        "unsuppress", help="e-mail an address again that a bounce or complaint suppressed"
+    )
+    unsuppress_parser.add_argument("email", metavar="EMAIL")
+    unsuppress_parser.set_defaults(command=unsuppress)
 
     export = commands.add_parser("export-csv", help="CSV of connections needing attention")
     export.add_argument("--output", type=Path, metavar="FILE", help="write to FILE (default: stdout)")

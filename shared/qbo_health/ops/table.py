@@ -7,6 +7,11 @@ from collections.abc import Sequence
 Cell = str | int | float | None
 
 
+def one_line(text: str) -> str:
+    """Outside text for one line of a terminal: no line breaks, no control sequences."""
+    return _text(text)
+
+
 def _text(cell: Cell) -> str:
     if cell is None:
         return "-"
