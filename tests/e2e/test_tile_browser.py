@@ -299,3 +299,23 @@ def test_messages_from_another_origin_or_window_are_ignored(stack, api_client, d
     )
     assert len(reads) >= 1
     assert "Updates are not syncing with QBO" in live_region(page)
+
+
+@pytest.mark.parametrize(
+    ("page_lang", "label", "retry"),
+    [("fr-CA", "Connexion QuickBooks", "Réessayer"), ("es", "Conexión con QuickBooks", "Reintentar")],
+)
+def test_before_any_answer_the_tile_speaks_the_language_of_the_page(api_url, page, page_lang, label, retry):
+    """No answer yet (here: none will come, the API is unreachable): the tile's own texts follow the page."""
+    script = f"{api_url}/tile/v1/{TILE}.js"
+    page.set_content(
+        f'<!doctype html><html lang="{page_lang}"><head><title>t</title></head><body><main>'
+        f'<{TILE} connection="conn-1" token="t" api="http://127.0.0.1:9"></{TILE}>'
+        f'<script src="{script}"></script></main></body></html>'
+    )
+    page.wait_for_function(
+        f"() => document.querySelector('{TILE}')?.shadowRoot?.querySelector('button') != null"
+    )
+    assert shadow_text(page, ".eyebrow") == label
+    assert shadow_text(page, "button") == retry
+    assert "QuickBooks" in shadow_text(page, ".heading")

@@ -112,16 +112,16 @@ def test_dynamodb_throttling_loses_no_check_and_no_token(stack, lambdas):
         assert control.is_refresh_token_current(open_tokens(connection).refresh_token), connection_id
 
 
-def test_a_failed_write_right_after_a_rotation_is_recovered(stack, lambdas):
-    """Figure: 1 of 1 rotated token whose write failed (every retry throttled) recovered; 0 issues."""
-    seeded = seed_connection(stack, "conn-1", refreshed_days_ago=2)  # due to rotate
+def _write_after_rotation_fails_then_recovers(stack, lambdas, connection_id):
+    """The day's check with the write after Intuit's rotation throttled, all its retries too: the stored token
+    is the superseded one. The message comes back; the next check adopts the kept pair."""
     deps = wiring.check_deps()
     real_refresh = deps.intuit.refresh
     with DynamoThrottle() as throttle:
 
         def refresh_then_fail_the_write(refresh_token):
             granted = real_refresh(refresh_token)
-            throttle.fail_next(10)  # the persisting write and all its retries are throttled
+            throttle.fail_next(10)  # the write that carries the new pair, and its retries
             return granted
 
         deps.intuit.refresh = refresh_then_fail_the_write
@@ -130,17 +130,22 @@ def test_a_failed_write_right_after_a_rotation_is_recovered(stack, lambdas):
             lambdas.drain_checks()
         finally:
             del deps.intuit.refresh
-    stale = stored("conn-1")
-    assert not stack.intuit.control.is_refresh_token_current(open_tokens(stale).refresh_token)
+    control = stack.intuit.control
+    assert not control.is_refresh_token_current(open_tokens(stored(connection_id)).refresh_token)
 
     stack.clock.advance(timedelta(minutes=5))
     lambdas.drain_checks()  # the failed message is delivered again
 
-    connection = stored("conn-1")
+    connection = stored(connection_id)
     assert connection.state is ConnectionState.HEALTHY and connection.suspect is None
-    assert stack.intuit.control.is_refresh_token_current(open_tokens(connection).refresh_token)
-    assert wiring.check_deps().recovery.take("conn-1") is None
-    assert seeded.realm_id
+    assert control.is_refresh_token_current(open_tokens(connection).refresh_token)
+    assert wiring.check_deps().recovery.take(connection_id) is None
+
+
+def test_a_failed_write_right_after_a_rotation_is_recovered(stack, lambdas):
+    """Figure: 1 of 1 rotated token whose write failed (every retry throttled) recovered; 0 issues."""
+    seed_connection(stack, "conn-1", refreshed_days_ago=2)  # due to rotate; never probed, so it probes
+    _write_after_rotation_fails_then_recovers(stack, lambdas, "conn-1")
 
 
 def test_a_worker_killed_between_refresh_and_write_is_detected_and_others_are_unharmed(stack, lambdas):
@@ -322,28 +327,5 @@ def test_a_failed_final_write_of_a_check_without_a_probe_keeps_the_refreshed_tok
     recovered at the next delivery; 0 issues."""
     seed_connection(stack, "conn-1")
     stack.clock.advance(timedelta(days=2))
-    _report_success(api_client, stack, ["conn-1"])
-    deps = wiring.check_deps()
-    real_refresh = deps.intuit.refresh
-    with DynamoThrottle() as throttle:
-
-        def refresh_then_fail_the_write(refresh_token):
-            granted = real_refresh(refresh_token)
-            throttle.fail_next(10)  # the final write and all its retries are throttled
-            return granted
-
-        deps.intuit.refresh = refresh_then_fail_the_write
-        try:
-            lambdas.run_scheduler(all_slots=True)
-            lambdas.drain_checks()
-        finally:
-            del deps.intuit.refresh
-    assert not stack.intuit.control.is_refresh_token_current(open_tokens(stored("conn-1")).refresh_token)
-
-    stack.clock.advance(timedelta(minutes=5))
-    lambdas.drain_checks()  # the failed message is delivered again
-
-    connection = stored("conn-1")
-    assert connection.state is ConnectionState.HEALTHY and connection.suspect is None
-    assert stack.intuit.control.is_refresh_token_current(open_tokens(connection).refresh_token)
-    assert wiring.check_deps().recovery.take("conn-1") is None
+    _report_success(api_client, stack, ["conn-1"])  # recent evidence: no probe, one write after the refresh
+    _write_after_rotation_fails_then_recovers(stack, lambdas, "conn-1")

@@ -7,13 +7,33 @@
   // The API this file was served from: /tile/v1/qbo-connection-tile.js sits two folders below its base.
   var SCRIPT = document.currentScript;
   var DEFAULT_API = SCRIPT && SCRIPT.src ? new URL("../../", SCRIPT.src).href : "";
-  // Shown before the connection's own texts arrive (they come in its language with the first answer).
-  var FALLBACK = {
-    region: "QuickBooks connection",
-    loading: "Loading the QuickBooks connection...",
-    unavailable: "The QuickBooks connection status is not available right now.",
-    retry: "Try again"
+  // Shown before the connection's own texts arrive (they come in its language with the first answer), in
+  // the language of the page around the tile: the locales the notices speak, English otherwise.
+  var FALLBACKS = {
+    en: {
+      region: "QuickBooks connection",
+      loading: "Loading the QuickBooks connection...",
+      unavailable: "The QuickBooks connection status is not available right now.",
+      retry: "Try again"
+    },
+    fr: {
+      region: "Connexion QuickBooks",
+      loading: "Chargement de la connexion QuickBooks...",
+      unavailable: "L\u2019\u00e9tat de la connexion QuickBooks n\u2019est pas disponible pour le moment.",
+      retry: "R\u00e9essayer"
+    },
+    es: {
+      region: "Conexi\u00f3n con QuickBooks",
+      loading: "Cargando la conexi\u00f3n con QuickBooks...",
+      unavailable: "El estado de la conexi\u00f3n con QuickBooks no est\u00e1 disponible en este momento.",
+      retry: "Reintentar"
+    }
   };
+  function pageTexts(node) {
+    var owner = node.closest("[lang]") || document.documentElement;
+    var lang = (owner.getAttribute("lang") || "").toLowerCase().split("-")[0];
+    return FALLBACKS[lang] || FALLBACKS.en;
+  }
   var ICONS = { healthy: "\u2713", attention: "!", disconnected: "\u00d7", pending: "\u2026", error: "?" };
 
   var CSS = [
@@ -145,7 +165,7 @@
           if (result.expired) return self._tokenNeeded(id, token);
           if (result.data) return self._show(result.data);
           self._emit("qbo-tile-error", { connectionId: id, status: result.failed });
-          if (!self._data) self._renderMessage(FALLBACK.unavailable, true);
+          if (!self._data) self._renderMessage(self._texts.unavailable, true);
         });
     }
 
@@ -159,7 +179,8 @@
       styleInto(this._root);
       this._tile = el("section", "tile pending");
       this._tile.setAttribute("part", "tile");
-      this._eyebrow = el("p", "eyebrow", FALLBACK.region);
+      this._texts = pageTexts(this);
+      this._eyebrow = el("p", "eyebrow", this._texts.region);
       this._eyebrow.id = this._id + "-label";
       this._eyebrow.setAttribute("part", "label");
       this._tile.setAttribute("aria-labelledby", this._eyebrow.id);
@@ -170,7 +191,7 @@
       this._live.setAttribute("aria-live", "polite");
       this._tile.append(this._eyebrow, this._body, this._live);
       this._root.appendChild(this._tile);
-      this._renderMessage(FALLBACK.loading, false);
+      this._renderMessage(this._texts.loading, false);
     }
 
     _emit(type, detail) {
@@ -186,7 +207,7 @@
       if (this._askedFor === token) return; // once per token: the page answers by setting a new one
       this._askedFor = token;
       this._emit("qbo-tile-token-expired", { connectionId: id });
-      if (!this._data) this._renderMessage(FALLBACK.unavailable, false);
+      if (!this._data) this._renderMessage(this._texts.unavailable, false);
     }
 
     _show(data) {
@@ -230,7 +251,7 @@
     _renderMessage(text, retry) {
       this._head(this._data ? this._data.design : "pending", text, 0);
       if (!retry) return;
-      var button = el("button", null, FALLBACK.retry);
+      var button = el("button", null, this._texts.retry);
       button.type = "button";
       button.addEventListener("click", this.refresh.bind(this));
       this._body.appendChild(el("div", "actions")).appendChild(button);
@@ -240,7 +261,7 @@
       var labels = data.labels || {};
       var body = this._body;
       this.setAttribute("lang", data.lang || "");
-      this._eyebrow.textContent = labels.region || FALLBACK.region;
+      this._eyebrow.textContent = labels.region || this._texts.region;
       var level = Math.min(6, Math.max(1, parseInt(this.getAttribute("heading-level"), 10) || 2));
       var titles = this._head(data.design, data.heading, level);
       if (data.company_name) {
