@@ -119,6 +119,7 @@ bench-pipeline: $(STAMP)
 
 bench-cost: $(STAMP)
 	$(PY) -m bench.cost_measure
+	$(PY) -m bench.cost_measure --evidence
 	$(PY) -m bench.cost
 
 bench-worker: $(STAMP)
