@@ -103,6 +103,7 @@ RESOURCE_TYPES: dict[str, str] = {
     "AWS::CloudWatch::Alarm": "per metric the alarm reads",
     "AWS::CloudWatch::Dashboard": "dashboard-month",
     "AWS::Logs::LogGroup": "ingest and storage (priced with the lines written to it)",
+    "AWS::Logs::MetricFilter": "its metric: a custom metric, billed for the hours it is sent",
 }
 # Events of a serverless function, each creating resources that bill as below.
 EVENT_TYPES: dict[str, str] = {
@@ -237,6 +238,15 @@ def dashboard_metrics(template: dict[str, Any]) -> set[str]:
         names.update(re.findall(rf'\["{NAMESPACE}", "(\w+)"', text))
         names.update(re.findall(r'\[\s*"\.",\s*"(\w+)"', text))
     return names
+
+
+def metric_filter_metrics(template: dict[str, Any]) -> set[str]:
+    """Custom metrics made from log lines by the template's metric filters (none in the code)."""
+    return {
+        transformation["MetricName"]
+        for metric_filter in _resources(template, "AWS::Logs::MetricFilter").values()
+        for transformation in metric_filter["Properties"]["MetricTransformations"]
+    }
 
 
 def alarm_metric_names(template: dict[str, Any]) -> set[str]:
@@ -518,12 +528,14 @@ def _fixed(est: Estimate, template: dict[str, Any], work: Workload) -> None:
         )
     )
     names = emittable_metrics()
-    hourly = names - ON_TROUBLE_ONLY
+    filtered = metric_filter_metrics(template)  # the worker sends a count every hour of the day
+    hourly = (names - ON_TROUBLE_ONLY) | filtered
     est.fixed.append(
         Line(
             "CloudWatch custom metrics",
             len(hourly) * PRICES["cloudwatch_metric_month"],
-            f"{len(names)} names the code can send, {len(hourly)} of them each run (billed by the hour sent)",
+            f"{len(names)} names the code can send, {len(filtered)} from log lines;"
+            f" {len(hourly)} sent each hour (billed by the hour sent)",
         )
     )
     est.notes["metric_names"] = sorted(names)

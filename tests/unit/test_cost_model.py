@@ -77,8 +77,8 @@ def test_intuit_latency_is_billed_as_lambda_time() -> None:
     assert lambda_usd(slow) > 3 * lambda_usd(fast)
 
 
-def test_the_dashboard_reads_only_metrics_the_code_sends() -> None:
-    assert dashboard_metrics(TEMPLATE) <= emittable_metrics()
+def test_the_dashboard_reads_only_metrics_the_code_or_a_metric_filter_sends() -> None:
+    assert dashboard_metrics(TEMPLATE) <= emittable_metrics() | cost.metric_filter_metrics(TEMPLATE)
 
 
 def test_every_log_group_expires() -> None:
@@ -120,7 +120,9 @@ def test_conditional_resources_are_priced_only_when_their_parameters_deploy_them
     default = cost.estimate(100_000, Workload(), TEMPLATE)
     dashboard = cost.estimate(100_000, Workload(), TEMPLATE, {"DeployDashboard": "true"})
     webhooks = cost.estimate(100_000, Workload(), TEMPLATE, {"WebhookUrl": "https://product.example/hooks"})
-    assert round(dashboard.fixed_usd - default.fixed_usd, 2) == cost.PRICES["cloudwatch_dashboard_month"]
+    # The dashboard, and the metric its burn graph reads (made from the worker's log lines).
+    expected = cost.PRICES["cloudwatch_dashboard_month"] + cost.PRICES["cloudwatch_metric_month"]
+    assert round(dashboard.fixed_usd - default.fixed_usd, 2) == round(expected, 2)
     # A signing secret, the dead-letter alarm and the delivery queue's idle pollers.
     assert webhooks.fixed_usd - default.fixed_usd > cost.PRICES["secret_month"]
     assert "AWS::CloudWatch::Dashboard" not in {
