@@ -379,8 +379,8 @@ class _Session:
         )
 
     def refresh_deferred(self) -> None:
-        """Refresh, keeping the new pair for the final write (``save_and_release`` stashes it if that fails).
-        A superseded token (a pair stashed by an earlier failed write) is adopted first, as in ``recover``."""
+        """Refresh, keeping the new pair for the final write (``check_connection`` stashes it for recovery if
+        that write fails). A superseded token (a pair stashed by an earlier failed write) is adopted first."""
         try:
             sealed, times, self.tokens = refresh_sealed(self.deps, self.connection, self.tokens, self.now)
         except IntuitCallFailed as error:
