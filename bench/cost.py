@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from local.template import Intrinsic, load_template, queue_event_sources
+from local.template import Intrinsic, condition_holds, load_template, queue_event_sources
 from qbo_health.config import CheckSettings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -162,13 +162,15 @@ def emittable_metrics() -> set[str]:
 
 
 def deployed(template: dict[str, Any], parameters: dict[str, str] | None = None) -> dict[str, Any]:
-    """The template as a stack with these parameter values (the defaults otherwise) creates it: resources and
-    outputs whose condition is false are left out."""
+    """The template as a stack with these parameter values (the defaults otherwise) creates it: resources
+    whose condition is false are left out."""
     values = {name: str(spec.get("Default", "")) for name, spec in template["Parameters"].items()}
     values.update(parameters or {})
-    conditions: dict[str, bool] = {}
-    for name, expression in template.get("Conditions", {}).items():
-        conditions[name] = bool(_evaluate(expression, values, conditions))
+
+    def resolve(operand: Any) -> str:
+        return values[operand.value] if isinstance(operand, Intrinsic) else str(operand)
+
+    conditions = {name: condition_holds(template, name, resolve) for name in template.get("Conditions", {})}
     kept = {
         logical_id: resource
         for logical_id, resource in template["Resources"].items()

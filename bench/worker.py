@@ -184,24 +184,14 @@ class Floor:
         nonce = os.urandom(12)
         clear = json.dumps({"v": 2, "r": tokens["refresh_token"], "ae": now + 3600, "re": now + 8_640_000})
         blob = nonce + AESGCM(plaintext).encrypt(nonce, clear.encode(), binding)
-        if not probe:  # the new pair goes with the outcome, as the worker writes it
-            self.dynamodb.update_item(
-                TableName=self.table,
-                Key=key,
-                UpdateExpression="SET tc = :blob, tk = :key, rf = :at, lc = :at REMOVE lease_owner, lease_expires_at",
-                ConditionExpression="lease_owner = :owner",
-                ExpressionAttributeValues={
-                    ":blob": {"B": blob},
-                    ":key": {"B": wrapped},
-                    ":at": {"N": str(now)},
-                    ":owner": owner,
-                },
-            )
-            return
+        # Without a probe the new pair goes with the outcome and the lease's release, as the worker writes it.
+        tokens_set = "SET tc = :blob, tk = :key, rf = :at"
         self.dynamodb.update_item(
             TableName=self.table,
             Key=key,
-            UpdateExpression="SET tc = :blob, tk = :key, rf = :at",
+            UpdateExpression=tokens_set
+            if probe
+            else f"{tokens_set}, lc = :at REMOVE lease_owner, lease_expires_at",
             ConditionExpression="lease_owner = :owner",
             ExpressionAttributeValues={
                 ":blob": {"B": blob},
@@ -210,6 +200,8 @@ class Floor:
                 ":owner": owner,
             },
         )
+        if not probe:
+            return
         info = self.session.get(
             f"{self.base}/v3/company/{realm}/companyinfo/{realm}",
             params={"minorversion": "75"},

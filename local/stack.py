@@ -28,6 +28,7 @@ from werkzeug.serving import make_server
 from local.intuit_sim import IntuitSimulator
 from local.template import (
     Intrinsic,
+    condition_holds,
     function_environment,
     load_template,
     own_environment,
@@ -241,25 +242,8 @@ class EmbeddedStack:
         return resources_of_type(self.template, resource_type, self.condition_holds)
 
     def condition_holds(self, name: str) -> bool:
-        """A named condition of the template (Fn::Equals, Fn::Not, Fn::And, Fn::Or, Condition)."""
-
-        def holds(expression: Any) -> bool:
-            if not isinstance(expression, Intrinsic):
-                raise ValueError(f"condition {name}: {expression!r} is not an intrinsic")
-            if expression.name == "Fn::Equals":
-                left, right = expression.value
-                return self._resolve(left) == self._resolve(right)
-            if expression.name == "Fn::Not":
-                return not holds(expression.value[0])
-            if expression.name == "Fn::And":
-                return all(holds(part) for part in expression.value)
-            if expression.name == "Fn::Or":
-                return any(holds(part) for part in expression.value)
-            if expression.name == "Condition":
-                return self.condition_holds(expression.value)
-            raise ValueError(f"condition {name}: the embedded stack cannot evaluate {expression.name}")
-
-        return holds(self.template["Conditions"][name])
+        """A named condition of the template, with this stack's parameters."""
+        return condition_holds(self.template, name, self._resolve)
 
     def _create_resources(self) -> None:
         self.resources = {}

@@ -45,6 +45,29 @@ def load_template(path: Path = TEMPLATE_PATH) -> dict[str, Any]:
     return document
 
 
+def condition_holds(template: dict[str, Any], name: str, resolve: Callable[[Any], str]) -> bool:
+    """A named condition of the template (Fn::Equals, Fn::Not, Fn::And, Fn::Or, Condition); ``resolve`` gives
+    the value of an operand of Fn::Equals (a parameter's ``!Ref``, say)."""
+
+    def holds(expression: Any) -> bool:
+        if not isinstance(expression, Intrinsic):
+            raise ValueError(f"condition {name}: {expression!r} is not an intrinsic")
+        if expression.name == "Fn::Equals":
+            left, right = expression.value
+            return resolve(left) == resolve(right)
+        if expression.name == "Fn::Not":
+            return not holds(expression.value[0])
+        if expression.name == "Fn::And":
+            return all(holds(part) for part in expression.value)
+        if expression.name == "Fn::Or":
+            return any(holds(part) for part in expression.value)
+        if expression.name == "Condition":
+            return condition_holds(template, expression.value, resolve)
+        raise ValueError(f"condition {name}: {expression.name} is not modelled")
+
+    return holds(template["Conditions"][name])
+
+
 def resources_of_type(
     template: dict[str, Any], resource_type: str, holds: Callable[[str], bool] | None = None
 ) -> dict[str, dict[str, Any]]:

@@ -4,24 +4,14 @@ the reason shown in the summary (never silently)."""
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 import pytest
 
 from local.seed import seed_connection
 from qbo_health import wiring
 from qbo_health.domain.model import ConnectionState
+from tests.e2e.scenarios import confirm_admin_issue
 
 pytestmark = pytest.mark.e2e
-
-
-def confirm_admin_issue(stack, api_client, seeded):
-    stack.intuit.control.remove_user(seeded.realm_id, seeded.user_id)
-    stack.clock.advance(timedelta(days=1))
-    api_client.check_now(seeded.connection_id)
-    stack.clock.advance(timedelta(minutes=15))
-    api_client.check_now(seeded.connection_id)
-    assert wiring.connection_store().get(seeded.connection_id).state is ConnectionState.NEEDS_ATTENTION
 
 
 def test_a_different_admin_reconnects_in_the_browser(stack, api_client, page):

@@ -25,6 +25,7 @@ from local.tile_demo import TileDemo
 from qbo_health import wiring
 from qbo_health.client import QboHealthClient
 from qbo_health.domain.model import ConnectionState
+from tests.e2e.scenarios import confirm_admin_issue
 
 pytestmark = pytest.mark.e2e
 
@@ -75,15 +76,6 @@ def page(browser, context_options):
     context.close()
 
 
-def break_admin(stack, api_client, seeded):
-    stack.intuit.control.remove_user(seeded.realm_id, seeded.user_id)
-    stack.clock.advance(timedelta(days=1))
-    api_client.check_now(seeded.connection_id)
-    stack.clock.advance(timedelta(minutes=15))
-    api_client.check_now(seeded.connection_id)
-    assert wiring.connection_store().get(seeded.connection_id).state is ConnectionState.NEEDS_ATTENTION
-
-
 def seed_design(stack, api_client, design, connection_id=None, company="Acme Books Ltd"):
     """A connection in the state each design shows."""
     connection_id = connection_id or f"{design}-1"
@@ -92,7 +84,7 @@ def seed_design(stack, api_client, design, connection_id=None, company="Acme Boo
         return connection_id
     seeded = seed_connection(stack, connection_id, company_name=company)
     if design == "attention":
-        break_admin(stack, api_client, seeded)
+        confirm_admin_issue(stack, api_client, seeded)
     elif design == "disconnected":
         api_client.disconnect(connection_id)
     return connection_id
@@ -138,7 +130,7 @@ def axe_violations(page):
 
 def test_the_tile_shows_the_problem_and_a_reauthorization_makes_it_healthy(stack, api_client, demo, page):
     seeded = seed_connection(stack, "conn-1", company_name="Acme Books Ltd")
-    break_admin(stack, api_client, seeded)
+    confirm_admin_issue(stack, api_client, seeded)
     other = stack.intuit.control.add_user(seeded.realm_id, email="new.admin@example.com", admin=True)
 
     tile = open_tile(page, demo, "conn-1", "attention")
@@ -266,7 +258,7 @@ def test_an_expired_token_is_replaced_by_the_products_backend(stack, api_client,
 
 def test_messages_from_another_origin_or_window_are_ignored(stack, api_client, demo, page):
     seeded = seed_connection(stack, "conn-1")
-    break_admin(stack, api_client, seeded)
+    confirm_admin_issue(stack, api_client, seeded)
     tile = open_tile(page, demo, "conn-1", "attention")
     reads = []
     page.on(

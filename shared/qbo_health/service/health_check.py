@@ -380,13 +380,11 @@ class _Session:
 
     def refresh_deferred(self) -> None:
         """Refresh, keeping the new pair for the final write (``check_connection`` stashes it for recovery if
-        that write fails). A superseded token (a pair stashed by an earlier failed write) is adopted first."""
-        try:
-            sealed, times, self.tokens = refresh_sealed(self.deps, self.connection, self.tokens, self.now)
-        except IntuitCallFailed as error:
-            if error.failure.oauth_error != "invalid_grant" or not self.recover():
-                raise
-            sealed, times, self.tokens = refresh_sealed(self.deps, self.connection, self.tokens, self.now)
+        that write fails)."""
+        self.refresh_or_recover(self.refresh_pending)
+
+    def refresh_pending(self) -> None:
+        sealed, times, self.tokens = refresh_sealed(self.deps, self.connection, self.tokens, self.now)
         self.pending = (sealed, times)
         self.connection = replace(self.connection, sealed_tokens=sealed, tokens=times)
         self.refreshed = True
@@ -403,13 +401,16 @@ class _Session:
         self.metered_calls += 1
         return self.deps.intuit.company_info(self.realm_id, self.tokens.access_token)
 
-    def refresh_or_recover(self) -> None:
+    def refresh_or_recover(self, refresh: Callable[[], None] | None = None) -> None:
+        """``refresh`` (the persisting one by default); a superseded token (a pair stashed by an earlier failed
+        write) is adopted first and the refresh tried again."""
+        refresh = refresh or self.refresh
         try:
-            self.refresh()
+            refresh()
         except IntuitCallFailed as error:
             if error.failure.oauth_error != "invalid_grant" or not self.recover():
                 raise
-            self.refresh()
+            refresh()
 
     def recover(self) -> bool:
         """Adopt a pair stashed by a refresh whose write failed (the stored token is then superseded)."""
