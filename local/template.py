@@ -61,7 +61,7 @@ def condition_holds(template: dict[str, Any], name: str, resolve: Callable[[Any]
             return all(holds(part) for part in expression.value)
         if expression.name == "Fn::Or":
             return any(holds(part) for part in expression.value)
-        if expression.name == "Condition":
+        if expression.name in ("Condition", "Fn::Condition"):
             return condition_holds(template, expression.value, resolve)
         raise ValueError(f"condition {name}: {expression.name} is not modelled")
 

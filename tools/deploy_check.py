@@ -45,6 +45,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "shared")]
 
 from local.template import Intrinsic, load_template  # noqa: E402 - after the path set-up
+from local.template import condition_holds as template_condition_holds  # noqa: E402
 
 TEMPLATE = ROOT / "template.yaml"
 SAMCONFIG = ROOT / "samconfig.toml"
@@ -258,25 +259,13 @@ def resolve(value: Any, template: dict[str, Any], parameters: dict[str, str]) ->
 
 
 def condition_holds(name: str, template: dict[str, Any], parameters: dict[str, str]) -> bool:
-    """A named condition of the template (Fn::Equals, Fn::Not, Fn::And, Fn::Or, Condition)."""
-
-    def holds(expression: Any) -> bool:
-        if not isinstance(expression, Intrinsic):
-            raise CheckError(f"condition {name}: {expression!r} is not an intrinsic")
-        if expression.name == "Fn::Equals":
-            left, right = expression.value
-            return resolve(left, template, parameters) == resolve(right, template, parameters)
-        if expression.name == "Fn::Not":
-            return not holds(expression.value[0])
-        if expression.name == "Fn::And":
-            return all(holds(part) for part in expression.value)
-        if expression.name == "Fn::Or":
-            return any(holds(part) for part in expression.value)
-        if expression.name in ("Condition", "Fn::Condition"):
-            return condition_holds(expression.value, template, parameters)
-        raise CheckError(f"condition {name}: cannot evaluate {expression.name}")
-
-    return holds(template["Conditions"][name])
+    """A named condition of the template, with these parameters (local.template evaluates it)."""
+    try:
+        return template_condition_holds(
+            template, name, lambda operand: resolve(operand, template, parameters)
+        )
+    except ValueError as error:
+        raise CheckError(str(error)) from None
 
 
 def function_environment(
